@@ -1,0 +1,3 @@
+from modsab.cli import main
+
+main()
