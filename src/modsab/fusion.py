@@ -1,0 +1,106 @@
+"""Late fusion of agent answers: ``s(y) = sum_m w_m * c_m(y)``.
+
+A fusion rule is a small object with one method, :meth:`FusionRule.weights`, that
+says how much each (instance, agent) answer counts; :func:`fuse` does the weighted
+sum over the agent axis for every rule alike. Rules that change the answers
+themselves (recalibration, caps) override :meth:`FusionRule.scores` too.
+
+Fused scores are rounded to :data:`TIE_DECIMALS` decimals so that ties are ties
+whatever order the agents are summed in (0.1 + 0.2 + 0.3 != 0.3 + 0.2 + 0.1 in
+floating point), and ties always go to the label earlier in the label set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from modsab.errors import InputError
+from modsab.predictions import PredictionSet
+
+TIE_DECIMALS = 9
+
+
+class FusionRule:
+    """Uniform weights (the paper's default rule). Subclasses change the weights."""
+
+    name = "uniform"
+
+    def weights(self, pset: PredictionSet, agents: Sequence[int]) -> np.ndarray:
+        """``[n, len(agents)]`` weight of each fused agent's answer per instance."""
+        return np.ones((pset.n_instances, len(agents)))
+
+    def scores(self, pset: PredictionSet, agents: Sequence[int]) -> np.ndarray:
+        """``[n, len(agents), k]`` the answers to fuse (confidence in [0, 1])."""
+        return pset.scores[:, list(agents), :]
+
+    def fuse(self, pset: PredictionSet, agents: Sequence[int]) -> np.ndarray:
+        return fuse(self.scores(pset, agents), self.weights(pset, agents))
+
+
+class QualityWeighted(FusionRule):
+    """``w_m = q_m / 100``: each answer counts as much as the agent trusts its input."""
+
+    name = "quality"
+
+    def weights(self, pset: PredictionSet, agents: Sequence[int]) -> np.ndarray:
+        agents = list(agents)
+        quality = pset.quality[:, agents]
+        needed = pset.answered[:, agents] & np.isnan(quality)
+        if needed.any():
+            row, col = (int(v[0]) for v in np.nonzero(needed))
+            raise InputError(
+                "quality weighting needs a quality score, and this answer has none",
+                item=pset.where(row, agents[col]),
+                hint="add 'quality' (0-100) to every record, or use --weights uniform",
+            )
+        return np.nan_to_num(quality, nan=0.0)
+
+
+RULES: dict[str, type[FusionRule]] = {"uniform": FusionRule, "quality": QualityWeighted}
+
+
+def rule(name: str | FusionRule) -> FusionRule:
+    """A fusion rule by name (``uniform``, ``quality``) or the rule itself."""
+    if isinstance(name, FusionRule):
+        return name
+    try:
+        return RULES[name]()
+    except KeyError:
+        raise InputError(f"unknown weights '{name}'", hint=f"choose one of {', '.join(RULES)}") from None
+
+
+def fuse(scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``[n, k]`` fused score: weighted sum over the agent axis, rounded for exact ties."""
+    fused = np.einsum("nmk,nm->nk", scores, weights, optimize=False)
+    return np.round(fused, TIE_DECIMALS, out=fused)
+
+
+def top_label(fused: np.ndarray) -> np.ndarray:
+    """``[n]`` fused top-1 index, ties to the earlier label; -1 where nothing scored above 0."""
+    best = np.argmax(fused, axis=1)
+    positive = np.take_along_axis(fused, best[:, None], axis=1)[:, 0] > 0
+    return np.where(positive, best, -1)
+
+
+def gold_rank(fused: np.ndarray, gold: np.ndarray) -> np.ndarray:
+    """``[n]`` 0-based position of the gold label in the fused ranking.
+
+    The ranking holds labels with ``s(y) > 0`` by score, ties to the earlier label;
+    a gold label outside the ranking gets rank ``n_labels`` (never a hit).
+    """
+    n, k = fused.shape
+    gold_score = fused[np.arange(n), gold]
+    ahead = (fused > gold_score[:, None]) | (
+        (fused == gold_score[:, None]) & (np.arange(k)[None, :] < gold[:, None])
+    )
+    rank = ahead.sum(axis=1)
+    return np.where(gold_score > 0, rank, k)
+
+
+def ranking(fused: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(order[n, k], length[n])``: labels by fused score (ties to the earlier label) and
+    how many of them scored above 0."""
+    order = np.argsort(-fused, axis=1, kind="stable")
+    return order, (fused > 0).sum(axis=1)

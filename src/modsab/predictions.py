@@ -1,0 +1,730 @@
+"""Load the predictions contract into dense arrays.
+
+Files (JSON Lines, CSV, Parquet, or a run directory holding ``predictions.*``) are
+read at the edge and validated once; everything downstream works on
+:class:`PredictionSet`, whose arrays follow STYLE.md::
+
+    scores[n_instances, n_agents, n_labels]   confidence in [0, 1], 0 where absent
+    candidate[n, m, k]                        the agent named that label (valid)
+    quality[n, m]                             self-reported quality in [0, 1], NaN if absent
+    gold[n]                                   label index
+    present[n, m]                             a record exists for (instance, agent)
+
+Two readers produce the same flat columns. The fast one hands the whole file to
+pyarrow and checks it with vectorised operations; it gives up on the first thing it
+cannot vouch for. The exact one then reads record by record with pydantic, so every
+error names its file, line and field (and ``skip_invalid`` can skip just that record).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from modsab.errors import InputError
+from modsab.labels import LabelSet, clean
+from modsab.schema import REQUIRED_FIELDS, SCALE_MAX, PredictionRecord, Scale
+
+#: File names looked for when a run directory is given instead of a file.
+RUN_DIR_FILES = ("predictions.jsonl", "predictions.parquet", "predictions.csv")
+
+_CANDIDATES_TYPE = pa.list_(pa.struct([("label", pa.string()), ("confidence", pa.float64())]))
+_SCHEMA = pa.schema(
+    [
+        ("instance_id", pa.string()),
+        ("agent", pa.string()),
+        ("gold", pa.string()),
+        ("dataset", pa.string()),
+        ("quality", pa.float64()),
+        ("candidates", _CANDIDATES_TYPE),
+    ]
+)
+_MAX_EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class SkippedRecord:
+    """A record left out under ``skip_invalid``, with where and why."""
+
+    where: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"where": self.where, "reason": self.reason}
+
+
+@dataclass
+class PredictionSet:
+    """Validated predictions as dense arrays (see module docstring)."""
+
+    instance_ids: np.ndarray
+    agents: tuple[str, ...]
+    labels: LabelSet
+    scores: np.ndarray
+    candidate: np.ndarray
+    quality: np.ndarray
+    gold: np.ndarray
+    present: np.ndarray
+    dataset: np.ndarray | None = None
+    line: np.ndarray | None = None
+    invalid_labels: dict[str, int] = field(default_factory=dict)
+    invalid_examples: dict[str, list[str]] = field(default_factory=dict)
+    skipped: list[SkippedRecord] = field(default_factory=list)
+    n_without_gold: int = 0
+    source: str = "<memory>"
+    scale: Scale = "percent"
+
+    @property
+    def n_instances(self) -> int:
+        return int(self.gold.shape[0])
+
+    @property
+    def answered(self) -> np.ndarray:
+        """``[n, m]``: the agent gave at least one valid candidate."""
+        return self.candidate.any(axis=2)
+
+    def agent_index(self, name: str) -> int:
+        try:
+            return self.agents.index(name)
+        except ValueError:
+            raise InputError(
+                f"unknown agent '{name}'", hint=f"agents in {self.source}: {', '.join(self.agents)}"
+            ) from None
+
+    def where(self, instance: int, agent: int | None = None) -> str:
+        """Human location of an (instance, agent) pair, for error messages."""
+        text = f"instance '{self.instance_ids[instance]}'"
+        if agent is not None:
+            text += f", agent '{self.agents[agent]}'"
+            if self.line is not None and self.line[instance, agent] > 0:
+                text = f"{self.source}:{self.line[instance, agent]} " + text
+        return text
+
+    def subset(self, rows: np.ndarray) -> PredictionSet:
+        """The same set restricted to some instances (by index or boolean mask)."""
+        return PredictionSet(
+            instance_ids=self.instance_ids[rows],
+            agents=self.agents,
+            labels=self.labels,
+            scores=self.scores[rows],
+            candidate=self.candidate[rows],
+            quality=self.quality[rows],
+            gold=self.gold[rows],
+            present=self.present[rows],
+            dataset=None if self.dataset is None else self.dataset[rows],
+            line=None if self.line is None else self.line[rows],
+            invalid_labels=self.invalid_labels,
+            invalid_examples=self.invalid_examples,
+            skipped=self.skipped,
+            n_without_gold=self.n_without_gold,
+            source=self.source,
+            scale=self.scale,
+        )
+
+
+# -- flat columns: what both readers produce ------------------------------------------------
+
+
+@dataclass
+class _Flat:
+    """One entry per record (R) and per candidate (C)."""
+
+    instance_id: pa.Array  # string[R]
+    agent: pa.Array  # string[R]
+    gold: pa.Array  # string[R], null when absent
+    dataset: pa.Array  # string[R]
+    quality: np.ndarray  # float64[R], NaN when absent
+    line: np.ndarray  # int64[R]
+    cand_record: np.ndarray  # int64[C]
+    cand_label: pa.Array  # string[C], null when the label was not a string
+    cand_confidence: np.ndarray  # float64[C]
+    skipped: list[SkippedRecord]
+    line_kind: str = "line"
+
+
+class _GiveUp(Exception):
+    """The fast reader cannot vouch for the file; the exact reader takes over."""
+
+
+def _resolve_path(path: str | Path) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        for name in RUN_DIR_FILES:
+            if (path / name).is_file():
+                return path / name
+        raise InputError(
+            "directory has no predictions file",
+            path=path,
+            hint=f"expected one of {', '.join(RUN_DIR_FILES)}",
+        )
+    if not path.exists():
+        raise InputError("file not found", path=path, hint="check the path")
+    if path.stat().st_size == 0:
+        raise InputError("file is empty", path=path, hint="expected one prediction record per line")
+    return path
+
+
+def _format(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in (".gz", ".zst", ".bz2"):
+        suffixes = suffixes[:-1]
+    ext = suffixes[-1] if suffixes else ""
+    if ext in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    if ext in (".csv", ".tsv"):
+        return "csv"
+    if ext in (".parquet", ".pq"):
+        return "parquet"
+    raise InputError(
+        f"unknown file type '{ext or path.name}'",
+        path=path,
+        hint="use .jsonl, .csv or .parquet",
+    )
+
+
+# -- fast reader -------------------------------------------------------------------------
+
+
+def _line_count(data: bytes) -> int:
+    return data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+
+
+def _candidates_from_json_strings(column: pa.Array) -> pa.Array:
+    """Parse a column of JSON strings (CSV's candidates) with pyarrow's JSON reader."""
+    import pyarrow.json as pj
+
+    if column.null_count:
+        raise _GiveUp
+    if pc.any(pc.match_substring(column, "\n")).as_py():
+        raise _GiveUp  # a newline inside would break one-row-per-line
+    joined = pc.binary_join_element_wise('{"c":', column.cast(pa.large_string()), "}\n", "")
+    offsets = np.frombuffer(joined.buffers()[1], dtype=np.int64)[joined.offset : joined.offset + len(joined) + 1]
+    payload = joined.buffers()[2].to_pybytes()[offsets[0] : offsets[-1]]
+    schema = pa.schema([("c", _CANDIDATES_TYPE)])
+    try:
+        table = pj.read_json(io.BytesIO(payload), parse_options=pj.ParseOptions(explicit_schema=schema))
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        raise _GiveUp from error
+    if table.num_rows != len(column):
+        raise _GiveUp
+    return table.column("c").combine_chunks()
+
+
+def _read_table_fast(path: Path, fmt: str) -> tuple[pa.Table, int]:
+    """Read with pyarrow; return the table and the line number of row 0."""
+    if fmt == "jsonl":
+        import pyarrow.json as pj
+
+        data = path.read_bytes()
+        options = pj.ParseOptions(explicit_schema=_SCHEMA, unexpected_field_behavior="ignore")
+        try:
+            table = pj.read_json(io.BytesIO(data), parse_options=options)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+            raise _GiveUp from error
+        if table.num_rows != _line_count(data):
+            raise _GiveUp  # blank lines: row numbers would not be line numbers
+        return table, 1
+    if fmt == "csv":
+        import pyarrow.csv as pcsv
+
+        data = path.read_bytes()
+        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+        types = {name: _SCHEMA.field(name).type for name in ("instance_id", "agent", "gold", "dataset")}
+        types |= {"quality": pa.float64(), "candidates": pa.string()}
+        try:
+            table = pcsv.read_csv(
+                io.BytesIO(data),
+                parse_options=pcsv.ParseOptions(delimiter=delimiter),
+                convert_options=pcsv.ConvertOptions(
+                    column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False
+                ),
+            )
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+            raise _GiveUp from error
+        if table.num_rows + 1 != _line_count(data) or "candidates" not in table.column_names:
+            raise _GiveUp
+        candidates = _candidates_from_json_strings(table.column("candidates").combine_chunks())
+        table = table.set_column(table.column_names.index("candidates"), "candidates", candidates)
+        return table, 2
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as error:
+        raise InputError(f"cannot read Parquet: {error}", path=path) from error
+    if "candidates" in table.column_names and pa.types.is_string(table.schema.field("candidates").type):
+        parsed = _candidates_from_json_strings(table.column("candidates").combine_chunks())
+        table = table.set_column(table.column_names.index("candidates"), "candidates", parsed)
+    return table, 1
+
+
+def _fast(path: Path, fmt: str, scale: Scale) -> _Flat:
+    table, first_line = _read_table_fast(path, fmt)
+    if table.num_rows == 0:
+        raise _GiveUp
+    columns = {}
+    for name in _SCHEMA.names:
+        if name not in table.column_names:
+            if name in REQUIRED_FIELDS:
+                raise _GiveUp
+            columns[name] = pa.nulls(table.num_rows, _SCHEMA.field(name).type)
+            continue
+        column = table.column(name).combine_chunks()
+        try:
+            columns[name] = column.cast(_SCHEMA.field(name).type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as error:
+            raise _GiveUp from error
+    for name in ("instance_id", "agent", "candidates"):
+        if columns[name].null_count:
+            raise _GiveUp
+    ids = pc.utf8_trim_whitespace(columns["instance_id"])
+    agents = pc.utf8_trim_whitespace(columns["agent"])
+    if pc.any(pc.equal(pc.utf8_length(ids), 0)).as_py() or pc.any(
+        pc.equal(pc.utf8_length(agents), 0)
+    ).as_py():
+        raise _GiveUp
+    top = SCALE_MAX[scale]
+    quality = columns["quality"].to_numpy(zero_copy_only=False)
+    quality = np.asarray(quality, dtype=np.float64)
+    if np.any((quality < 0) | (quality > top)):
+        raise _GiveUp
+    lists = columns["candidates"]
+    values = lists.flatten()
+    confidence = values.field("confidence")
+    if confidence.null_count:
+        raise _GiveUp
+    confidence = confidence.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    if np.any(~((confidence >= 0) & (confidence <= top))):
+        raise _GiveUp
+    lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
+    cand_record = np.repeat(np.arange(len(lists), dtype=np.int64), lengths)
+    return _Flat(
+        instance_id=ids,
+        agent=agents,
+        gold=_blank_to_null(columns["gold"]),
+        dataset=_blank_to_null(columns["dataset"]),
+        quality=quality,
+        line=np.arange(first_line, first_line + table.num_rows, dtype=np.int64),
+        cand_record=cand_record,
+        cand_label=values.field("label"),
+        cand_confidence=confidence,
+        skipped=[],
+        line_kind="row" if fmt == "parquet" else "line",
+    )
+
+
+def _blank_to_null(column: pa.Array) -> pa.Array:
+    trimmed = pc.utf8_trim_whitespace(column)
+    return pc.if_else(pc.equal(pc.utf8_length(trimmed), 0), pa.scalar(None, pa.string()), trimmed)
+
+
+# -- exact reader ------------------------------------------------------------------------
+
+
+def _records(path: Path, fmt: str) -> Iterator[tuple[int, Any]]:
+    """Yield (line number, raw object) pairs; a raw object may be an exception."""
+    if fmt == "jsonl":
+        with path.open("r", encoding="utf-8", errors="strict", newline="\n") as handle:
+            for number, text in enumerate(handle, start=1):
+                if not text.strip():
+                    continue
+                try:
+                    yield number, json.loads(text)
+                except json.JSONDecodeError as error:
+                    yield number, InputError(f"invalid JSON: {error.msg} (column {error.colno})")
+                except UnicodeDecodeError as error:  # pragma: no cover - handled below
+                    yield number, InputError(f"not UTF-8: {error}")
+    elif fmt == "csv":
+        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+        with path.open("r", encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle, delimiter=delimiter)
+            missing = [name for name in REQUIRED_FIELDS if name not in (reader.fieldnames or [])]
+            if missing:
+                raise InputError(
+                    f"CSV header lacks column(s) {', '.join(missing)}",
+                    path=path,
+                    line=1,
+                    hint="columns: instance_id, agent, gold, candidates (JSON), quality, dataset",
+                )
+            for row in reader:
+                yield reader.line_num, _csv_row(row)
+    else:
+        import pyarrow.parquet as pq
+
+        for number, row in enumerate(pq.read_table(path).to_pylist(), start=1):
+            if isinstance(row.get("candidates"), str):
+                row = _csv_row(row)
+            yield number, row
+
+
+def _csv_row(row: Mapping[str, Any]) -> Any:
+    out: dict[str, Any] = {k: (None if v == "" else v) for k, v in row.items() if k is not None}
+    text = out.get("candidates")
+    if isinstance(text, str):
+        try:
+            out["candidates"] = json.loads(text)
+        except json.JSONDecodeError as error:
+            return InputError(f"candidates is not valid JSON: {error.msg} (column {error.colno})")
+    quality = out.get("quality")
+    if isinstance(quality, str):
+        try:
+            out["quality"] = float(quality)
+        except ValueError:
+            return InputError(f"quality must be a number, got {quality!r}")
+    return out
+
+
+def _describe_validation(error: Any) -> str:
+    parts = []
+    for issue in error.errors()[:3]:
+        loc = ".".join(str(p) for p in issue["loc"])
+        if issue["type"] == "missing":
+            parts.append(f"missing field '{loc}'")
+        else:
+            message = issue["msg"].removeprefix("Value error, ")
+            parts.append(f"{loc}: {message}" if loc else message)
+    return "; ".join(parts)
+
+
+def _exact(path: Path, fmt: str, scale: Scale, skip_invalid: bool) -> _Flat:
+    from pydantic import ValidationError
+
+    line_kind = "row" if fmt == "parquet" else "line"
+    ids, agents, golds, datasets, qualities, lines = [], [], [], [], [], []
+    cand_record, cand_label, cand_conf = [], [], []
+    skipped: list[SkippedRecord] = []
+    context = {"scale": scale}
+    for number, raw in _records(path, fmt):
+        if isinstance(raw, InputError):
+            reason = raw.message
+        elif not isinstance(raw, dict):
+            reason = f"expected a JSON object, got {type(raw).__name__}"
+        else:
+            try:
+                record = PredictionRecord.model_validate(raw, context=context)
+                reason = None
+            except ValidationError as error:
+                reason = _describe_validation(error)
+        if reason is not None:
+            if not skip_invalid:
+                raise InputError(
+                    reason,
+                    path=path,
+                    line=number if line_kind == "line" else None,
+                    item=None if line_kind == "line" else f"row {number}",
+                    hint="fix the record, or pass --skip-invalid to skip bad records",
+                )
+            skipped.append(SkippedRecord(f"{path}:{number}", reason))
+            continue
+        index = len(ids)
+        ids.append(record.instance_id)
+        agents.append(record.agent)
+        golds.append(record.gold)
+        datasets.append(record.dataset)
+        qualities.append(math.nan if record.quality is None else record.quality)
+        lines.append(number)
+        for candidate in record.candidates:
+            cand_record.append(index)
+            cand_label.append(candidate.label if isinstance(candidate.label, str) else None)
+            cand_conf.append(candidate.confidence)
+    if not ids:
+        raise InputError(
+            "no valid prediction record" + (f" ({len(skipped)} skipped)" if skipped else ""),
+            path=path,
+            hint="expected one JSON object per line with instance_id, agent, candidates",
+        )
+    return _Flat(
+        instance_id=pa.array(ids, pa.string()),
+        agent=pa.array(agents, pa.string()),
+        gold=pa.array(golds, pa.string()),
+        dataset=pa.array(datasets, pa.string()),
+        quality=np.asarray(qualities, dtype=np.float64),
+        line=np.asarray(lines, dtype=np.int64),
+        cand_record=np.asarray(cand_record, dtype=np.int64),
+        cand_label=pa.array(cand_label, pa.string()),
+        cand_confidence=np.asarray(cand_conf, dtype=np.float64),
+        skipped=skipped,
+        line_kind=line_kind,
+    )
+
+
+# -- assembly ----------------------------------------------------------------------------
+
+
+def _codes(column: pa.Array) -> tuple[np.ndarray, list[Any]]:
+    """Dictionary-encode: integer code per entry (-1 for null) and the unique values."""
+    encoded = column.dictionary_encode()
+    codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+    return codes.astype(np.int64, copy=False), encoded.dictionary.to_pylist()
+
+
+def _label_codes(column: pa.Array, labels: LabelSet) -> np.ndarray:
+    """Resolve labels through the label set, once per unique raw value."""
+    codes, uniques = _codes(column)
+    lookup = np.asarray(labels.codes(uniques) + [-1], dtype=np.int64)
+    return lookup[codes]  # code -1 (null) picks the trailing -1
+
+
+class _Assembler:
+    def __init__(self, flat: _Flat, path: Path, *, labels: LabelSet | None, synonyms, scale, strict,
+                 skip_invalid) -> None:
+        self.flat, self.path, self.scale = flat, path, scale
+        self.labels_given, self.synonyms = labels, synonyms or {}
+        self.strict, self.skip_invalid = strict, skip_invalid
+        self.skipped = list(flat.skipped)
+
+    def place(self, record: int) -> str:
+        number = int(self.flat.line[record])
+        return f"{self.path}:{number}" if self.flat.line_kind == "line" else f"{self.path} row {number}"
+
+    def fail(self, message: str, *, records: list[int], hint: str | None = None) -> None:
+        where = " and ".join(self.place(r) for r in records[:2])
+        raise InputError(message, item=where, hint=hint)
+
+    def drop(self, keep: np.ndarray) -> None:
+        """Remove records (and their candidates) where ``keep`` is False."""
+        f = self.flat
+        remap = np.cumsum(keep) - 1
+        cand_keep = keep[f.cand_record]
+        mask = pa.array(keep)
+        cmask = pa.array(cand_keep)
+        self.flat = _Flat(
+            instance_id=f.instance_id.filter(mask),
+            agent=f.agent.filter(mask),
+            gold=f.gold.filter(mask),
+            dataset=f.dataset.filter(mask),
+            quality=f.quality[keep],
+            line=f.line[keep],
+            cand_record=remap[f.cand_record[cand_keep]],
+            cand_label=f.cand_label.filter(cmask),
+            cand_confidence=f.cand_confidence[cand_keep],
+            skipped=f.skipped,
+            line_kind=f.line_kind,
+        )
+
+    def duplicates(self) -> None:
+        inst, _ = _codes(self.flat.instance_id)
+        agent, agent_names = _codes(self.flat.agent)
+        key = inst * len(agent_names) + agent
+        order = np.argsort(key, kind="stable")
+        repeated = np.flatnonzero(key[order][1:] == key[order][:-1])
+        if repeated.size == 0:
+            return
+        if not self.skip_invalid:
+            first, second = int(order[repeated[0]]), int(order[repeated[0] + 1])
+            self.fail(
+                f"instance '{self.flat.instance_id[first]}' has two records for agent "
+                f"'{self.flat.agent[first]}'",
+                records=[first, second],
+                hint="keep one answer per (instance, agent), or pass --skip-invalid to keep the first",
+            )
+        later = order[repeated + 1]
+        for record in later:
+            self.skipped.append(SkippedRecord(self.place(int(record)), "duplicate (instance, agent)"))
+        keep = np.ones(len(key), dtype=bool)
+        keep[later] = False
+        self.drop(keep)
+
+    def label_set(self) -> LabelSet:
+        if self.labels_given is not None:
+            return self.labels_given
+        golds = [g for g in pc.unique(self.flat.gold).to_pylist() if g is not None]
+        return LabelSet.from_gold(golds, synonyms=self.synonyms)
+
+    def gold(self, labels: LabelSet, inst: np.ndarray, n: int) -> np.ndarray:
+        """Per-instance gold code: -1 without gold; errors on unknown or conflicting gold."""
+        f = self.flat
+        record_gold = _label_codes(f.gold, labels)
+        has_gold = pc.is_valid(f.gold).to_numpy(zero_copy_only=False)
+        bad_instances: set[int] = set()
+        unknown = np.flatnonzero(has_gold & (record_gold < 0))
+        if unknown.size:
+            if not self.skip_invalid:
+                record = int(unknown[0])
+                self.fail(
+                    f"gold '{f.gold[record]}' of instance '{f.instance_id[record]}' is not in the "
+                    f"label set ({', '.join(labels)})",
+                    records=[record],
+                    hint="add it to --labels or map it with --synonyms",
+                )
+            for record in unknown:
+                self.skipped.append(SkippedRecord(self.place(int(record)), f"unknown gold '{f.gold[record]}'"))
+                bad_instances.add(int(inst[record]))
+        valid = has_gold & (record_gold >= 0)
+        high = np.full(n, -1, dtype=np.int64)
+        low = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+        np.maximum.at(high, inst[valid], record_gold[valid])
+        np.minimum.at(low, inst[valid], record_gold[valid])
+        conflict = np.flatnonzero((high >= 0) & (low != high))
+        if conflict.size:
+            if not self.skip_invalid:
+                target = int(conflict[0])
+                records = np.flatnonzero((inst == target) & valid)
+                values = sorted({str(f.gold[int(r)]) for r in records})
+                self.fail(
+                    f"records of instance '{f.instance_id[int(records[0])]}' disagree on gold "
+                    f"({' vs '.join(values)})",
+                    records=[int(r) for r in records],
+                    hint="give one gold label per instance, or pass --skip-invalid to skip it",
+                )
+            for target in conflict:
+                first = int(np.flatnonzero(inst == target)[0])
+                self.skipped.append(
+                    SkippedRecord(f"instance '{f.instance_id[first]}'", "records disagree on gold")
+                )
+            bad_instances.update(int(t) for t in conflict)
+        gold = high
+        if bad_instances:
+            gold[np.fromiter(bad_instances, dtype=np.int64)] = -2
+        return gold
+
+    def build(self) -> PredictionSet:
+        self.duplicates()
+        labels = self.label_set()
+        f = self.flat
+        inst, instance_names = _codes(f.instance_id)
+        agent, agent_names = _codes(f.agent)
+        n, m, k = len(instance_names), len(agent_names), len(labels)
+        gold = self.gold(labels, inst, n)
+
+        label = _label_codes(f.cand_label, labels)
+        invalid = label < 0
+        cand_agent = agent[f.cand_record]
+        invalid_counts = np.bincount(cand_agent[invalid], minlength=m)
+        examples: dict[str, list[str]] = {}
+        if invalid.any():
+            if self.strict:
+                record = int(f.cand_record[np.flatnonzero(invalid)[0]])
+                raw = f.cand_label[int(np.flatnonzero(invalid)[0])]
+                self.fail(
+                    f"candidate label '{raw}' of agent '{f.agent[record]}' is not in the label set "
+                    f"({', '.join(labels)})",
+                    records=[record],
+                    hint="drop --strict to count and drop such labels, or map it with --synonyms",
+                )
+            bad_labels = f.cand_label.filter(pa.array(invalid)).to_pylist()
+            for a in range(m):
+                counter = Counter(
+                    str(lbl) if lbl is not None else "<not a string>"
+                    for lbl, who in zip(bad_labels, cand_agent[invalid], strict=True)
+                    if who == a
+                )
+                if counter:
+                    examples[agent_names[a]] = [text[:80] for text, _ in counter.most_common(_MAX_EXAMPLES)]
+
+        top = SCALE_MAX[self.scale]
+        scores = np.zeros(n * m * k, dtype=np.float64)
+        candidate = np.zeros(n * m * k, dtype=bool)
+        ok = ~invalid
+        flat_index = (inst[f.cand_record[ok]] * m + cand_agent[ok]) * k + label[ok]
+        np.maximum.at(scores, flat_index, f.cand_confidence[ok] / top)
+        candidate[flat_index] = True
+
+        pair = inst * m + agent
+        present = np.zeros(n * m, dtype=bool)
+        present[pair] = True
+        quality = np.full(n * m, np.nan)
+        quality[pair] = f.quality / top
+        line = np.zeros(n * m, dtype=np.int64)
+        line[pair] = f.line if f.line_kind == "line" else 0
+
+        dataset = None
+        if f.dataset.null_count < len(f.dataset):
+            ds_codes, ds_names = _codes(f.dataset)
+            per_instance = np.full(n, -1, dtype=np.int64)
+            np.maximum.at(per_instance, inst, ds_codes)
+            names = np.asarray([*ds_names, "(none)"], dtype=object)
+            dataset = names[per_instance]
+
+        keep = gold >= 0
+        n_without_gold = int((gold == -1).sum())
+        if not keep.any():
+            raise InputError(
+                "no instance has a gold label in the label set",
+                path=self.path,
+                hint="add a 'gold' field to at least one record of each instance",
+            )
+        result = PredictionSet(
+            instance_ids=np.asarray(instance_names, dtype=object),
+            agents=tuple(agent_names),
+            labels=labels,
+            scores=scores.reshape(n, m, k),
+            candidate=candidate.reshape(n, m, k),
+            quality=quality.reshape(n, m),
+            gold=gold,
+            present=present.reshape(n, m),
+            dataset=dataset,
+            line=line.reshape(n, m),
+            invalid_labels={name: int(c) for name, c in zip(agent_names, invalid_counts, strict=True)},
+            invalid_examples=examples,
+            skipped=self.skipped,
+            n_without_gold=n_without_gold,
+            source=str(self.path),
+            scale=self.scale,
+        )
+        return result if keep.all() else result.subset(keep)
+
+
+def load_predictions(
+    path: str | Path,
+    *,
+    labels: LabelSet | str | None = None,
+    synonyms: Mapping[str, str] | str | Path | None = None,
+    scale: Scale = "percent",
+    strict: bool = False,
+    skip_invalid: bool = False,
+) -> PredictionSet:
+    """Read a predictions file (or run directory) into a :class:`PredictionSet`.
+
+    ``labels`` is a :class:`LabelSet`, a comma list or a preset name; when omitted the
+    set is the sorted set of gold values. ``synonyms`` is a mapping or a JSON file of
+    variant -> label. Invalid candidate labels are dropped and counted per agent
+    (``strict`` makes them an error). ``skip_invalid`` skips bad records instead of
+    failing and lists them in ``PredictionSet.skipped``.
+    """
+    if scale not in SCALE_MAX:
+        raise InputError(f"unknown scale '{scale}'", hint="use 'percent' (0-100) or 'unit' (0-1)")
+    synonym_map = load_synonyms(synonyms)
+    if isinstance(labels, str):
+        labels = LabelSet.parse(labels, synonyms=synonym_map)
+    elif labels is not None and synonym_map and not labels.synonyms:
+        labels = LabelSet(labels.labels, synonym_map, source=labels.source)
+    resolved = _resolve_path(path)
+    fmt = _format(resolved)
+    try:
+        flat = _fast(resolved, fmt, scale)
+    except _GiveUp:
+        flat = _exact(resolved, fmt, scale, skip_invalid)
+    options = dict(labels=labels, synonyms=synonym_map, scale=scale, strict=strict, skip_invalid=skip_invalid)
+    return _Assembler(flat, resolved, **options).build()
+
+
+def load_synonyms(synonyms: Mapping[str, str] | str | Path | None) -> dict[str, str]:
+    """A synonym map from a mapping or a JSON file ``{"variant": "label", ...}``."""
+    if synonyms is None:
+        return {}
+    if isinstance(synonyms, Mapping):
+        return {clean(str(k)): clean(str(v)) for k, v in synonyms.items()}
+    path = Path(synonyms)
+    if not path.is_file():
+        raise InputError("synonym file not found", path=path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise InputError(f"invalid JSON: {error.msg}", path=path, line=error.lineno) from error
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise InputError(
+            "expected a JSON object of variant -> label strings", path=path, hint='e.g. {"glad": "joy"}'
+        )
+    return {clean(k): clean(v) for k, v in data.items()}
