@@ -149,9 +149,7 @@ class Diagnosis:
         columns["gold"] = names[ps.gold]
         columns["fused_top1"] = names[self.fused_top]
         columns["fused_ranking"] = [list(row[:n]) for row, n in zip(ranked, length, strict=True)]
-        columns["fused_scores"] = [
-            [round(float(v), 6) for v in row[:n]] for row, n in zip(scores, length, strict=True)
-        ]
+        columns["fused_scores"] = [[round(float(v), 6) for v in row[:n]] for row, n in zip(scores, length, strict=True)]
         columns["gold_rank"] = np.where(self.rank < len(ps.labels), self.rank + 1, 0)
         for k in range(self.k):
             columns[f"hit_at_{k + 1}"] = self.rank < k + 1
@@ -223,12 +221,8 @@ def _summarise(
     point = {key: float(v) for key, v in metrics.rates(counts, layout, baseline=baseline).items()}
     ci: dict[str, list[float | None]] = {}
     if options.bootstrap:
-        draws = metrics.bootstrap_counts(
-            p_count, pattern_indicators, resamples=options.bootstrap, seed=options.seed
-        )
-        ci = metrics.percentile_intervals(
-            metrics.rates(draws, layout, baseline=baseline), level=options.level
-        )
+        draws = metrics.bootstrap_counts(p_count, pattern_indicators, resamples=options.bootstrap, seed=options.seed)
+        ci = metrics.percentile_intervals(metrics.rates(draws, layout, baseline=baseline), level=options.level)
     present = pset.present if rows is None else pset.present[rows]
     agent_counts = {}
     for m, name in enumerate(pset.agents):
@@ -267,9 +261,7 @@ def diagnose(
     :class:`~modsab.fusion.FusionRule`); ``fuse`` picks the fused agents (default:
     all but the baseline); ``baseline`` names the agent reported as Base T1.
     """
-    pset = predictions if isinstance(predictions, PredictionSet) else load_predictions(
-        predictions, **load_options
-    )
+    pset = predictions if isinstance(predictions, PredictionSet) else load_predictions(predictions, **load_options)
     rule = fusion.rule(weights)
     options = Options(
         weights=rule.name,

@@ -92,9 +92,7 @@ def gold_rank(fused: np.ndarray, gold: np.ndarray) -> np.ndarray:
     """
     n, k = fused.shape
     gold_score = fused[np.arange(n), gold]
-    ahead = (fused > gold_score[:, None]) | (
-        (fused == gold_score[:, None]) & (np.arange(k)[None, :] < gold[:, None])
-    )
+    ahead = (fused > gold_score[:, None]) | ((fused == gold_score[:, None]) & (np.arange(k)[None, :] < gold[:, None]))
     rank = ahead.sum(axis=1)
     return np.where(gold_score > 0, rank, k)
 

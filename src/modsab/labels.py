@@ -93,8 +93,7 @@ class LabelSet:
         for variant, target in user.items():
             if target not in seen:
                 raise InputError(
-                    f"synonym '{variant}' maps to '{target}', which is not in the label set "
-                    f"({', '.join(cleaned)})",
+                    f"synonym '{variant}' maps to '{target}', which is not in the label set ({', '.join(cleaned)})",
                     hint="fix the synonym map or the label set",
                 )
         object.__setattr__(self, "synonyms", user)
@@ -114,8 +113,7 @@ class LabelSet:
         """The sorted set of gold values, used when the user gives no label set."""
         values = sorted({clean(g) for g in gold if g is not None and clean(g)})
         if not values:
-            raise InputError("no gold labels found, so no label set can be inferred",
-                             hint="give --labels a,b,c")
+            raise InputError("no gold labels found, so no label set can be inferred", hint="give --labels a,b,c")
         return cls(tuple(values), synonyms or {}, source="sorted set of gold values")
 
     # -- lookup --------------------------------------------------------------
@@ -160,11 +158,34 @@ class LabelSet:
 #: Extra inflections that name an emotion in running text (adverbs, nouns).
 _LEAK_EXTRAS = frozenset(
     {
-        "angrily", "sadly", "happily", "fearfully", "joyfully", "disgustedly",
-        "frightened", "terrified", "furious", "anxious", "anxiety", "upset",
-        "cheerful", "delighted", "gloomy", "depressed", "irritated", "annoyed",
-        "amused", "ecstatic", "miserable", "scornful", "contempt", "nervous",
-        "emotion", "emotional", "emotions", "mood",
+        "angrily",
+        "sadly",
+        "happily",
+        "fearfully",
+        "joyfully",
+        "disgustedly",
+        "frightened",
+        "terrified",
+        "furious",
+        "anxious",
+        "anxiety",
+        "upset",
+        "cheerful",
+        "delighted",
+        "gloomy",
+        "depressed",
+        "irritated",
+        "annoyed",
+        "amused",
+        "ecstatic",
+        "miserable",
+        "scornful",
+        "contempt",
+        "nervous",
+        "emotion",
+        "emotional",
+        "emotions",
+        "mood",
     }
 )
 

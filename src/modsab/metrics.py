@@ -93,9 +93,7 @@ def rates(counts: np.ndarray, layout: Layout, *, baseline: int | None = None) ->
     for k in range(layout.k):
         out[f"fusion_topk.{k + 1}"] = _ratio(hits[..., k], total)
     per_agent = [layout.agent(counts, m) for m in range(len(layout.agents))]
-    fused_sum = [
-        sum(per_agent[m][i] for m in range(len(layout.agents)) if layout.fused[m]) for i in (1, 2, 3)
-    ]
+    fused_sum = [sum(per_agent[m][i] for m in range(len(layout.agents)) if layout.fused[m]) for i in (1, 2, 3)]
     for m, name in enumerate(layout.agents):
         answered, contributor, potential, successful = per_agent[m]
         prefix = f"agents.{name}."
@@ -127,9 +125,7 @@ def bootstrap_counts(
     return draws @ pattern_indicators
 
 
-def percentile_intervals(
-    samples: dict[str, np.ndarray], *, level: float = 0.95
-) -> dict[str, list[float | None]]:
+def percentile_intervals(samples: dict[str, np.ndarray], *, level: float = 0.95) -> dict[str, list[float | None]]:
     """Percentile interval of each bootstrap distribution (NaN resamples ignored)."""
     tail = (1 - level) / 2 * 100
     out: dict[str, list[float | None]] = {}
@@ -157,8 +153,6 @@ def label_breakdown(
         out[name] = {
             "successful_by_gold": dict(zip(labels, by_gold.tolist(), strict=True)),
             "successful_by_pushed_label": dict(zip(labels, pushed.tolist(), strict=True)),
-            "potential_by_gold": dict(
-                zip(labels, np.bincount(gold[potential], minlength=k).tolist(), strict=True)
-            ),
+            "potential_by_gold": dict(zip(labels, np.bincount(gold[potential], minlength=k).tolist(), strict=True)),
         }
     return out

@@ -290,9 +290,7 @@ def _fast(path: Path, fmt: str, scale: Scale) -> _Flat:
             raise _GiveUp
     ids = pc.utf8_trim_whitespace(columns["instance_id"])
     agents = pc.utf8_trim_whitespace(columns["agent"])
-    if pc.any(pc.equal(pc.utf8_length(ids), 0)).as_py() or pc.any(
-        pc.equal(pc.utf8_length(agents), 0)
-    ).as_py():
+    if pc.any(pc.equal(pc.utf8_length(ids), 0)).as_py() or pc.any(pc.equal(pc.utf8_length(agents), 0)).as_py():
         raise _GiveUp
     top = SCALE_MAX[scale]
     quality = columns["quality"].to_numpy(zero_copy_only=False)
@@ -477,8 +475,9 @@ def _label_codes(column: pa.Array, labels: LabelSet) -> np.ndarray:
 
 
 class _Assembler:
-    def __init__(self, flat: _Flat, path: Path, *, labels: LabelSet | None, synonyms, scale, strict,
-                 skip_invalid) -> None:
+    def __init__(
+        self, flat: _Flat, path: Path, *, labels: LabelSet | None, synonyms, scale, strict, skip_invalid
+    ) -> None:
         self.flat, self.path, self.scale = flat, path, scale
         self.labels_given, self.synonyms = labels, synonyms or {}
         self.strict, self.skip_invalid = strict, skip_invalid
@@ -524,8 +523,7 @@ class _Assembler:
         if not self.skip_invalid:
             first, second = int(order[repeated[0]]), int(order[repeated[0] + 1])
             self.fail(
-                f"instance '{self.flat.instance_id[first]}' has two records for agent "
-                f"'{self.flat.agent[first]}'",
+                f"instance '{self.flat.instance_id[first]}' has two records for agent '{self.flat.agent[first]}'",
                 records=[first, second],
                 hint="keep one answer per (instance, agent), or pass --skip-invalid to keep the first",
             )
@@ -573,16 +571,13 @@ class _Assembler:
                 records = np.flatnonzero((inst == target) & valid)
                 values = sorted({str(f.gold[int(r)]) for r in records})
                 self.fail(
-                    f"records of instance '{f.instance_id[int(records[0])]}' disagree on gold "
-                    f"({' vs '.join(values)})",
+                    f"records of instance '{f.instance_id[int(records[0])]}' disagree on gold ({' vs '.join(values)})",
                     records=[int(r) for r in records],
                     hint="give one gold label per instance, or pass --skip-invalid to skip it",
                 )
             for target in conflict:
                 first = int(np.flatnonzero(inst == target)[0])
-                self.skipped.append(
-                    SkippedRecord(f"instance '{f.instance_id[first]}'", "records disagree on gold")
-                )
+                self.skipped.append(SkippedRecord(f"instance '{f.instance_id[first]}'", "records disagree on gold"))
             bad_instances.update(int(t) for t in conflict)
         gold = high
         if bad_instances:
@@ -724,7 +719,5 @@ def load_synonyms(synonyms: Mapping[str, str] | str | Path | None) -> dict[str, 
     except json.JSONDecodeError as error:
         raise InputError(f"invalid JSON: {error.msg}", path=path, line=error.lineno) from error
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-        raise InputError(
-            "expected a JSON object of variant -> label strings", path=path, hint='e.g. {"glad": "joy"}'
-        )
+        raise InputError("expected a JSON object of variant -> label strings", path=path, hint='e.g. {"glad": "joy"}')
     return {clean(k): clean(v) for k, v in data.items()}

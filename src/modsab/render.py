@@ -85,8 +85,7 @@ def summary_renderable(result: dict[str, Any]) -> Group:
     head.append(f" from {result['source']}\n")
     head.append(f"labels ({result['label_source']}): {', '.join(result['labels'])}\n")
     head.append(
-        f"fusion: {result['weights']} weights over {', '.join(result['fused_agents'])}; "
-        f"tau = {result['tau']:.2f}"
+        f"fusion: {result['weights']} weights over {', '.join(result['fused_agents'])}; tau = {result['tau']:.2f}"
     )
     if result["bootstrap"]["resamples"]:
         head.append(f"; [{level}% bootstrap interval, {result['bootstrap']['resamples']} resamples]")

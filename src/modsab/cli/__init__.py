@@ -17,9 +17,7 @@ from rich.markup import escape
 from modsab.errors import InputError
 
 #: Modules under ``modsab.cli`` that add commands. Add one line per command module.
-COMMAND_MODULES: tuple[str, ...] = (
-    "diagnose",
-)
+COMMAND_MODULES: tuple[str, ...] = ("diagnose",)
 
 app = typer.Typer(
     name="modsab",
@@ -28,7 +26,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
 
 
 def _show_version(value: bool) -> None:

@@ -32,9 +32,7 @@ def diagnose_command(
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples (0: no intervals)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout instead of tables."),
-    instances: Path = typer.Option(
-        None, "--instances", help="Write one row per instance to .parquet, .csv or .jsonl."
-    ),
+    instances: Path = typer.Option(None, "--instances", help="Write one row per instance to .parquet, .csv or .jsonl."),
 ) -> None:
     """Fuse per-modality answers, audit every instance, print the paper's tables."""
     from rich.console import Console
