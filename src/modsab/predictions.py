@@ -23,7 +23,7 @@ import io
 import json
 import math
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,43 @@ class PredictionSet:
     n_without_gold: int = 0
     source: str = "<memory>"
     scale: Scale = "percent"
+
+    @classmethod
+    def from_arrays(
+        cls,
+        scores: np.ndarray,
+        gold: np.ndarray,
+        *,
+        labels: LabelSet | Sequence[str],
+        agents: Sequence[str],
+        candidate: np.ndarray | None = None,
+        quality: np.ndarray | None = None,
+        instance_ids: Sequence[str] | None = None,
+        dataset: Sequence[str] | None = None,
+    ) -> PredictionSet:
+        """Build a set from arrays already in memory (confidences and quality in [0, 1]).
+
+        ``candidate`` defaults to ``scores > 0`` (an agent named every label it scored).
+        """
+        scores = np.asarray(scores, dtype=np.float64)
+        n, m, k = scores.shape
+        labels = labels if isinstance(labels, LabelSet) else LabelSet(tuple(labels))
+        if len(labels) != k or len(agents) != m:
+            raise InputError(f"scores has shape {scores.shape}, but {len(agents)} agents and {len(labels)} labels")
+        if np.any((scores < 0) | (scores > 1)):
+            raise InputError("scores must be in [0, 1]")
+        return cls(
+            instance_ids=np.asarray(instance_ids if instance_ids is not None else [str(i) for i in range(n)], object),
+            agents=tuple(agents),
+            labels=labels,
+            scores=scores,
+            candidate=scores > 0 if candidate is None else np.asarray(candidate, dtype=bool),
+            quality=np.full((n, m), np.nan) if quality is None else np.asarray(quality, dtype=np.float64),
+            gold=np.asarray(gold, dtype=np.int64),
+            present=np.ones((n, m), dtype=bool),
+            dataset=None if dataset is None else np.asarray(dataset, dtype=object),
+            invalid_labels=dict.fromkeys(agents, 0),
+        )
 
     @property
     def n_instances(self) -> int:
@@ -208,7 +245,10 @@ def _candidates_from_json_strings(column: pa.Array) -> pa.Array:
         raise _GiveUp
     if pc.any(pc.match_substring(column, "\n")).as_py():
         raise _GiveUp  # a newline inside would break one-row-per-line
-    joined = pc.binary_join_element_wise('{"c":', column.cast(pa.large_string()), "}\n", "")
+    large = pa.large_string()
+    joined = pc.binary_join_element_wise(
+        pa.scalar('{"c":', large), column.cast(large), pa.scalar("}\n", large), pa.scalar("", large)
+    )
     offsets = np.frombuffer(joined.buffers()[1], dtype=np.int64)[joined.offset : joined.offset + len(joined) + 1]
     payload = joined.buffers()[2].to_pybytes()[offsets[0] : offsets[-1]]
     schema = pa.schema([("c", _CANDIDATES_TYPE)])
