@@ -22,7 +22,6 @@ import csv
 import io
 import json
 import math
-from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -500,11 +499,13 @@ def _exact(path: Path, fmt: str, scale: Scale, skip_invalid: bool) -> _Flat:
 # -- assembly ----------------------------------------------------------------------------
 
 
-def _codes(column: pa.Array) -> tuple[np.ndarray, list[Any]]:
-    """Dictionary-encode: integer code per entry (-1 for null) and the unique values."""
+def _codes(column: pa.Array, *, as_numpy: bool = False) -> tuple[np.ndarray, Any]:
+    """Dictionary-encode: integer code per entry (-1 for null) and the unique values
+    (a list, or an object array with ``as_numpy``, which is faster for many values)."""
     encoded = column.dictionary_encode()
     codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
-    return codes.astype(np.int64, copy=False), encoded.dictionary.to_pylist()
+    uniques = encoded.dictionary.to_numpy(zero_copy_only=False) if as_numpy else encoded.dictionary.to_pylist()
+    return codes.astype(np.int64, copy=False), uniques
 
 
 def _label_codes(column: pa.Array, labels: LabelSet) -> np.ndarray:
@@ -553,8 +554,8 @@ class _Assembler:
         )
 
     def duplicates(self) -> None:
-        inst, _ = _codes(self.flat.instance_id)
-        agent, agent_names = _codes(self.flat.agent)
+        self.encode()
+        inst, agent, agent_names = self.inst, self.agent, self.agent_names
         key = inst * len(agent_names) + agent
         order = np.argsort(key, kind="stable")
         repeated = np.flatnonzero(key[order][1:] == key[order][:-1])
@@ -573,6 +574,12 @@ class _Assembler:
         keep = np.ones(len(key), dtype=bool)
         keep[later] = False
         self.drop(keep)
+        self.encode()
+
+    def encode(self) -> None:
+        """Integer codes of instances and agents (first-appearance order)."""
+        self.inst, self.instance_names = _codes(self.flat.instance_id, as_numpy=True)
+        self.agent, self.agent_names = _codes(self.flat.agent)
 
     def label_set(self) -> LabelSet:
         if self.labels_given is not None:
@@ -628,8 +635,7 @@ class _Assembler:
         self.duplicates()
         labels = self.label_set()
         f = self.flat
-        inst, instance_names = _codes(f.instance_id)
-        agent, agent_names = _codes(f.agent)
+        inst, instance_names, agent, agent_names = self.inst, self.instance_names, self.agent, self.agent_names
         n, m, k = len(instance_names), len(agent_names), len(labels)
         gold = self.gold(labels, inst, n)
 
@@ -648,15 +654,14 @@ class _Assembler:
                     records=[record],
                     hint="drop --strict to count and drop such labels, or map it with --synonyms",
                 )
-            bad_labels = f.cand_label.filter(pa.array(invalid)).to_pylist()
+            bad_codes, bad_names = _codes(f.cand_label.filter(pa.array(invalid)))
+            bad_names = [*("<not a string>" if b is None else str(b)[:80] for b in bad_names), "<not a string>"]
+            bad_agent = cand_agent[invalid]
             for a in range(m):
-                counter = Counter(
-                    str(lbl) if lbl is not None else "<not a string>"
-                    for lbl, who in zip(bad_labels, cand_agent[invalid], strict=True)
-                    if who == a
-                )
-                if counter:
-                    examples[agent_names[a]] = [text[:80] for text, _ in counter.most_common(_MAX_EXAMPLES)]
+                counts = np.bincount(bad_codes[bad_agent == a], minlength=len(bad_names))
+                if counts.any():
+                    order = np.argsort(-counts, kind="stable")[:_MAX_EXAMPLES]
+                    examples[agent_names[a]] = list(dict.fromkeys(bad_names[i] for i in order if counts[i]))
 
         top = SCALE_MAX[self.scale]
         scores = np.zeros(n * m * k, dtype=np.float64)
@@ -691,7 +696,7 @@ class _Assembler:
                 hint="add a 'gold' field to at least one record of each instance",
             )
         result = PredictionSet(
-            instance_ids=np.asarray(instance_names, dtype=object),
+            instance_ids=instance_names.astype(object, copy=False),
             agents=tuple(agent_names),
             labels=labels,
             scores=scores.reshape(n, m, k),
