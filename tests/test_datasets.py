@@ -119,8 +119,13 @@ def test_clip_descriptions_never_pass_the_label(data_dir):
 
 
 def test_clip_descriptions_parse_literal_strings_safely(tmp_path):
-    row = {"video_id": "dia1_utt1.mp4", "true_label": "joy", "visual_expression_description": "['a', 'b']",
-           "raw_AU_values_at_peak": "{'AU01': 0.5}", "transcript": "__import__('os').system('echo hi')"}
+    row = {
+        "video_id": "dia1_utt1.mp4",
+        "true_label": "joy",
+        "visual_expression_description": "['a', 'b']",
+        "raw_AU_values_at_peak": "{'AU01': 0.5}",
+        "transcript": "__import__('os').system('echo hi')",
+    }
     path = tmp_path / "d.json"
     path.write_text(json.dumps([row]))
     inst = ClipDescriptions(path).load().instances[0]

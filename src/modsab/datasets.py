@@ -31,9 +31,7 @@ from modsab.errors import InputError
 from modsab.labels import PRESETS, LabelSet
 
 #: Fields that hold or name the answer. A loader never puts them among descriptors.
-LABEL_FIELDS = frozenset(
-    {"gold", "true_label", "label", "emotion", "fine-grained_summary", "fine_grained_summary"}
-)
+LABEL_FIELDS = frozenset({"gold", "true_label", "label", "emotion", "fine-grained_summary", "fine_grained_summary"})
 
 MEDIA_SUFFIXES = (".wav", ".flac", ".mp3", ".mp4", ".mkv", ".avi", ".webm", ".m4a", ".ogg")
 
@@ -84,8 +82,14 @@ class DatasetLoader:
     name: ClassVar[str] = "dataset"
     default_labels: ClassVar[tuple[str, ...] | None] = None
 
-    def __init__(self, path: str | Path, *, labels: LabelSet | str | None = None, limit: int | None = None,
-                 split: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        labels: LabelSet | str | None = None,
+        limit: int | None = None,
+        split: str | None = None,
+    ) -> None:
         self.path = Path(path)
         if not self.path.exists():
             raise InputError(f"{self.name} data not found", path=self.path, hint="check dataset.path")
@@ -204,8 +208,11 @@ class Manifest(DatasetLoader):
                 raise InputError("row has no instance_id", path=self.path, line=number)
             instance_id = str(instance_id).strip()
             if instance_id in seen:
-                raise InputError(f"instance '{instance_id}' appears twice (first at line {seen[instance_id]})",
-                                 path=self.path, line=number)
+                raise InputError(
+                    f"instance '{instance_id}' appears twice (first at line {seen[instance_id]})",
+                    path=self.path,
+                    line=number,
+                )
             seen[instance_id] = number
             paths = {}
             for key in ("audio_path", "video_path"):
@@ -218,20 +225,23 @@ class Manifest(DatasetLoader):
                     paths[key] = media
             else:
                 descriptors = {
-                    k: descriptor_text(v) for k, v in row.items()
+                    k: descriptor_text(v)
+                    for k, v in row.items()
                     if k not in _MANIFEST_COLUMNS and k not in LABEL_FIELDS and v is not None
                 }
-                instances.append(Instance(
-                    instance_id=instance_id,
-                    gold=_text(row.get("gold")),
-                    dataset=_text(row.get("dataset")),
-                    split=_text(row.get("split")),
-                    speaker=_text(row.get("speaker")),
-                    transcript=_text(row.get("transcript")),
-                    descriptors=descriptors,
-                    meta={"line": number},
-                    **paths,
-                ))
+                instances.append(
+                    Instance(
+                        instance_id=instance_id,
+                        gold=_text(row.get("gold")),
+                        dataset=_text(row.get("dataset")),
+                        split=_text(row.get("split")),
+                        speaker=_text(row.get("speaker")),
+                        transcript=_text(row.get("transcript")),
+                        descriptors=descriptors,
+                        meta={"line": number},
+                        **paths,
+                    )
+                )
         return self._finish(instances, skipped)
 
 
@@ -244,6 +254,7 @@ def _text(value: Any) -> str | None:
 
 # -- MELD ------------------------------------------------------------------------------------
 
+
 class Meld(DatasetLoader):
     """MELD CSVs (``{train,dev,test}_sent_emo.csv``) and, optionally, MELD.Raw clips.
 
@@ -253,11 +264,15 @@ class Meld(DatasetLoader):
 
     name = "meld"
     default_labels = PRESETS["meld"]
-    FILES: ClassVar[dict[str, str]] = {"train": "train_sent_emo.csv", "dev": "dev_sent_emo.csv",
-                                       "test": "test_sent_emo.csv"}
+    FILES: ClassVar[dict[str, str]] = {
+        "train": "train_sent_emo.csv",
+        "dev": "dev_sent_emo.csv",
+        "test": "test_sent_emo.csv",
+    }
 
-    def __init__(self, path: str | Path, *, clips: str | Path | None = None, splits: Iterable[str] = ("test",),
-                 **options: Any) -> None:
+    def __init__(
+        self, path: str | Path, *, clips: str | Path | None = None, splits: Iterable[str] = ("test",), **options: Any
+    ) -> None:
         super().__init__(path, **options)
         self.clips = None if clips is None else Path(clips)
         self.splits = tuple(splits) if self.split is None else (self.split,)
@@ -283,11 +298,19 @@ class Meld(DatasetLoader):
                             video = candidate
                         else:
                             notes.append(Skip(instance_id, f"missing file: {candidate} (text only)"))
-                    instances.append(Instance(
-                        instance_id=instance_id, gold=row["Emotion"], dataset="meld", split=split,
-                        speaker=row["Speaker"], transcript=row["Utterance"], video_path=video, audio_path=video,
-                        meta={"sentiment": row["Sentiment"], "season": row["Season"], "episode": row["Episode"]},
-                    ))
+                    instances.append(
+                        Instance(
+                            instance_id=instance_id,
+                            gold=row["Emotion"],
+                            dataset="meld",
+                            split=split,
+                            speaker=row["Speaker"],
+                            transcript=row["Utterance"],
+                            video_path=video,
+                            audio_path=video,
+                            meta={"sentiment": row["Sentiment"], "season": row["Season"], "episode": row["Episode"]},
+                        )
+                    )
         return self._finish(instances, skipped, notes)
 
 
@@ -315,19 +338,35 @@ class ClipDescriptions(DatasetLoader):
                 skipped.append(Skip(f"{self.path}:{number}", "no video_id"))
                 continue
             instance_id = re.sub(r"\.(mp4|avi|mkv|wav)$", "", str(raw_id).strip())
-            descriptors = {k: descriptor_text(v) for k, v in row.items()
-                           if k not in self.DROP and k not in ("video_id", "instance_id") and v is not None}
-            instances.append(Instance(
-                instance_id=instance_id, gold=_text(row.get("true_label") or row.get("gold")), dataset=self.dataset,
-                transcript=descriptors.get("transcript"), descriptors=descriptors,
-            ))
+            descriptors = {
+                k: descriptor_text(v)
+                for k, v in row.items()
+                if k not in self.DROP and k not in ("video_id", "instance_id") and v is not None
+            }
+            instances.append(
+                Instance(
+                    instance_id=instance_id,
+                    gold=_text(row.get("true_label") or row.get("gold")),
+                    dataset=self.dataset,
+                    transcript=descriptors.get("transcript"),
+                    descriptors=descriptors,
+                )
+            )
         return self._finish(instances, skipped)
 
 
 # -- RAVDESS ------------------------------------------------------------------------------------
 
-RAVDESS_EMOTIONS = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry", "06": "fearful",
-                    "07": "disgust", "08": "surprised"}
+RAVDESS_EMOTIONS = {
+    "01": "neutral",
+    "02": "calm",
+    "03": "happy",
+    "04": "sad",
+    "05": "angry",
+    "06": "fearful",
+    "07": "disgust",
+    "08": "surprised",
+}
 RAVDESS_STATEMENTS = {"01": "Kids are talking by the door", "02": "Dogs are sitting by the door"}
 _RAVDESS_NAME = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
 
@@ -343,8 +382,9 @@ class Ravdess(DatasetLoader):
     name = "ravdess"
     default_labels = PRESETS["ravdess"]
 
-    def __init__(self, path: str | Path, *, statement_as_transcript: bool = False, include_song: bool = False,
-                 **options: Any) -> None:
+    def __init__(
+        self, path: str | Path, *, statement_as_transcript: bool = False, include_song: bool = False, **options: Any
+    ) -> None:
         super().__init__(path, **options)
         self.statement_as_transcript = statement_as_transcript
         self.include_song = include_song
@@ -369,21 +409,41 @@ class Ravdess(DatasetLoader):
                 skipped.append(Skip(path.stem, f"unknown label: emotion code {emotion}"))
                 continue
             words = RAVDESS_STATEMENTS.get(statement)
-            instances.append(Instance(
-                instance_id=path.stem, gold=RAVDESS_EMOTIONS[emotion], dataset="ravdess",
-                split=f"actor{actor}", speaker=f"actor{actor}",
-                transcript=words if self.statement_as_transcript else None,
-                audio_path=path, video_path=path if modality == "01" else None,
-                meta={"intensity": "strong" if intensity == "02" else "normal", "statement": words,
-                      "repetition": int(repetition), "actor": int(actor), "gender": "male" if int(actor) % 2 else "female"},
-            ))
+            instances.append(
+                Instance(
+                    instance_id=path.stem,
+                    gold=RAVDESS_EMOTIONS[emotion],
+                    dataset="ravdess",
+                    split=f"actor{actor}",
+                    speaker=f"actor{actor}",
+                    transcript=words if self.statement_as_transcript else None,
+                    audio_path=path,
+                    video_path=path if modality == "01" else None,
+                    meta={
+                        "intensity": "strong" if intensity == "02" else "normal",
+                        "statement": words,
+                        "repetition": int(repetition),
+                        "actor": int(actor),
+                        "gender": "male" if int(actor) % 2 else "female",
+                    },
+                )
+            )
         return self._finish(instances, skipped)
 
 
 # -- IEMOCAP ------------------------------------------------------------------------------------
 
-IEMOCAP_CODES = {"neu": "neutral", "hap": "happy", "sad": "sad", "ang": "angry", "exc": "excited",
-                 "fru": "frustrated", "sur": "surprised", "fea": "fearful", "dis": "disgust"}
+IEMOCAP_CODES = {
+    "neu": "neutral",
+    "hap": "happy",
+    "sad": "sad",
+    "ang": "angry",
+    "exc": "excited",
+    "fru": "frustrated",
+    "sur": "surprised",
+    "fea": "fearful",
+    "dis": "disgust",
+}
 _EVAL_LINE = re.compile(r"^\[\s*([\d.]+)\s*-\s*([\d.]+)\s*\]\s+(\S+)\s+(\S+)")
 _TRANSCRIPT_LINE = re.compile(r"^(\S+)\s+\[[^\]]*\]:\s*(.*)$")
 
@@ -440,12 +500,23 @@ class Iemocap(DatasetLoader):
                         skipped.append(Skip(utterance, f"missing file: {wav}"))
                         continue
                     gender = utterance.rsplit("_", 1)[1][:1]
-                    instances.append(Instance(
-                        instance_id=utterance, gold=label, dataset="iemocap", split=session.name,
-                        speaker=f"{utterance[:5]}{gender}", transcript=transcripts.get(utterance), audio_path=wav,
-                        meta={"start": float(start), "end": float(end), "code": code,
-                              "improvised": "_impro" in utterance},
-                    ))
+                    instances.append(
+                        Instance(
+                            instance_id=utterance,
+                            gold=label,
+                            dataset="iemocap",
+                            split=session.name,
+                            speaker=f"{utterance[:5]}{gender}",
+                            transcript=transcripts.get(utterance),
+                            audio_path=wav,
+                            meta={
+                                "start": float(start),
+                                "end": float(end),
+                                "code": code,
+                                "improvised": "_impro" in utterance,
+                            },
+                        )
+                    )
         return self._finish(instances, skipped)
 
 
@@ -477,4 +548,3 @@ def instances_frame(instances: Iterable[Instance]):
         row.update(instance.descriptors)
         rows.append(row)
     return pd.DataFrame(rows)
-
