@@ -57,7 +57,7 @@ def bar_chart(chart: BarChart) -> str:
     left, top, legend_w = 56, 32, 170
     group_w = n_series * bar_w + 24
     plot_w, plot_h = max(n_groups * group_w, 160), 220
-    width, height = int(left + plot_w + legend_w), int(top + plot_h + 60)
+    width, height = int(left + plot_w + legend_w), int(top + plot_h + 30)
     parts = _open(chart.key, chart.title, width, height)
     _y_axis(parts, left, top, plot_w, plot_h, chart.y_label)
     for g, group in enumerate(chart.groups):
