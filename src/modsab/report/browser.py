@@ -38,6 +38,16 @@ def _ragged(order: np.ndarray, keep: np.ndarray, values: np.ndarray) -> tuple[li
     return order[keep].tolist(), values[keep].tolist(), offsets.tolist()
 
 
+def _compact(values: np.ndarray) -> np.ndarray:
+    """Values rounded to 0.1 (integers when all of them are whole) as an object array, NaN as None."""
+    values = np.round(values, 1)
+    finite = np.isfinite(values)
+    out = np.full(values.shape, None, dtype=object)
+    whole = np.array_equal(values[finite], np.round(values[finite]))
+    out[finite] = (values[finite].astype(np.int64) if whole else values[finite]).tolist()
+    return out
+
+
 def instance_data(diagnosis: Diagnosis) -> dict[str, Any]:
     ps = diagnosis.pset
     n_labels = len(ps.labels)
@@ -45,19 +55,18 @@ def instance_data(diagnosis: Diagnosis) -> dict[str, Any]:
     key = np.where(ps.candidate, ps.scores, -1.0)
     order = np.argsort(-key, axis=2, kind="stable")
     named = np.take_along_axis(ps.candidate, order, axis=2)
-    confidence = np.round(np.take_along_axis(ps.scores, order, axis=2) * 100, 1)
+    confidence = _compact(np.take_along_axis(ps.scores, order, axis=2) * 100)
     cand_label, cand_conf, cand_offset = _ragged(order, named, confidence)
 
     fused_order, length = ranking(diagnosis.fused)
     total = diagnosis.fused.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         p = np.where(total > 0, diagnosis.fused / np.where(total > 0, total, 1), 0.0)
-    p_sorted = np.round(np.take_along_axis(p, fused_order, axis=1), 3)
+    p_sorted = np.rint(np.take_along_axis(p, fused_order, axis=1) * 1000).astype(np.int64)
     in_ranking = np.arange(n_labels)[None, :] < length[:, None]
     fused_label, fused_p, fused_offset = _ragged(fused_order, in_ranking, p_sorted)
 
-    quality = np.round(ps.quality * 100, 1).astype(object)
-    quality[np.isnan(ps.quality)] = None
+    quality = _compact(ps.quality * 100)
     ids = [str(i) for i in ps.instance_ids.tolist()]
     datasets: list[str] = []
     ds: list[int] = []
@@ -104,7 +113,9 @@ def text_data(
                 data[name] = rows
     if not data:
         return None
-    packed = gzip.compress(json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8"), mtime=0)
+    packed = gzip.compress(
+        json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8"), compresslevel=6, mtime=0
+    )
     return base64.b64encode(packed).decode("ascii")
 
 

@@ -87,7 +87,7 @@
     var tr = el("tr", "detail"), td = el("td");
     td.colSpan = 6;
     var fused = el("div"), fl = [];
-    for (var c = D.fused_offset[i]; c < D.fused_offset[i + 1]; c++) fl.push(label(D.fused_label[c]) + " " + D.fused_p[c]);
+    for (var c = D.fused_offset[i]; c < D.fused_offset[i + 1]; c++) fl.push(label(D.fused_label[c]) + " " + (D.fused_p[c] / 1000).toFixed(3));
     fused.appendChild(el("strong", null, "Fused ranking (p): "));
     fused.appendChild(document.createTextNode(fl.join(" › ") || "none"));
     td.appendChild(fused);
