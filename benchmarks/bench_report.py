@@ -64,7 +64,7 @@ def main() -> None:
     print(header + ("  open s  filter s" if args.browser else ""))
     with tempfile.TemporaryDirectory() as tmp:
         for n in (int(s) for s in args.sizes.split(",")):
-            run = synthetic.write_run(Path(tmp) / f"run{n}", n, diagnostics=True)
+            run = synthetic.write_run(Path(tmp) / f"run{n}", n, diagnostics="modsab")
             start = time.perf_counter()
             result = diagnose(run, labels="meld", baseline="base")  # 1,000 bootstrap resamples
             diagnosed = time.perf_counter() - start

@@ -73,12 +73,15 @@ def write_run(
     *,
     raw: bool = True,
     descriptors: bool = True,
-    diagnostics: bool = False,
+    diagnostics: str | None = None,
     xss: bool = False,
     **options,
 ) -> Path:
     """A run directory: predictions.jsonl, and optionally a SQLite store of raw answers,
-    descriptors.parquet, run.json and a diagnosis.json with later diagnostics."""
+    descriptors.parquet, run.json and a diagnosis.json with later diagnostics:
+    ``diagnostics="modsab"`` copies sections as ``modsab diagnose --all`` writes them
+    (tests/data/diagnostics_sections.json, from the diagnostics branch at 5fd7f0e, same
+    agents), ``"generic"`` writes other shapes the report must still read."""
     import pandas as pd
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -124,7 +127,10 @@ def write_run(
         ),
         encoding="utf-8",
     )
-    if diagnostics:
+    if diagnostics == "modsab":
+        sections = (Path(__file__).parent / "data" / "diagnostics_sections.json").read_text(encoding="utf-8")
+        (directory / "diagnosis.json").write_text(sections, encoding="utf-8")
+    elif diagnostics == "generic":
         agents = sorted({r["agent"] for r in rows})
         bins = [
             {"lo": b / 5, "hi": (b + 1) / 5, "mean_confidence": b / 5 + 0.1, "accuracy": b / 6 + 0.05, "count": 10 + b}

@@ -17,7 +17,7 @@ from modsab.report.figures import all_figures, to_json
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    return synthetic.write_run(tmp_path_factory.mktemp("run") / "x", 300, diagnostics=True, xss=True)
+    return synthetic.write_run(tmp_path_factory.mktemp("run") / "x", 300, diagnostics="modsab", xss=True)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,8 @@ def test_json_for_script_cannot_break_out():
 
 def test_sections_follow_the_diagnosis(result, run):
     with_extras = build_report(result, extras=read_extras(run))
-    for section in ("run", "headline", "profile", "calibration", "tau", "fusion_compare", "causal", "instances"):
+    sections = ("run", "headline", "profile", "calibration", "tau", "fusion_compare", "causal", "shapley", "instances")
+    for section in sections:
         assert f'<section id="{section}">' in with_extras
     plain = build_report(result)
     for section in ("calibration", "tau", "fusion_compare", "causal", "shapley"):
@@ -68,11 +69,37 @@ def test_sections_follow_the_diagnosis(result, run):
     assert '<section id="instances">' not in summary_only and 'data-figure="headline"' in summary_only
 
 
-def test_causal_rates_join_the_profile(result, run):
-    figures = {f.key: f for f in all_figures({**result.to_dict(), **read_extras(run).diagnosis})}
-    assert "causal sabotage" in figures["reliability"].series
-    assert len([k for k in figures if k.startswith("calibration_")]) == 5
-    assert "tau_sweep" in figures
+def test_diagnostics_sections_become_figures_and_tables(result, run):
+    sections = read_extras(run).diagnosis
+    figures = {f.key: f for f in all_figures({**result.to_dict(), **sections})}
+    assert {"causal sabotage", "causal contribution"} <= set(figures["reliability"].series)
+    audio = figures["reliability"].groups.index("audio")
+    causal = figures["reliability"].values[audio][figures["reliability"].series.index("causal sabotage")]
+    assert causal.value == sections["causal"]["agents"]["audio"]["causal_sabotage_rate"]
+    assert causal.low == sections["causal"]["ci"]["agents.audio.causal_sabotage_rate"][0]
+    calibration = [f for k, f in figures.items() if k.startswith("calibration_")]
+    assert len(calibration) == 5 and all(len(c.lines[0].x) >= 3 for c in calibration)
+    assert {"tau_successful_sabotage_rate", "tau_potential_sabotage_rate"} <= set(figures)
+    html = build_report(result, extras=read_extras(run))
+    for text in (
+        "phi(correct)",
+        "causal | paper",
+        "diff vs uniform",
+        "confidence auroc",
+        "audio: successful / potential",
+    ):
+        assert text in html, text
+
+
+def test_other_shapes_of_diagnostics_still_render(tmp_path):
+    run = synthetic.write_run(tmp_path / "run", 60, diagnostics="generic")
+    result = diagnose(run, bootstrap=0)
+    figures = {f.key for f in all_figures({**result.to_dict(), **read_extras(run).diagnosis})}
+    assert {"calibration_0", "tau_sweep"} <= figures
+    html = build_report(result, extras=read_extras(run))
+    for section in ("calibration", "tau", "fusion_compare", "causal"):
+        assert f'<section id="{section}">' in html
+    assert "audio_potential" in html and "uniform" in html
 
 
 def test_broken_optional_files_are_noted_not_fatal(tmp_path):
@@ -120,7 +147,7 @@ def test_cli_writes_report_and_figures(run, tmp_path):
     assert outcome.exit_code == 0, outcome.output
     html = out.read_text(encoding="utf-8")
     assert html.startswith("<!DOCTYPE html>") and "gpt-4o-mini" in html and "t-v3" in html
-    for key in ("headline", "reliability", "heatmap_successful_by_gold", "tau_sweep"):
+    for key in ("headline", "reliability", "heatmap_successful_by_gold", "tau_successful_sabotage_rate"):
         assert (figures / f"{key}.png").stat().st_size > 1000
         assert (figures / f"{key}.svg").read_text().lstrip().startswith("<?xml")
     # the static figures draw the same numbers as the page

@@ -19,12 +19,12 @@ from modsab.report import read_extras, write_report
 
 pytestmark = pytest.mark.slow
 
-N_FIGURES = 10  # headline, reliability, 2 heatmaps, 5 calibration diagrams, tau sweep
+N_FIGURES = 11  # headline, reliability, 2 heatmaps, 5 calibration diagrams, 2 tau sweeps
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    run = synthetic.write_run(tmp_path_factory.mktemp("run") / "meld-4o", 3000, diagnostics=True, xss=True)
+    run = synthetic.write_run(tmp_path_factory.mktemp("run") / "meld-4o", 3000, diagnostics="modsab", xss=True)
     result = diagnose(run, labels="meld", baseline="base", bootstrap=200)
     out = write_report(result, run.parent / "report.html", extras=read_extras(run))
     return out, result.instances(), list(result.pset.labels), list(result.pset.agents)

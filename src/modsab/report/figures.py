@@ -147,7 +147,7 @@ def _causal_rates(diagnosis: dict[str, Any]) -> dict[str, dict[str, Bar]]:
         if not isinstance(entry, dict):
             continue
         for key, value in entry.items():
-            if key.endswith("_rate") and number(value) is not None:
+            if key.endswith("_rate") and not key.startswith("paper_") and number(value) is not None:
                 low, high = _interval(ci, f"agents.{agent}.{key}")
                 if low is None and isinstance(entry.get(f"{key}_ci"), list):
                     low, high = _interval({"x": entry[f"{key}_ci"]}, "x")
@@ -217,6 +217,8 @@ def _bin_rows(bins: Any) -> list[dict[str, Any]]:
 
 def _calibration_line(agent: str, entry: Any) -> Line | None:
     bins = entry.get("bins", entry.get("reliability")) if isinstance(entry, dict) else entry
+    if isinstance(bins, dict) and isinstance(bins.get("equal_width"), dict):
+        bins = bins["equal_width"]  # modsab calibration: {"equal_width": {...}, "equal_mass": {...}}
     line = Line(agent, [], [], [], [], [])
     for row in _bin_rows(bins):
         x = number(_first(row, _CONFIDENCE_KEYS))
@@ -240,20 +242,30 @@ def _calibration_line(agent: str, entry: Any) -> Line | None:
     return line if line.x else None
 
 
+def calibration_agents(section: Any) -> dict[str, Any]:
+    """``{agent: entry}`` of a calibration section: ``groups.all`` (modsab), ``agents``, or itself."""
+    if not isinstance(section, dict):
+        return {}
+    groups = section.get("groups")
+    if isinstance(groups, dict) and groups:
+        chosen = groups.get("all", next(iter(groups.values())))
+        return chosen if isinstance(chosen, dict) else {}
+    agents = section.get("agents", section)
+    return agents if isinstance(agents, dict) else {}
+
+
 def calibration(diagnosis: dict[str, Any]) -> list[LineChart]:
     """One reliability diagram per agent, when the ``calibration`` section has bins."""
-    section = diagnosis.get("calibration")
-    if not isinstance(section, dict):
-        return []
-    agents = section.get("agents", section)
+    agents = calibration_agents(diagnosis.get("calibration"))
     charts = []
     for agent, entry in agents.items() if isinstance(agents, dict) else []:
         line = _calibration_line(str(agent), entry)
         if line is not None:
-            title = f"Calibration: {agent}"
+            title = str(agent)
             ece = number(entry.get("ece")) if isinstance(entry, dict) else None
             if ece is not None:
-                title += f" (ECE {ece:.3f})"
+                low, high = _interval(entry.get("ci") or {}, "ece")
+                title += f" · ECE {ece:.3f}" + ("" if low is None else f" [{low:.3f}, {high:.3f}]")
             charts.append(
                 LineChart(
                     f"calibration_{len(charts)}",
@@ -302,20 +314,52 @@ def table_rows(section: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def tau_sweep(diagnosis: dict[str, Any]) -> LineChart | None:
-    """Rates against tau, one line per numeric column in 0-1, when ``tau_sweep`` has rows."""
-    rows = table_rows(diagnosis.get("tau_sweep"))
+TAU_RATES = (
+    ("successful_sabotage_rate", "Successful sabotage rate by tau"),
+    ("potential_sabotage_rate", "Potential sabotage rate by tau"),
+)
+
+
+def _tau_points(section: dict[str, Any]) -> list[LineChart]:
+    """modsab's ``tau_sweep``: ``points: [{tau, agents: {name: {rate, ci: {rate: [lo, hi]}}}}]``."""
+    points = sorted((p for p in section["points"] if number(p.get("tau")) is not None), key=lambda p: p["tau"])
+    if len(points) < 2:
+        return []
+    agents = list(points[0].get("agents") or {})
+    x = [float(p["tau"]) for p in points]
+    charts = []
+    for key, title in TAU_RATES:
+        lines = []
+        for agent in agents:
+            entries = [(p.get("agents") or {}).get(agent) or {} for p in points]
+            intervals = [_interval(e.get("ci") or {}, key) for e in entries]
+            line = Line(
+                agent, x, [number(e.get(key)) for e in entries], [i[0] for i in intervals], [i[1] for i in intervals]
+            )
+            if any(v is not None for v in line.y):
+                lines.append(line)
+        if lines:
+            charts.append(LineChart(f"tau_{key}", title, lines, x_label="tau", y_label="rate", x_range=(x[0], x[-1])))
+    return charts
+
+
+def tau_sweep(diagnosis: dict[str, Any]) -> list[LineChart]:
+    """Rates against tau: per agent (modsab's ``points``), or one line per 0-1 column of rows."""
+    section = diagnosis.get("tau_sweep")
+    if isinstance(section, dict) and isinstance(section.get("points"), list):
+        return _tau_points(section)
+    rows = table_rows(section)
     rows = [r for r in rows if number(r.get("tau")) is not None]
     if len(rows) < 2:
-        return None
+        return []
     rows.sort(key=lambda r: r["tau"])
     columns = [c for c in rows[0] if c not in ("tau", "name") and all(number(r.get(c)) is not None for r in rows)]
     columns = [c for c in columns if all(0 <= r[c] <= 1 for r in rows)][:12]
     if not columns:
-        return None
+        return []
     x = [float(r["tau"]) for r in rows]
     lines = [Line(c, x, [float(r[c]) for r in rows]) for c in columns]
-    return LineChart("tau_sweep", "Rates against tau", lines, x_label="tau", y_label="rate", x_range=(min(x), max(x)))
+    return [LineChart("tau_sweep", "Rates against tau", lines, x_label="tau", y_label="rate", x_range=(x[0], x[-1]))]
 
 
 def all_figures(diagnosis: dict[str, Any]) -> list[Figure]:
@@ -326,9 +370,7 @@ def all_figures(diagnosis: dict[str, Any]) -> list[Figure]:
         if heat is not None:
             figures.append(heat)
     figures += calibration(diagnosis)
-    sweep = tau_sweep(diagnosis)
-    if sweep is not None:
-        figures.append(sweep)
+    figures += tau_sweep(diagnosis)
     return figures
 
 

@@ -16,12 +16,14 @@ from typing import Any
 
 from modsab.report import figures as fig
 from modsab.report.browser import json_for_script
+from modsab.report.markup import table
+from modsab.report.sections import section_table
 from modsab.report.svg import render
 
 #: Sections other diagnostics may add to the diagnosis JSON, with their headings.
 OPTIONAL_TABLES: tuple[tuple[str, str], ...] = (
     ("fusion_compare", "Fusion strategies"),
-    ("causal", "Causal (leave-one-out) sabotage"),
+    ("causal", "Causal (counterfactual) sabotage"),
     ("shapley", "Shapley contributions"),
 )
 
@@ -30,40 +32,9 @@ def _asset(name: str) -> str:
     return resources.files("modsab.report").joinpath("assets", name).read_text(encoding="utf-8")
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return "–" if value is None else str(value).lower()
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    if isinstance(value, list | tuple):
-        return ", ".join(_fmt(v) for v in value)
-    return str(value)
-
-
 def _ci(summary: dict[str, Any], key: str) -> str:
     low, high = fig._interval(summary.get("ci") or {}, key)
     return "" if low is None or high is None else f" [{low:.3f}, {high:.3f}]"
-
-
-def table(headers: list[str], rows: list[list[Any]], *, cls: str = "") -> str:
-    head = "".join(f"<th>{escape(str(h))}</th>" for h in headers)
-    body = []
-    for row in rows:
-        cells = []
-        for value in row:
-            numeric = isinstance(value, int | float) and not isinstance(value, bool)
-            cells.append(
-                f'<td class="num">{escape(_fmt(value))}</td>' if numeric else f"<td>{escape(_fmt(value))}</td>"
-            )
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
-
-
-def rows_table(rows: list[dict[str, Any]]) -> str:
-    columns: list[str] = []
-    for row in rows:
-        columns += [c for c in row if c not in columns]
-    return table(columns, [[row.get(c) for c in columns] for row in rows])
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> list[list[Any]]:
@@ -170,15 +141,20 @@ def _optional_sections(d: dict[str, Any], figures: list[fig.Figure]) -> list[tup
     out = []
     calibration = [f for f in figures if f.key.startswith("calibration_")]
     if d.get("calibration") is not None:
-        body = "".join(render(f) for f in calibration) or ""
-        rows = fig.table_rows(d["calibration"])
-        out.append(("calibration", "Calibration", f'<div class="figs">{body}</div>{rows_table(rows)}'))
+        body = "".join(render(f) for f in calibration)
+        out.append(
+            (
+                "calibration",
+                "Calibration",
+                f'<div class="figs">{body}</div>{section_table("calibration", d["calibration"])}',
+            )
+        )
     if d.get("tau_sweep") is not None:
-        sweep = next((render(f) for f in figures if f.key == "tau_sweep"), "")
-        out.append(("tau", "Tau sweep", f'<div class="figs">{sweep}</div>{rows_table(fig.table_rows(d["tau_sweep"]))}'))
+        sweep = "".join(render(f) for f in figures if f.key.startswith("tau_"))
+        out.append(("tau", "Tau sweep", f'<div class="figs">{sweep}</div>{section_table("tau_sweep", d["tau_sweep"])}'))
     for key, heading in OPTIONAL_TABLES:
         if d.get(key) is not None:
-            out.append((key, heading, rows_table(fig.table_rows(d[key]))))
+            out.append((key, heading, section_table(key, d[key])))
     return out
 
 
