@@ -95,7 +95,7 @@ def test_other_shapes_of_diagnostics_still_render(tmp_path):
     run = synthetic.write_run(tmp_path / "run", 60, diagnostics="generic")
     result = diagnose(run, bootstrap=0)
     figures = {f.key for f in all_figures({**result.to_dict(), **read_extras(run).diagnosis})}
-    assert {"calibration_0", "tau_sweep"} <= figures
+    assert {"calibration_audio_0", "tau_sweep"} <= figures
     html = build_report(result, extras=read_extras(run))
     for section in ("calibration", "tau", "fusion_compare", "causal"):
         assert f'<section id="{section}">' in html

@@ -10,6 +10,7 @@ gives no figure (the page still lists it as a table), never an error.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -268,7 +269,7 @@ def calibration(diagnosis: dict[str, Any]) -> list[LineChart]:
                 title += f" · ECE {ece:.3f}" + ("" if low is None else f" [{low:.3f}, {high:.3f}]")
             charts.append(
                 LineChart(
-                    f"calibration_{len(charts)}",
+                    f"calibration_{re.sub(r'[^A-Za-z0-9_.-]', '_', str(agent))}_{len(charts)}",
                     title,
                     [line],
                     x_label="confidence",
