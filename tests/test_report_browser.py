@@ -6,6 +6,7 @@ the console stays clean. Screenshots are saved under the test's tmp dir (and to
 ``$MODSAB_REPORT_SCREENSHOTS`` when set, e.g. docs/: report.png, report-instances.png).
 """
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -52,7 +53,8 @@ def set_filters(page, labels, agents, *, role="", agent=None, gold=None, pred=No
     page.select_option("#f-agent", "" if agent is None else str(agents.index(agent)))
     page.select_option("#f-gold", "" if gold is None else str(labels.index(gold)))
     page.select_option("#f-pred", "" if pred is None else str(labels.index(pred)))
-    page.select_option("#f-dataset", "" if dataset is None else str(sorted(["meld", "mer"]).index(dataset)))
+    if dataset is not None or page.locator("#f-dataset-wrap").is_visible():
+        page.select_option("#f-dataset", "" if dataset is None else str(sorted(["meld", "mer"]).index(dataset)))
     page.fill("#f-id", id_contains)
     page.wait_for_timeout(200)  # the id box is debounced
     return int(page.get_attribute("#ib-count", "data-count"))
@@ -152,3 +154,30 @@ def test_report_over_real_meld_gold_labels(open_page, tmp_path):
         page.screenshot(path=docs / "report-instances.png")
     assert page.problems == []
     shutil.rmtree(run)
+
+
+def test_payloads_in_labels_agent_names_and_invalid_labels_stay_text(open_page, tmp_path):
+    bad_label = '<img src=x onerror="window.__xss=3">'
+    bad_agent = "</script><script>window.__xss=4</script>"
+    agents = {"text": (0.6, 75), bad_agent: (0.4, 80)}
+    rows = synthetic.records(200, labels=(*synthetic.MELD, bad_label), prior=None, agents=agents, datasets=())
+    for row in rows[::7]:
+        row["candidates"].append({"label": "<svg onload=window.__xss=5>", "confidence": 30})
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    result = diagnose(run, bootstrap=50)
+    assert bad_label in result.pset.labels and bad_agent in result.pset.agents
+    assert result.to_dict()["invalid_labels"]  # the odd candidate label is counted and shown as an example
+    out = write_report(result, tmp_path / "report.html", extras=read_extras(run))
+    page = open_page(out)
+    labels, agent_names = list(result.pset.labels), list(result.pset.agents)
+    shown = set_filters(page, labels, agent_names, gold=bad_label)
+    assert shown == int((result.instances()["gold"] == bad_label).sum()) > 0
+    page.locator("#ib-body tr.inst").first.click()
+    assert bad_agent in page.locator("tr.detail").inner_text()
+    assert "<svg onload" in page.locator("#run").inner_text()
+    assert bad_label in page.locator('svg[data-figure="heatmap_successful_by_gold"]').text_content()
+    assert page.evaluate("window.__xss") is None
+    assert page.locator("img").count() == 0 and page.locator("main svg:not(.chart)").count() == 0
+    assert page.problems == []
