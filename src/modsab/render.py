@@ -126,3 +126,35 @@ def print_summary(result: dict[str, Any], console: Console | None = None) -> Non
         if not console.is_terminal:
             console = Console(width=160)
     console.print(summary_renderable(result))
+
+
+# -- diagnostics beyond the paper ------------------------------------------------------------
+
+
+def _console(console: Console | None) -> Console:
+    if console is None:
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=160)
+    return console
+
+
+def detectors_table(scores: dict[str, Any], title: str = "Sabotage detectors against planted truth") -> Table:
+    """``modsab synth``: precision and recall of each detector over (instance, agent) pairs."""
+    table = _table(title)
+    for header in ("detector", "flagged", "planted", "hits", "precision", "recall"):
+        table.add_column(header, justify="left" if header == "detector" else "right")
+    for name, entry in scores.items():
+        table.add_row(
+            name,
+            str(entry["flagged"]),
+            str(entry["planted"]),
+            str(entry["hits"]),
+            _figure(entry["precision"], entry["ci"]["precision"]),
+            _figure(entry["recall"], entry["ci"]["recall"]),
+        )
+    return table
+
+
+def print_detectors(scores: dict[str, Any], console: Console | None = None) -> None:
+    _console(console).print(detectors_table(scores))

@@ -1,0 +1,117 @@
+"""Who made the fused answer right or wrong: one interface, several methods.
+
+Following Captum's ``Attribution.attribute``, every contribution method takes the same
+input (:class:`Coalitions`: the fused agents' weighted answers) and returns the same
+shape, ``[n_instances, n_fused_agents]``: positive where the agent helped the fused
+answer, negative where it hurt. :meth:`Attribution.saboteurs` turns that into the
+boolean sabotage flags that the synthetic benchmark scores against planted truth.
+
+Because fusion is linear (``s = sum_m w_m S_m``), the fused scores of any subset of
+agents (a *coalition*) are a sum over that subset of the weighted answers, so
+counterfactuals and Shapley values need no new model calls: one ``einsum`` per batch
+of instances over a ``[subsets, agents]`` 0/1 matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from modsab import audit, fusion
+from modsab.predictions import PredictionSet
+
+#: Floats held at once by one batch of coalition fusions (about 128 MiB).
+BATCH_FLOATS = 1 << 24
+
+
+@dataclass(frozen=True)
+class Coalitions:
+    """The fused agents' weighted answers ``contrib[n, m, k] = w_m * S_m`` and what the
+    audit needs beside them. ``agents`` are the fused agents, in the order of axis 1."""
+
+    contrib: np.ndarray
+    gold: np.ndarray
+    top: np.ndarray
+    confidence: np.ndarray
+    agents: tuple[str, ...]
+    tau: float = 0.70
+
+    @classmethod
+    def from_rule(
+        cls, pset: PredictionSet, rule: fusion.FusionRule, agents: Sequence[int], *, tau: float = 0.70
+    ) -> Coalitions:
+        agents = list(agents)
+        contrib = rule.scores(pset, agents) * rule.weights(pset, agents)[:, :, None]
+        top, confidence = audit.agent_top(pset.scores[:, agents], pset.candidate[:, agents])
+        return cls(contrib, pset.gold, top, confidence, tuple(pset.agents[m] for m in agents), tau)
+
+    @property
+    def n_agents(self) -> int:
+        return self.contrib.shape[1]
+
+    def _batches(self, n_subsets: int) -> Iterator[slice]:
+        n, _, k = self.contrib.shape
+        step = max(1, BATCH_FLOATS // max(1, n_subsets * k))
+        for start in range(0, n, step):
+            yield slice(start, min(n, start + step))
+
+    def fused(self, masks: np.ndarray, rows: slice = slice(None)) -> np.ndarray:
+        """``[rows, S, k]`` fused scores of each coalition (``masks[S, m]`` 0/1)."""
+        out = np.einsum("nmk,sm->nsk", self.contrib[rows], masks.astype(np.float64), optimize=False)
+        return np.round(out, fusion.TIE_DECIMALS, out=out)
+
+    def values(self, masks: np.ndarray, value: str = "correct") -> np.ndarray:
+        """``[n, S]`` value of each coalition: ``correct`` (fused top-1 is gold, 0/1) or
+        ``gold_probability`` (``p(y*) = s(y*) / sum_y s(y)``, 0 for an empty fusion)."""
+        out = np.empty((self.contrib.shape[0], masks.shape[0]))
+        for rows in self._batches(masks.shape[0]):
+            scores = self.fused(masks, rows)
+            gold = self.gold[rows]
+            if value == "correct":
+                best = np.argmax(scores, axis=2)
+                positive = np.take_along_axis(scores, best[..., None], axis=2)[..., 0] > 0
+                out[rows] = positive & (best == gold[:, None])
+            elif value == "gold_probability":
+                total = scores.sum(axis=2)
+                gold_score = np.take_along_axis(scores, gold[:, None, None].repeat(scores.shape[1], 1), axis=2)[..., 0]
+                out[rows] = np.where(total > 0, gold_score / np.where(total > 0, total, 1.0), 0.0)
+            else:
+                raise ValueError(f"unknown coalition value '{value}': use 'correct' or 'gold_probability'")
+        return out
+
+    def full_mask(self) -> np.ndarray:
+        return np.ones((1, self.n_agents), dtype=np.int8)
+
+    def fused_top(self) -> np.ndarray:
+        """``[n]`` fused top-1 of all agents together (the paper's ``y_hat``)."""
+        out = np.empty(self.contrib.shape[0], dtype=np.int64)
+        for rows in self._batches(1):
+            out[rows] = fusion.top_label(self.fused(self.full_mask(), rows)[:, 0])
+        return out
+
+
+class Attribution:
+    """Base of the contribution methods: ``attribute`` returns ``[n, m]`` floats."""
+
+    name = "attribution"
+
+    def attribute(self, coalitions: Coalitions) -> np.ndarray:
+        raise NotImplementedError
+
+    def saboteurs(self, coalitions: Coalitions) -> np.ndarray:
+        """``[n, m]`` True where the method blames agent m for a wrong fused answer."""
+        return self.attribute(coalitions) < 0
+
+
+class PaperRule(Attribution):
+    """The paper's correlational audit (METHOD.md step 4): +1 contributor (``y_m = y*``),
+    -1 successful saboteur (``c_m >= tau``, ``y_m != y*``, ``y_hat = y_m``), else 0."""
+
+    name = "paper"
+
+    def attribute(self, coalitions: Coalitions) -> np.ndarray:
+        c = coalitions
+        role = audit.roles(c.top, c.confidence, c.gold, c.fused_top(), tau=c.tau)
+        return (role == audit.Role.CONTRIBUTOR).astype(np.float64) - (role == audit.Role.SUCCESSFUL_SABOTAGE)
