@@ -119,10 +119,13 @@ def bootstrap_counts(
     seed: int | None,
 ) -> np.ndarray:
     """``[resamples, width]`` count vectors of instance-level bootstrap resamples."""
+    return resample_counts(pattern_counts, resamples=resamples, seed=seed) @ pattern_indicators
+
+
+def resample_counts(pattern_counts: np.ndarray, *, resamples: int, seed: int | None) -> np.ndarray:
+    """``[resamples, patterns]``: how often each pattern occurs in each bootstrap resample."""
     n = int(pattern_counts.sum())
-    rng = np.random.default_rng(seed)
-    draws = rng.multinomial(n, pattern_counts / n, size=resamples)
-    return draws @ pattern_indicators
+    return np.random.default_rng(seed).multinomial(n, pattern_counts / n, size=resamples)
 
 
 def percentile_intervals(samples: dict[str, np.ndarray], *, level: float = 0.95) -> dict[str, list[float | None]]:
