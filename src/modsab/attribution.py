@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -40,12 +41,25 @@ class Coalitions:
 
     @classmethod
     def from_rule(
-        cls, pset: PredictionSet, rule: fusion.FusionRule, agents: Sequence[int], *, tau: float = 0.70
+        cls,
+        pset: PredictionSet,
+        rule: fusion.FusionRule,
+        agents: Sequence[int],
+        *,
+        tau: float = 0.70,
+        agent_top: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> Coalitions:
+        """Weighted answers of ``agents`` under ``rule``; ``agent_top`` is the
+        ``(top, confidence)`` of those agents when the caller already has it."""
         agents = list(agents)
         contrib = rule.scores(pset, agents) * rule.weights(pset, agents)[:, :, None]
-        top, confidence = audit.agent_top(pset.scores[:, agents], pset.candidate[:, agents])
+        top, confidence = agent_top or audit.agent_top(pset.scores[:, agents], pset.candidate[:, agents])
         return cls(contrib, pset.gold, top, confidence, tuple(pset.agents[m] for m in agents), tau)
+
+    @cached_property
+    def _by_agent(self) -> np.ndarray:
+        """``[m, n, k]`` copy of ``contrib``, so a batch of rows is one ``[m, rows * k]`` block."""
+        return np.ascontiguousarray(self.contrib.transpose(1, 0, 2))
 
     @property
     def n_agents(self) -> int:
@@ -58,28 +72,34 @@ class Coalitions:
             yield slice(start, min(n, start + step))
 
     def fused(self, masks: np.ndarray, rows: slice = slice(None)) -> np.ndarray:
-        """``[rows, S, k]`` fused scores of each coalition (``masks[S, m]`` 0/1)."""
-        out = np.einsum("nmk,sm->nsk", self.contrib[rows], masks.astype(np.float64), optimize=False)
+        """``[S, rows, k]`` fused scores of each coalition (``masks[S, m]`` 0/1): one BLAS
+        product ``[S, m] @ [m, rows * k]``."""
+        block = self._by_agent[:, rows]
+        m, n, k = block.shape
+        out = (masks.astype(np.float64) @ block.reshape(m, n * k)).reshape(masks.shape[0], n, k)
         return np.round(out, fusion.TIE_DECIMALS, out=out)
 
-    def values(self, masks: np.ndarray, value: str = "correct") -> np.ndarray:
-        """``[n, S]`` value of each coalition: ``correct`` (fused top-1 is gold, 0/1) or
-        ``gold_probability`` (``p(y*) = s(y*) / sum_y s(y)``, 0 for an empty fusion)."""
-        out = np.empty((self.contrib.shape[0], masks.shape[0]))
+    def value_table(self, masks: np.ndarray) -> dict[str, np.ndarray]:
+        """``{value: [n, S]}`` for both coalition values: ``correct`` (the fused top-1 is
+        gold, 0/1) and ``gold_probability`` (``p(y*) = s(y*) / sum_y s(y)``, 0 when empty)."""
+        n = self.contrib.shape[0]
+        out = {"correct": np.empty((n, masks.shape[0])), "gold_probability": np.empty((n, masks.shape[0]))}
         for rows in self._batches(masks.shape[0]):
-            scores = self.fused(masks, rows)
+            scores = self.fused(masks, rows)  # [S, r, k]
             gold = self.gold[rows]
-            if value == "correct":
-                best = np.argmax(scores, axis=2)
-                positive = np.take_along_axis(scores, best[..., None], axis=2)[..., 0] > 0
-                out[rows] = positive & (best == gold[:, None])
-            elif value == "gold_probability":
-                total = scores.sum(axis=2)
-                gold_score = np.take_along_axis(scores, gold[:, None, None].repeat(scores.shape[1], 1), axis=2)[..., 0]
-                out[rows] = np.where(total > 0, gold_score / np.where(total > 0, total, 1.0), 0.0)
-            else:
-                raise ValueError(f"unknown coalition value '{value}': use 'correct' or 'gold_probability'")
+            best = np.argmax(scores, axis=2)
+            top_score = np.take_along_axis(scores, best[..., None], axis=2)[..., 0]
+            out["correct"][rows] = ((top_score > 0) & (best == gold[None, :])).T
+            total = scores.sum(axis=2)
+            gold_score = scores[:, np.arange(gold.size), gold]
+            out["gold_probability"][rows] = np.where(total > 0, gold_score / np.where(total > 0, total, 1.0), 0.0).T
         return out
+
+    def values(self, masks: np.ndarray, value: str = "correct") -> np.ndarray:
+        """``[n, S]`` one coalition value (see :meth:`value_table`)."""
+        if value not in ("correct", "gold_probability"):
+            raise ValueError(f"unknown coalition value '{value}': use 'correct' or 'gold_probability'")
+        return self.value_table(masks)[value]
 
     def full_mask(self) -> np.ndarray:
         return np.ones((1, self.n_agents), dtype=np.int8)
@@ -88,7 +108,7 @@ class Coalitions:
         """``[n]`` fused top-1 of all agents together (the paper's ``y_hat``)."""
         out = np.empty(self.contrib.shape[0], dtype=np.int64)
         for rows in self._batches(1):
-            out[rows] = fusion.top_label(self.fused(self.full_mask(), rows)[:, 0])
+            out[rows] = fusion.top_label(self.fused(self.full_mask(), rows)[0])
         return out
 
 

@@ -24,8 +24,10 @@ each fold is recalibrated by maps fitted on the other folds; every figure "after
 held-out instances. A map fitted on top labels is applied to every candidate's confidence.
 
 Intervals resample instances: each statistic is a function of counts of distinct
-``(confidence, correct)`` cells (confidence on a 1e-3 grid for resampling only), so the
-bootstrap is a multinomial over cells, as in :mod:`modsab.metrics`.
+``(confidence, correct)`` cells, so the bootstrap is a multinomial over cells, as in
+:mod:`modsab.metrics`. Points are exact; for resampling, confidences go on a 0.01 grid
+(exact for the integer-percent answers of real agents; for recalibrated, continuous
+confidences the interval is shifted by the grid's rounding of the figure).
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ from modsab.predictions import PredictionSet
 
 CANDIDATE_EPS = 0.01
 CLIP = 1e-4
-GRID = 1e-3
+GRID = 1e-2  # resampling grid of confidences (exact for integer percent answers)
+EXACT = 1e-9
 METHODS = ("temperature", "isotonic")
 
 
@@ -59,9 +62,17 @@ def bin_index(confidence: np.ndarray, *, bins: int = 10, strategy: str = "width"
 
 def _binned(counts, confidence, correct, bin_of_cell, bins):
     """Per-bin ``(n, sum confidence, sum correct)`` from cell counts ``[..., C]``."""
-    onehot = np.zeros((bin_of_cell.size, bins))
-    onehot[np.arange(bin_of_cell.size), bin_of_cell] = 1
-    return counts @ onehot, (counts * confidence) @ onehot, (counts * correct) @ onehot
+    order = np.argsort(bin_of_cell, kind="stable")
+    starts = np.searchsorted(bin_of_cell[order], np.arange(bins))
+    nonempty = np.bincount(bin_of_cell, minlength=bins) > 0
+    out = []
+    for weights in (counts, counts * confidence, counts * correct):
+        sums = np.zeros((*counts.shape[:-1], bins))
+        if nonempty.any():
+            reduced = np.add.reduceat(weights[..., order], starts[nonempty], axis=-1)
+            sums[..., nonempty] = reduced
+        out.append(sums)
+    return tuple(out)
 
 
 def _calibration_errors(counts, confidence, correct, bin_of_cell, bins):
@@ -131,6 +142,27 @@ def candidate_nll(scores: np.ndarray, gold: np.ndarray) -> np.ndarray:
     return -np.log((gold_score + CANDIDATE_EPS / k) / (scores.sum(axis=1) + CANDIDATE_EPS))
 
 
+def _cell_bootstrap(score, correct, figures, *, resamples, seed, level):
+    """Point figures on exact ``(score, correct)`` cells; intervals from a multinomial over
+    cells on a :data:`GRID` grid, shifted by the grid's rounding of each figure."""
+    cells, counts = metrics.row_patterns(np.column_stack([np.round(score / GRID), correct]))
+    cell_score, cell_correct = cells[:, 0] * GRID, cells[:, 1].astype(float)
+    on_grid = figures(counts.astype(float), cell_score, cell_correct)
+    if np.allclose(score, np.round(score / GRID) * GRID, rtol=0, atol=EXACT):
+        point = {key: float(value) for key, value in on_grid.items()}  # integer percent: the grid is exact
+    else:
+        exact, exact_counts = metrics.row_patterns(np.column_stack([np.round(score / EXACT), correct]))
+        point = figures(exact_counts.astype(float), exact[:, 0] * EXACT, exact[:, 1].astype(float))
+        point = {key: float(value) for key, value in point.items()}
+    if not resamples:
+        return point, {key: [None, None] for key in point}
+    draws = figures(
+        metrics.resample_counts(counts, resamples=resamples, seed=seed).astype(float), cell_score, cell_correct
+    )
+    shifted = {key: draws[key] + (point[key] - float(on_grid[key])) for key in point}
+    return point, metrics.percentile_intervals(shifted, level=level)
+
+
 def agent_statistics(
     confidence: np.ndarray,
     correct: np.ndarray,
@@ -147,44 +179,34 @@ def agent_statistics(
     if confidence.size == 0:
         return out
     edges = np.quantile(confidence, np.linspace(0, 1, bins + 1))
-    grid = np.round(confidence / GRID) * GRID
-    cells, counts = metrics.row_patterns(np.column_stack([np.round(grid / GRID), correct]))
-    cell_conf, cell_correct = cells[:, 0] * GRID, cells[:, 1].astype(float)
-    draws = metrics.resample_counts(counts, resamples=resamples, seed=seed) if resamples else None
 
-    def statistic(function):
-        point = float(function(counts.astype(float)))
-        if draws is None:
-            return point, [None, None]
-        return point, metrics.percentile_intervals({"x": np.asarray(function(draws.astype(float)))}, level=level)["x"]
+    def top_label_figures(counts, cell_conf, cell_correct):
+        width_bins = bin_index(cell_conf, bins=bins, strategy="width")
+        mass_bins = bin_index(cell_conf, bins=bins, strategy="mass", edges=edges)
+        ece, mce = _calibration_errors(counts, cell_conf, cell_correct, width_bins, bins)
+        log_p = np.log(np.clip(np.where(cell_correct == 1, cell_conf, 1 - cell_conf), CLIP, 1))
+        total = counts.sum(-1)
+        return {
+            "ece": ece,
+            "mce": mce,
+            "ece_equal_mass": _calibration_errors(counts, cell_conf, cell_correct, mass_bins, bins)[0],
+            "brier": (counts @ (cell_conf - cell_correct) ** 2) / total,
+            "top_nll": -(counts @ log_p) / total,
+            "accuracy": (counts @ cell_correct) / total,
+            "mean_confidence": (counts @ cell_conf) / total,
+            "confidence_auroc": _auroc(counts, cell_conf, cell_correct),
+        }
 
-    width_bins = bin_index(cell_conf, bins=bins, strategy="width")
-    mass_bins = bin_index(cell_conf, bins=bins, strategy="mass", edges=edges)
-    log_p = np.where(cell_correct == 1, np.log(np.clip(cell_conf, CLIP, 1)), np.log(np.clip(1 - cell_conf, CLIP, 1)))
-    figures = {
-        "ece": lambda c: _calibration_errors(c, cell_conf, cell_correct, width_bins, bins)[0],
-        "mce": lambda c: _calibration_errors(c, cell_conf, cell_correct, width_bins, bins)[1],
-        "ece_equal_mass": lambda c: _calibration_errors(c, cell_conf, cell_correct, mass_bins, bins)[0],
-        "brier": lambda c: (c @ (cell_conf - cell_correct) ** 2) / c.sum(-1),
-        "top_nll": lambda c: -(c @ log_p) / c.sum(-1),
-        "accuracy": lambda c: (c @ cell_correct) / c.sum(-1),
-        "mean_confidence": lambda c: (c @ cell_conf) / c.sum(-1),
-        "confidence_auroc": lambda c: _auroc(c, cell_conf, cell_correct),
-    }
-    ci = {}
-    for key, function in figures.items():
-        out[key], ci[key] = statistic(function)
+    options = {"resamples": resamples, "seed": seed, "level": level}
+    point, ci = _cell_bootstrap(confidence, correct, top_label_figures, **options)
+    out.update(point)
     if quality is not None and np.isfinite(quality).any():
         known = np.isfinite(quality)
-        q_cells, q_counts = metrics.row_patterns(np.column_stack([np.round(quality[known] / GRID), correct[known]]))
-        q_draws = metrics.resample_counts(q_counts, resamples=resamples, seed=seed) if resamples else None
-        score, label = q_cells[:, 0].astype(float), q_cells[:, 1].astype(float)
-        out["quality_auroc"] = float(_auroc(q_counts.astype(float), score, label))
-        ci["quality_auroc"] = (
-            metrics.percentile_intervals({"x": _auroc(q_draws.astype(float), score, label)}, level=level)["x"]
-            if q_draws is not None
-            else [None, None]
+        q_point, q_ci = _cell_bootstrap(
+            quality[known], correct[known], lambda c, q, y: {"quality_auroc": _auroc(c, q, y)}, **options
         )
+        out.update(q_point)
+        ci.update(q_ci)
     if nll is not None:
         out["candidate_nll"], ci["candidate_nll"] = metrics.mean_interval(
             nll, resamples=resamples, seed=seed, level=level
@@ -212,12 +234,19 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def fit_temperature(confidence: np.ndarray, correct: np.ndarray, *, iterations: int = 50) -> float:
+def _tally(confidence: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(distinct confidences, how many, how many right)``: what both fits need."""
+    values, inverse = np.unique(confidence, return_inverse=True)
+    return values, np.bincount(inverse).astype(float), np.bincount(inverse, correct.astype(float))
+
+
+def fit_temperature(confidence: np.ndarray, correct: np.ndarray) -> float:
     """Temperature ``T`` minimising the log loss of ``sigmoid(logit(c) / T)`` (Newton's method
     on ``1/T``, over distinct confidences). ``T > 1`` means the agent was overconfident."""
-    values, inverse = np.unique(confidence, return_inverse=True)
-    weight = np.bincount(inverse).astype(float)
-    hits = np.bincount(inverse, correct.astype(float))
+    return _temperature(*_tally(confidence, correct))
+
+
+def _temperature(values: np.ndarray, weight: np.ndarray, hits: np.ndarray, iterations: int = 50) -> float:
     z = _logit(values)
     beta = 1.0
     for _ in range(iterations):
@@ -235,12 +264,15 @@ def fit_temperature(confidence: np.ndarray, correct: np.ndarray, *, iterations: 
 
 def fit_isotonic(confidence: np.ndarray, correct: np.ndarray):
     """Isotonic map from confidence to accuracy (scikit-learn, imported here)."""
+    return _isotonic(*_tally(confidence, correct))
+
+
+def _isotonic(values: np.ndarray, weight: np.ndarray, hits: np.ndarray):
     from sklearn.isotonic import IsotonicRegression
 
-    values, inverse = np.unique(confidence, return_inverse=True)
-    weight = np.bincount(inverse).astype(float)
-    rate = np.bincount(inverse, correct.astype(float)) / weight
-    return IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(values, rate, sample_weight=weight)
+    keep = weight > 0
+    model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+    return model.fit(values[keep], hits[keep] / weight[keep], sample_weight=weight[keep])
 
 
 def _apply(method: str, fitted, scores: np.ndarray) -> np.ndarray:
@@ -252,11 +284,28 @@ def _apply(method: str, fitted, scores: np.ndarray) -> np.ndarray:
     return np.where(scores > 0, np.maximum(mapped, CLIP), 0.0)
 
 
+_CROSSFIT_CACHE: dict[tuple, tuple] = {}
+
+
 def crossfit(
     pset: PredictionSet, agents: Sequence[int], method: str, *, n_folds: int = 5, seed: int | None = 0
 ) -> tuple[np.ndarray, dict[str, list[float]]]:
     """``(scores[n, len(agents), k], fitted)``: every fold's answers recalibrated by maps
-    fitted on the other folds; ``fitted`` holds each agent's temperatures (or nothing)."""
+    fitted on the other folds; ``fitted`` holds each agent's temperatures (or nothing).
+
+    The last few results are kept (the calibration report and the fusion comparison
+    ask for the same ones); the key holds the score array itself, so it cannot go stale."""
+    key = (id(pset.scores), id(pset.gold), tuple(agents), method, n_folds, seed)
+    if key in _CROSSFIT_CACHE and _CROSSFIT_CACHE[key][0] is pset.scores:
+        return _CROSSFIT_CACHE[key][1]
+    result = _crossfit(pset, agents, method, n_folds=n_folds, seed=seed)
+    if len(_CROSSFIT_CACHE) >= 4:
+        _CROSSFIT_CACHE.pop(next(iter(_CROSSFIT_CACHE)))
+    _CROSSFIT_CACHE[key] = (pset.scores, result)
+    return result
+
+
+def _crossfit(pset, agents, method, *, n_folds, seed):
     if method not in METHODS:
         raise ValueError(f"unknown recalibration '{method}': use one of {', '.join(METHODS)}")
     agents = list(agents)
@@ -265,16 +314,17 @@ def crossfit(
     fold = folds(pset.n_instances, n_folds, seed)
     out = np.array(pset.scores[:, agents], dtype=np.float64)
     fitted: dict[str, list[float]] = {}
+    fit = _temperature if method == "temperature" else _isotonic
     for j, m in enumerate(agents):
-        answered = top[:, j] >= 0
+        answered = np.flatnonzero(top[:, j] >= 0)
+        values, inverse = np.unique(confidence[answered, j], return_inverse=True)  # once per agent
         temperatures = []
         for f in range(n_folds):
-            train = answered & (fold != f)
+            train = (fold[answered] != f).astype(float)
             if not train.any():
                 continue
-            model = (fit_temperature if method == "temperature" else fit_isotonic)(
-                confidence[train, j], correct[train, j]
-            )
+            weight = np.bincount(inverse, train, values.size)
+            model = fit(values, weight, np.bincount(inverse, train * correct[answered, j], values.size))
             if method == "temperature":
                 temperatures.append(float(model))
             held_out = fold == f
@@ -306,7 +356,7 @@ def calibration_report(
     level: float = 0.95,
 ) -> dict:
     """The ``calibration`` JSON section: per group (``all`` and each dataset) and agent,
-    the raw figures and, per recalibration method, the held-out figures after it."""
+    the raw figures and, for ``all``, per recalibration method, the held-out figures after it."""
     agents = list(range(len(pset.agents)))
     top, confidence = audit.agent_top(pset.scores, pset.candidate)
     correct = top == pset.gold[:, None]
@@ -337,6 +387,9 @@ def calibration_report(
                 nll=candidate_nll(pset.scores[answered, m], pset.gold[answered]),
                 **options,
             )
+            if group != "all":
+                entry[name] = stats
+                continue
             stats["recalibrated"] = {}
             for method, conf in recalibrated.items():
                 after = agent_statistics(conf[answered, m], hit, **options)

@@ -119,7 +119,9 @@ def bootstrap_counts(
     seed: int | None,
 ) -> np.ndarray:
     """``[resamples, width]`` count vectors of instance-level bootstrap resamples."""
-    return resample_counts(pattern_counts, resamples=resamples, seed=seed) @ pattern_indicators
+    draws = resample_counts(pattern_counts, resamples=resamples, seed=seed)
+    # a float product (BLAS) is exact for counts below 2^53 and far faster than an integer one
+    return np.rint(draws.astype(np.float64) @ pattern_indicators.astype(np.float64)).astype(np.int64)
 
 
 def resample_counts(pattern_counts: np.ndarray, *, resamples: int, seed: int | None) -> np.ndarray:
@@ -218,12 +220,13 @@ def ratio_intervals(
 
 
 def mean_interval(
-    values: np.ndarray, *, resamples: int = 1000, seed: int | None = 0, level: float = 0.95, resolution: float = 1e-4
+    values: np.ndarray, *, resamples: int = 1000, seed: int | None = 0, level: float = 0.95, max_cells: int = 512
 ) -> tuple[float | None, list[float | None]]:
     """Mean of a real ``[n]`` array with a percentile bootstrap interval.
 
-    Values are put on a grid of ``resolution`` for the resampling only (the point is
-    exact), so the bootstrap is a multinomial over distinct grid values.
+    For the resampling only, values are put on a grid of at most ``max_cells`` steps
+    and the interval is shifted by the grid's rounding of the mean; the bootstrap is
+    then a multinomial over distinct grid values, whatever ``n``. The point is exact.
     """
     values = np.asarray(values, dtype=np.float64)
     values = values[np.isfinite(values)]
@@ -232,9 +235,13 @@ def mean_interval(
     point = float(values.mean())
     if not resamples:
         return point, [None, None]
-    unique, counts = row_patterns(np.round(values / resolution)[:, None])
-    draws = bootstrap_counts(counts, unique, resamples=resamples, seed=seed)[:, 0] * resolution / values.size
-    return point, percentile_intervals({"mean": draws}, level=level)["mean"]
+    low, high = float(values.min()), float(values.max())
+    step = (high - low) / (max_cells - 1) if high > low else 1.0
+    cells = np.round((values - low) / step)
+    unique, counts = row_patterns(cells[:, None])
+    draws = resample_counts(counts, resamples=resamples, seed=seed) @ (unique[:, 0] * step + low) / values.size
+    shift = point - float(counts @ (unique[:, 0] * step + low)) / values.size
+    return point, percentile_intervals({"mean": draws + shift}, level=level)["mean"]
 
 
 def _nan_to_none(value: float) -> float | None:

@@ -26,6 +26,8 @@ VALUES = ("correct", "gold_probability")
 
 def subset_masks(n_agents: int) -> np.ndarray:
     """``[2^M, M]`` 0/1 membership of every coalition; row s holds the bits of s."""
+    if n_agents > MAX_AGENTS:
+        raise ValueError(f"exact Shapley values over {n_agents} agents need 2^{n_agents} fusions; at most {MAX_AGENTS}")
     codes = np.arange(1 << n_agents)
     return ((codes[:, None] >> np.arange(n_agents)[None, :]) & 1).astype(np.int8)
 
@@ -54,11 +56,7 @@ class Shapley(Attribution):
         self.value = value
 
     def attribute(self, coalitions: Coalitions) -> np.ndarray:
-        m = coalitions.n_agents
-        if m > MAX_AGENTS:
-            raise ValueError(f"exact Shapley values over {m} agents need 2^{m} fusions; at most {MAX_AGENTS}")
-        values = coalitions.values(subset_masks(m), self.value)
-        return values @ shapley_matrix(m)
+        return coalitions.values(subset_masks(coalitions.n_agents), self.value) @ shapley_matrix(coalitions.n_agents)
 
     def saboteurs(self, coalitions: Coalitions) -> np.ndarray:
         phi = self.attribute(coalitions) if self.value == "correct" else Shapley("correct").attribute(coalitions)
@@ -76,7 +74,9 @@ def shapley_report(
 ) -> dict:
     """The ``shapley`` JSON section: mean Shapley value per agent for each value, overall
     and per group of instances (datasets), each with a bootstrap interval."""
-    phis = {value: Shapley(value).attribute(coalitions) for value in VALUES}
+    table = coalitions.value_table(subset_masks(coalitions.n_agents))
+    matrix = shapley_matrix(coalitions.n_agents)
+    phis = {value: table[value] @ matrix for value in VALUES}
     groups = {"all": np.arange(len(coalitions.gold))} | (groups or {})
     out: dict = {"values": list(VALUES), "groups": {}}
     for group, rows in groups.items():

@@ -62,7 +62,7 @@ class LearnedWeights(_CrossFitted):
 
     name = "learned"
 
-    def __init__(self, *, n_folds: int = 5, seed: int | None = 0, max_fit: int = 50_000) -> None:
+    def __init__(self, *, n_folds: int = 5, seed: int | None = 0, max_fit: int = 20_000) -> None:
         super().__init__(n_folds=n_folds, seed=seed)
         self.max_fit = max_fit
 
@@ -144,9 +144,9 @@ def default_strategies(*, tau: float = 0.70, n_folds: int = 5, seed: int | None 
     ]
 
 
-def _indicators(pset: PredictionSet, rule: FusionRule, agents: list[int], tau: float, k: int) -> dict:
-    coalitions = Coalitions.from_rule(pset, rule, agents, tau=tau)
-    fused = coalitions.fused(coalitions.full_mask())[:, 0]
+def _indicators(pset: PredictionSet, rule: FusionRule, agents: list[int], tau: float, k: int, agent_top) -> dict:
+    coalitions = Coalitions.from_rule(pset, rule, agents, tau=tau, agent_top=agent_top)
+    fused = coalitions.fused(coalitions.full_mask())[0]
     rank = fusion.gold_rank(fused, pset.gold)
     role = audit.roles(coalitions.top, coalitions.confidence, pset.gold, fusion.top_label(fused), tau=tau)
     out = {f"top{j}": (rank < j).astype(np.int64) for j in range(1, k + 1)}
@@ -175,8 +175,9 @@ def compare(
     columns: dict[str, np.ndarray] = {"n": np.ones(pset.n_instances, dtype=np.int64)}
     ratios: dict[str, tuple[str, str]] = {}
     figures: list[str] = []
+    agent_top = audit.agent_top(pset.scores[:, agents], pset.candidate[:, agents])
     for rule in strategies:
-        for figure, values in _indicators(pset, rule, agents, tau, k).items():
+        for figure, values in _indicators(pset, rule, agents, tau, k, agent_top).items():
             columns[f"{rule.name}.{figure}"] = values
             ratios[f"{rule.name}.{figure}"] = (f"{rule.name}.{figure}", "n")
             if figure not in figures:
