@@ -15,7 +15,7 @@ of instances over a ``[subsets, agents]`` 0/1 matrix.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -38,6 +38,7 @@ class Coalitions:
     confidence: np.ndarray
     agents: tuple[str, ...]
     tau: float = 0.70
+    _memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_rule(
@@ -81,7 +82,23 @@ class Coalitions:
 
     def value_table(self, masks: np.ndarray) -> dict[str, np.ndarray]:
         """``{value: [n, S]}`` for both coalition values: ``correct`` (the fused top-1 is
-        gold, 0/1) and ``gold_probability`` (``p(y*) = s(y*) / sum_y s(y)``, 0 when empty)."""
+        gold, 0/1) and ``gold_probability`` (``p(y*) = s(y*) / sum_y s(y)``, 0 when empty).
+
+        Each coalition is fused once per :class:`Coalitions` and remembered, so the
+        counterfactual, pairwise and Shapley views share their fusions."""
+        codes = masks.astype(np.int64) @ (1 << np.arange(self.n_agents, dtype=np.int64))
+        missing = sorted({int(c) for c in codes} - set(self._memo))
+        if missing:
+            todo = ((np.asarray(missing)[:, None] >> np.arange(self.n_agents)[None, :]) & 1).astype(np.int8)
+            fresh = self._compute(todo)
+            for i, code in enumerate(missing):
+                self._memo[code] = (fresh["correct"][:, i], fresh["gold_probability"][:, i])
+        return {
+            value: np.column_stack([self._memo[int(c)][v] for c in codes])
+            for v, value in enumerate(("correct", "gold_probability"))
+        }
+
+    def _compute(self, masks: np.ndarray) -> dict[str, np.ndarray]:
         n = self.contrib.shape[0]
         out = {"correct": np.empty((n, masks.shape[0])), "gold_probability": np.empty((n, masks.shape[0]))}
         for rows in self._batches(masks.shape[0]):

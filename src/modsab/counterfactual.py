@@ -101,7 +101,16 @@ def causal_report(
         columns[f"{name}.only"] = only[:, p].astype(np.int64)
         ratios[f"pairs.{name}.jointly_causal_rate"] = (f"{name}.joint", "n")
         ratios[f"pairs.{name}.only_jointly_rate"] = (f"{name}.only", "n")
-    point, ci = metrics.ratio_intervals(columns, ratios, resamples=resamples, seed=seed, level=level)
+    # each agent's and each pair's figures resample together (few distinct patterns each)
+    point, ci = {}, {}
+    for prefix in [*coalitions.agents, *pair_names]:
+        own = {key: pair for key, pair in ratios.items() if pair[0].startswith(prefix + ".")}
+        needed = {name for pair in own.values() for name in pair}
+        p, c = metrics.ratio_intervals(
+            {name: columns[name] for name in needed}, own, resamples=resamples, seed=seed, level=level
+        )
+        point |= p
+        ci |= c
     agents = {
         name: {
             "n": int(answered[:, j].sum()),

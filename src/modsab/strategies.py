@@ -188,9 +188,23 @@ def compare(
         for rule in strategies[1:]
         for figure in figures
     }
-    point, ci = metrics.ratio_intervals(
-        columns, ratios, differences=differences, resamples=resamples, seed=seed, level=level
-    )
+    # each strategy resamples jointly with the baseline only: paired, with few distinct patterns
+    point, ci = {}, {}
+    for rule in strategies:
+        names = {rule.name, base}
+        own = {key: pair for key, pair in ratios.items() if key.split(".")[0] in names}
+        diffs = {key: pair for key, pair in differences.items() if key.split(".")[0] == rule.name}
+        needed = {"n"} | {f"{name}.{figure}" for name in names for figure in figures}
+        p, c = metrics.ratio_intervals(
+            {name: columns[name] for name in needed},
+            own,
+            differences=diffs,
+            resamples=resamples,
+            seed=seed,
+            level=level,
+        )
+        point |= p
+        ci |= {key: value for key, value in c.items() if key.split(".")[0] == rule.name}
     table = {}
     for rule in strategies:
         entry = {figure: point[f"{rule.name}.{figure}"] for figure in figures}
