@@ -103,3 +103,17 @@ def test_causal_saboteur_needs_a_wrong_fusion_and_a_wrong_agent(scores, gold):
 def test_unknown_shapley_value():
     with pytest.raises(ValueError, match="unknown Shapley value"):
         Shapley("accuracy")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    scores=arrays(np.float64, (8, 3, 4), elements=st.integers(0, 20).map(lambda v: v / 20)),
+    gold=arrays(np.int64, 8, elements=st.integers(0, 3)),
+)
+def test_coalition_fusion_matches_the_foundation_fusion_and_tie_rule(scores, gold):
+    from modsab.fusion import fuse, gold_rank, top_label
+
+    c = coalitions(scores, gold)
+    fused = fuse(scores, np.ones((8, 3)))
+    assert np.array_equal(c.fused_top(), top_label(fused))
+    assert np.array_equal(c.values(c.full_mask())[:, 0] == 1, gold_rank(fused, gold) == 0)

@@ -59,8 +59,9 @@ class Coalitions:
 
     @cached_property
     def _by_agent(self) -> np.ndarray:
-        """``[m, n, k]`` copy of ``contrib``, so a batch of rows is one ``[m, rows * k]`` block."""
-        return np.ascontiguousarray(self.contrib.transpose(1, 0, 2))
+        """``[m, k, n]`` copy of ``contrib``: fused coalitions come out as ``[S, k, rows]``, so
+        every reduction over labels runs along long contiguous rows of instances."""
+        return np.ascontiguousarray(self.contrib.transpose(1, 2, 0))
 
     @property
     def n_agents(self) -> int:
@@ -73,11 +74,11 @@ class Coalitions:
             yield slice(start, min(n, start + step))
 
     def fused(self, masks: np.ndarray, rows: slice = slice(None)) -> np.ndarray:
-        """``[S, rows, k]`` fused scores of each coalition (``masks[S, m]`` 0/1): one BLAS
-        product ``[S, m] @ [m, rows * k]``."""
-        block = self._by_agent[:, rows]
-        m, n, k = block.shape
-        out = (masks.astype(np.float64) @ block.reshape(m, n * k)).reshape(masks.shape[0], n, k)
+        """``[S, k, rows]`` fused scores of each coalition (``masks[S, m]`` 0/1): one BLAS
+        product ``[S, m] @ [m, k * rows]``."""
+        block = self._by_agent[:, :, rows]
+        m, k, n = block.shape
+        out = (masks.astype(np.float64) @ block.reshape(m, k * n)).reshape(masks.shape[0], k, n)
         return np.round(out, fusion.TIE_DECIMALS, out=out)
 
     def value_table(self, masks: np.ndarray) -> dict[str, np.ndarray]:
@@ -90,27 +91,30 @@ class Coalitions:
         missing = sorted({int(c) for c in codes} - set(self._memo))
         if missing:
             todo = ((np.asarray(missing)[:, None] >> np.arange(self.n_agents)[None, :]) & 1).astype(np.int8)
-            fresh = self._compute(todo)
+            correct, gold_probability = self._compute(todo)
             for i, code in enumerate(missing):
-                self._memo[code] = (fresh["correct"][:, i], fresh["gold_probability"][:, i])
+                self._memo[code] = (correct[i], gold_probability[i])
         return {
-            value: np.column_stack([self._memo[int(c)][v] for c in codes])
+            value: np.stack([self._memo[int(c)][v] for c in codes], axis=1).astype(np.float64)
             for v, value in enumerate(("correct", "gold_probability"))
         }
 
-    def _compute(self, masks: np.ndarray) -> dict[str, np.ndarray]:
-        n = self.contrib.shape[0]
-        out = {"correct": np.empty((n, masks.shape[0])), "gold_probability": np.empty((n, masks.shape[0]))}
+    def _compute(self, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(correct[S, n], gold_probability[S, n])``. Correct means the gold label is the
+        fused top-1: above 0, no label higher, no earlier label equal (the tie rule)."""
+        n, _, k = self.contrib.shape
+        correct = np.empty((masks.shape[0], n), dtype=bool)
+        gold_probability = np.empty((masks.shape[0], n))
+        labels = np.arange(k)[None, :, None]
         for rows in self._batches(masks.shape[0]):
-            scores = self.fused(masks, rows)  # [S, r, k]
-            gold = self.gold[rows]
-            best = np.argmax(scores, axis=2)
-            top_score = np.take_along_axis(scores, best[..., None], axis=2)[..., 0]
-            out["correct"][rows] = ((top_score > 0) & (best == gold[None, :])).T
-            total = scores.sum(axis=2)
-            gold_score = scores[:, np.arange(gold.size), gold]
-            out["gold_probability"][rows] = np.where(total > 0, gold_score / np.where(total > 0, total, 1.0), 0.0).T
-        return out
+            scores = self.fused(masks, rows)  # [S, k, r]
+            gold = self.gold[rows][None, None, :]
+            gold_score = np.take_along_axis(scores, gold, axis=1)  # [S, 1, r]
+            ahead = (scores > gold_score) | ((scores == gold_score) & (labels < gold))
+            correct[:, rows] = (gold_score[:, 0] > 0) & ~ahead.any(axis=1)
+            total = scores.sum(axis=1)
+            gold_probability[:, rows] = np.where(total > 0, gold_score[:, 0] / np.where(total > 0, total, 1.0), 0.0)
+        return correct, gold_probability
 
     def values(self, masks: np.ndarray, value: str = "correct") -> np.ndarray:
         """``[n, S]`` one coalition value (see :meth:`value_table`)."""
@@ -122,10 +126,18 @@ class Coalitions:
         return np.ones((1, self.n_agents), dtype=np.int8)
 
     def fused_top(self) -> np.ndarray:
-        """``[n]`` fused top-1 of all agents together (the paper's ``y_hat``)."""
+        """``[n]`` fused top-1 of all agents together (the paper's ``y_hat``): ties to the
+        earlier label, -1 when nothing scored above 0 (as :func:`modsab.fusion.top_label`)."""
         out = np.empty(self.contrib.shape[0], dtype=np.int64)
         for rows in self._batches(1):
-            out[rows] = fusion.top_label(self.fused(self.full_mask(), rows)[0])
+            scores = self.fused(self.full_mask(), rows)[0]  # [k, r]
+            best = np.zeros(scores.shape[1], dtype=np.int64)
+            top = scores[0].copy()
+            for label in range(1, scores.shape[0]):  # a loop over labels, vectorised over instances
+                better = scores[label] > top
+                best[better] = label
+                np.maximum(top, scores[label], out=top)
+            out[rows] = np.where(top > 0, best, -1)
         return out
 
 

@@ -43,7 +43,7 @@ from modsab.predictions import PredictionSet
 CANDIDATE_EPS = 0.01
 CLIP = 1e-4
 GRID = 1e-2  # resampling grid of confidences (exact for integer percent answers)
-EXACT = 1e-9
+EXACT = 1e-6  # confidences are compared on this grid for the point figures (counting, not sorting)
 METHODS = ("temperature", "isotonic")
 
 

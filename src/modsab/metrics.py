@@ -176,9 +176,14 @@ def row_patterns(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rows = np.asarray(rows, dtype=np.int64)
     low = rows.min(axis=0, initial=0)
     span = rows.max(axis=0, initial=0) - low + 1
-    if float(np.prod(span.astype(np.float64))) < 2.0**62:
+    size = float(np.prod(span.astype(np.float64)))
+    if size < 2.0**62:
         radix = np.concatenate([[1], np.cumprod(span[:-1])]).astype(np.int64)
         code = (rows - low) @ radix
+        if size <= max(1 << 22, 4 * rows.shape[0]):  # small code space: count in O(n), no sort
+            tally = np.bincount(code, minlength=int(size))
+            present = np.flatnonzero(tally)
+            return (present[:, None] // radix[None, :]) % span[None, :] + low[None, :], tally[present]
         _, first, counts = np.unique(code, return_index=True, return_counts=True)
         return rows[first], counts
     unique, counts = np.unique(rows, axis=0, return_counts=True)

@@ -146,9 +146,8 @@ def default_strategies(*, tau: float = 0.70, n_folds: int = 5, seed: int | None 
 
 def _indicators(pset: PredictionSet, rule: FusionRule, agents: list[int], tau: float, k: int, agent_top) -> dict:
     coalitions = Coalitions.from_rule(pset, rule, agents, tau=tau, agent_top=agent_top)
-    fused = coalitions.fused(coalitions.full_mask())[0]
-    rank = fusion.gold_rank(fused, pset.gold)
-    role = audit.roles(coalitions.top, coalitions.confidence, pset.gold, fusion.top_label(fused), tau=tau)
+    rank = fusion.gold_rank(coalitions.fused(coalitions.full_mask())[0].T, pset.gold)
+    role = audit.roles(coalitions.top, coalitions.confidence, pset.gold, coalitions.fused_top(), tau=tau)
     out = {f"top{j}": (rank < j).astype(np.int64) for j in range(1, k + 1)}
     out["successful_sabotage"] = (role == audit.Role.SUCCESSFUL_SABOTAGE).any(axis=1).astype(np.int64)
     out["causal_sabotage"] = (LeaveOneOut().attribute(coalitions) < 0).any(axis=1).astype(np.int64)
