@@ -62,7 +62,7 @@ class LearnedWeights(_CrossFitted):
 
     name = "learned"
 
-    def __init__(self, *, n_folds: int = 5, seed: int | None = 0, max_fit: int = 20_000) -> None:
+    def __init__(self, *, n_folds: int = 5, seed: int | None = 0, max_fit: int = 10_000) -> None:
         super().__init__(n_folds=n_folds, seed=seed)
         self.max_fit = max_fit
 
