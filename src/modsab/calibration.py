@@ -320,13 +320,19 @@ def _crossfit(pset, agents, method, *, n_folds, seed):
     top, confidence = audit.agent_top(pset.scores[:, agents], pset.candidate[:, agents])
     correct = top == pset.gold[:, None]
     fold = folds(pset.n_instances, n_folds, seed)
-    out = np.array(pset.scores[:, agents], dtype=np.float64)
+    raw = pset.scores[:, agents]
+    percent = np.rint(raw * 100)
+    on_grid = np.array_equal(percent, raw * 100)  # integer percent: one 101-entry table per fold
+    codes = percent.astype(np.int64) if on_grid else None
+    out = np.empty(raw.shape) if on_grid else np.array(raw, dtype=np.float64)
+    grid = np.arange(101) / 100
     fitted: dict[str, list[float]] = {}
     fit = _temperature if method == "temperature" else _isotonic
     for j, m in enumerate(agents):
         answered = np.flatnonzero(top[:, j] >= 0)
         values, inverse = np.unique(confidence[answered, j], return_inverse=True)  # once per agent
         temperatures = []
+        tables = np.tile(grid, (n_folds, 1))
         for f in range(n_folds):
             train = (fold[answered] != f).astype(float)
             if not train.any():
@@ -335,8 +341,13 @@ def _crossfit(pset, agents, method, *, n_folds, seed):
             model = fit(values, weight, np.bincount(inverse, train * correct[answered, j], values.size))
             if method == "temperature":
                 temperatures.append(float(model))
-            held_out = fold == f
-            out[held_out, j] = _apply(method, model, pset.scores[held_out, m])
+            if on_grid:
+                tables[f] = _apply(method, model, grid)
+            else:
+                held_out = fold == f
+                out[held_out, j] = _apply(method, model, pset.scores[held_out, m])
+        if on_grid:
+            out[:, j, :] = tables[fold[:, None], codes[:, j, :]]
         if temperatures:
             fitted[pset.agents[m]] = temperatures
     return out, fitted

@@ -87,10 +87,14 @@ class ReliabilityWeighted(_CrossFitted):
 
     name = "reliability"
 
+    def weights(self, pset: PredictionSet, agents: Sequence[int]) -> np.ndarray:
+        top, _ = audit.agent_top(pset.scores[:, list(agents)], pset.candidate[:, list(agents)])
+        self._answered, self._right = top >= 0, top == pset.gold[:, None]  # every fold reads its rows
+        return super().weights(pset, agents)
+
     def learn(self, pset: PredictionSet, agents: list[int], train: np.ndarray) -> np.ndarray:
-        top, _ = audit.agent_top(pset.scores[train][:, agents], pset.candidate[train][:, agents])
-        answered = (top >= 0).sum(axis=0)
-        accuracy = (top == pset.gold[train, None]).sum(axis=0) / np.maximum(answered, 1)
+        answered = self._answered[train].sum(axis=0)
+        accuracy = self._right[train].sum(axis=0) / np.maximum(answered, 1)
         chance = 1 / len(pset.labels)
         skill = np.clip((accuracy - chance) / (1 - chance), 0, None)
         return skill if skill.sum() > 0 else np.ones(len(agents))
