@@ -95,6 +95,6 @@ def test_recalibration_is_cross_fitted_and_keeps_candidates():
 def test_recalibration_of_off_grid_confidences_matches_the_table_path():
     pset, _ = generate(SynthConfig(n_instances=800, seed=8))
     table, _ = crossfit(pset, range(4), "temperature", n_folds=3, seed=1)
-    pset.scores = pset.scores * (1 - 1e-12)  # no longer integer percent: the per-value path
+    pset.scores = pset.scores * (1 - 1e-5)  # no longer integer percent: the per-value path
     direct, _ = crossfit(pset, range(4), "temperature", n_folds=3, seed=1)
-    assert np.allclose(table, direct, atol=1e-6)
+    assert np.allclose(table, direct, atol=1e-3)

@@ -20,7 +20,7 @@ from functools import cached_property
 
 import numpy as np
 
-from modsab import audit, fusion
+from modsab import audit, cache, fusion
 from modsab.predictions import PredictionSet
 
 #: Floats held at once by one batch of coalition fusions (about 128 MiB).
@@ -54,7 +54,7 @@ class Coalitions:
         ``(top, confidence)`` of those agents when the caller already has it."""
         agents = list(agents)
         contrib = rule.scores(pset, agents) * rule.weights(pset, agents)[:, :, None]
-        top, confidence = agent_top or audit.agent_top(pset.scores[:, agents], pset.candidate[:, agents])
+        top, confidence = agent_top or cache.agent_top(pset, agents)
         return cls(contrib, pset.gold, top, confidence, tuple(pset.agents[m] for m in agents), tau)
 
     @cached_property

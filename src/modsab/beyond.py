@@ -27,7 +27,7 @@ def _groups(diagnosis: Diagnosis) -> dict[str, np.ndarray]:
 
 def run(diagnosis: Diagnosis, names: tuple[str, ...], *, n_folds: int = 5) -> dict[str, Any]:
     """``{key: section}`` for each diagnostic in ``names`` (a subset of :data:`DIAGNOSTICS`)."""
-    from modsab import fusion
+    from modsab import cache, fusion
     from modsab.attribution import Coalitions
     from modsab.errors import InputError
 
@@ -38,6 +38,8 @@ def run(diagnosis: Diagnosis, names: tuple[str, ...], *, n_folds: int = 5) -> di
     pset = d.pset
     agents = [pset.agent_index(name) for name in d.fused_agents]
     rule = d.rule or fusion.rule(o.weights)
+    every_agent = tuple(range(len(pset.agents)))
+    cache.remember(pset, ("agent_top", every_agent), lambda: (d.top, d.confidence))  # the audit has them
     stats = {"resamples": o.bootstrap, "seed": o.seed, "level": o.level}
     out: dict[str, Any] = {}
     coalitions = Coalitions.from_rule(pset, rule, agents, tau=o.tau) if {"causal", "shapley"} & set(names) else None

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from modsab import audit, metrics
+from modsab import cache, metrics
 from modsab.fusion import FusionRule
 from modsab.predictions import PredictionSet
 
@@ -275,6 +275,11 @@ def _isotonic(values: np.ndarray, weight: np.ndarray, hits: np.ndarray):
     return model.fit(values[keep], hits[keep] / weight[keep], sample_weight=weight[keep])
 
 
+def _on_percent_grid(scores: np.ndarray, percent: np.ndarray) -> bool:
+    """Scores are integer percents (as read from 0-100 answers, up to float rounding)."""
+    return bool(np.all(np.abs(scores * 100 - percent) <= 1e-6))
+
+
 def _map(method: str, fitted, values: np.ndarray) -> np.ndarray:
     if method == "temperature":
         return 1 / (1 + np.exp(-_logit(values) / fitted))
@@ -285,14 +290,11 @@ def _apply(method: str, fitted, scores: np.ndarray) -> np.ndarray:
     """Recalibrate every candidate confidence (absent labels stay 0, candidates stay > 0).
     Integer-percent answers go through a 101-entry table instead of one call per value."""
     percent = np.rint(scores * 100)
-    if np.array_equal(percent, scores * 100):
+    if _on_percent_grid(scores, percent):
         table = np.maximum(_map(method, fitted, np.arange(101) / 100), CLIP)
         table[0] = 0.0
         return table[percent.astype(np.int64)]
     return np.where(scores > 0, np.maximum(_map(method, fitted, scores), CLIP), 0.0)
-
-
-_CROSSFIT_CACHE: dict[tuple, tuple] = {}
 
 
 def crossfit(
@@ -300,31 +302,32 @@ def crossfit(
 ) -> tuple[np.ndarray, dict[str, list[float]]]:
     """``(scores[n, len(agents), k], fitted)``: every fold's answers recalibrated by maps
     fitted on the other folds; ``fitted`` holds each agent's temperatures (or nothing).
+    Remembered per set (the calibration report and the fusion comparison share it)."""
+    key = ("crossfit", tuple(agents), method, n_folds, seed)
+    return cache.remember(pset, key, lambda: _crossfit(pset, agents, method, n_folds=n_folds, seed=seed))
 
-    The last few results are kept (the calibration report and the fusion comparison
-    ask for the same ones); the key holds the score array itself, so it cannot go stale."""
-    key = (id(pset.scores), id(pset.gold), tuple(agents), method, n_folds, seed)
-    if key in _CROSSFIT_CACHE and _CROSSFIT_CACHE[key][0] is pset.scores:
-        return _CROSSFIT_CACHE[key][1]
-    result = _crossfit(pset, agents, method, n_folds=n_folds, seed=seed)
-    if len(_CROSSFIT_CACHE) >= 4:
-        _CROSSFIT_CACHE.pop(next(iter(_CROSSFIT_CACHE)))
-    _CROSSFIT_CACHE[key] = (pset.scores, result)
-    return result
+
+def _percent_codes(pset: PredictionSet, agents: list[int]) -> np.ndarray | None:
+    """Integer percent of every score of ``agents``, or None when they are not on that grid."""
+
+    def compute():
+        raw = pset.scores[:, agents]
+        percent = np.rint(raw * 100)
+        return percent.astype(np.int64) if _on_percent_grid(raw, percent) else None
+
+    return cache.remember(pset, ("percent", tuple(agents)), compute)
 
 
 def _crossfit(pset, agents, method, *, n_folds, seed):
     if method not in METHODS:
         raise ValueError(f"unknown recalibration '{method}': use one of {', '.join(METHODS)}")
     agents = list(agents)
-    top, confidence = audit.agent_top(pset.scores[:, agents], pset.candidate[:, agents])
+    top, confidence = cache.agent_top(pset, agents)
     correct = top == pset.gold[:, None]
     fold = folds(pset.n_instances, n_folds, seed)
-    raw = pset.scores[:, agents]
-    percent = np.rint(raw * 100)
-    on_grid = np.array_equal(percent, raw * 100)  # integer percent: one 101-entry table per fold
-    codes = percent.astype(np.int64) if on_grid else None
-    out = np.empty(raw.shape) if on_grid else np.array(raw, dtype=np.float64)
+    codes = _percent_codes(pset, agents)
+    on_grid = codes is not None  # integer percent: one 101-entry table per fold
+    out = np.empty(codes.shape) if on_grid else np.array(pset.scores[:, agents], dtype=np.float64)
     grid = np.arange(101) / 100
     fitted: dict[str, list[float]] = {}
     fit = _temperature if method == "temperature" else _isotonic
@@ -377,7 +380,7 @@ def calibration_report(
     """The ``calibration`` JSON section: per group (``all`` and each dataset) and agent,
     the raw figures and, for ``all``, per recalibration method, the held-out figures after it."""
     agents = list(range(len(pset.agents)))
-    top, confidence = audit.agent_top(pset.scores, pset.candidate)
+    top, confidence = cache.agent_top(pset, agents)
     correct = top == pset.gold[:, None]
     recalibrated = {}
     temperatures = {}

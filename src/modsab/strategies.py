@@ -31,7 +31,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from modsab import audit, fusion, metrics
+from modsab import audit, cache, fusion, metrics
 from modsab.attribution import Coalitions
 from modsab.calibration import Recalibrated, folds
 from modsab.counterfactual import LeaveOneOut
@@ -88,7 +88,7 @@ class ReliabilityWeighted(_CrossFitted):
     name = "reliability"
 
     def weights(self, pset: PredictionSet, agents: Sequence[int]) -> np.ndarray:
-        top, _ = audit.agent_top(pset.scores[:, list(agents)], pset.candidate[:, list(agents)])
+        top, _ = cache.agent_top(pset, list(agents))
         self._answered, self._right = top >= 0, top == pset.gold[:, None]  # every fold reads its rows
         return super().weights(pset, agents)
 
@@ -124,7 +124,7 @@ class AgreementOverride(FusionRule):
 
     def weights(self, pset: PredictionSet, agents: Sequence[int]) -> np.ndarray:
         agents = list(agents)
-        top, confidence = audit.agent_top(pset.scores[:, agents], pset.candidate[:, agents])
+        top, confidence = cache.agent_top(pset, agents)
         named = pset.candidate[:, agents, :]  # [n, m, k]
         safe_top = np.maximum(top, 0)
         # how many fused agents name each agent's top label: [n, m(top owner), m(namer)]
@@ -178,7 +178,7 @@ def compare(
     columns: dict[str, np.ndarray] = {"n": np.ones(pset.n_instances, dtype=np.int64)}
     ratios: dict[str, tuple[str, str]] = {}
     figures: list[str] = []
-    agent_top = audit.agent_top(pset.scores[:, agents], pset.candidate[:, agents])
+    agent_top = cache.agent_top(pset, agents)
     for rule in strategies:
         for figure, values in _indicators(pset, rule, agents, tau, k, agent_top).items():
             columns[f"{rule.name}.{figure}"] = values
