@@ -14,7 +14,7 @@ of instances over a ``[subsets, agents]`` 0/1 matrix.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -57,29 +57,35 @@ class Coalitions:
         top, confidence = agent_top or cache.agent_top(pset, agents)
         return cls(contrib, pset.gold, top, confidence, tuple(pset.agents[m] for m in agents), tau)
 
-    @cached_property
-    def _by_agent(self) -> np.ndarray:
-        """``[m, k, n]`` copy of ``contrib``: fused coalitions come out as ``[S, k, rows]``, so
-        every reduction over labels runs along long contiguous rows of instances."""
-        return np.ascontiguousarray(self.contrib.transpose(1, 2, 0))
-
     @property
     def n_agents(self) -> int:
         return self.contrib.shape[1]
 
-    def _batches(self, n_subsets: int) -> Iterator[slice]:
-        n, _, k = self.contrib.shape
-        step = max(1, BATCH_FLOATS // max(1, n_subsets * k))
-        for start in range(0, n, step):
-            yield slice(start, min(n, start + step))
+    @cached_property
+    def _blocks(self) -> list[tuple[slice, np.ndarray]]:
+        """Batches of rows, each a contiguous ``[m, k, rows]`` copy of ``contrib``: fused
+        coalitions come out as ``[S, k, rows]`` from one BLAS product, and every reduction
+        over labels runs along long contiguous rows of instances. The batch size fits all
+        ``2^M`` coalitions (Shapley) in :data:`BATCH_FLOATS`."""
+        n, m, k = self.contrib.shape
+        step = max(1, BATCH_FLOATS // ((1 << min(m, 10)) * k))
+        return [
+            (rows, np.ascontiguousarray(self.contrib[rows].transpose(1, 2, 0)))
+            for rows in (slice(start, min(n, start + step)) for start in range(0, n, step))
+        ]
 
-    def fused(self, masks: np.ndarray, rows: slice = slice(None)) -> np.ndarray:
-        """``[S, k, rows]`` fused scores of each coalition (``masks[S, m]`` 0/1): one BLAS
-        product ``[S, m] @ [m, k * rows]``."""
-        block = self._by_agent[:, :, rows]
-        m, k, n = block.shape
-        out = (masks.astype(np.float64) @ block.reshape(m, k * n)).reshape(masks.shape[0], k, n)
+    @staticmethod
+    def _fuse_block(masks: np.ndarray, block: np.ndarray) -> np.ndarray:
+        m, k, r = block.shape
+        out = (masks.astype(np.float64) @ block.reshape(m, k * r)).reshape(masks.shape[0], k, r)
         return np.round(out, fusion.TIE_DECIMALS, out=out)
+
+    def fused(self, masks: np.ndarray) -> np.ndarray:
+        """``[S, k, n]`` fused scores of each coalition (``masks[S, m]`` 0/1)."""
+        out = np.empty((masks.shape[0], self.contrib.shape[2], self.contrib.shape[0]))
+        for rows, block in self._blocks:
+            out[:, :, rows] = self._fuse_block(masks, block)
+        return out
 
     def value_table(self, masks: np.ndarray) -> dict[str, np.ndarray]:
         """``{value: [n, S]}`` for both coalition values: ``correct`` (the fused top-1 is
@@ -106,8 +112,8 @@ class Coalitions:
         correct = np.empty((masks.shape[0], n), dtype=bool)
         gold_probability = np.empty((masks.shape[0], n))
         labels = np.arange(k)[None, :, None]
-        for rows in self._batches(masks.shape[0]):
-            scores = self.fused(masks, rows)  # [S, k, r]
+        for rows, block in self._blocks:
+            scores = self._fuse_block(masks, block)  # [S, k, r]
             gold = self.gold[rows][None, None, :]
             gold_score = np.take_along_axis(scores, gold, axis=1)  # [S, 1, r]
             ahead = (scores > gold_score) | ((scores == gold_score) & (labels < gold))
@@ -129,8 +135,8 @@ class Coalitions:
         """``[n]`` fused top-1 of all agents together (the paper's ``y_hat``): ties to the
         earlier label, -1 when nothing scored above 0 (as :func:`modsab.fusion.top_label`)."""
         out = np.empty(self.contrib.shape[0], dtype=np.int64)
-        for rows in self._batches(1):
-            scores = self.fused(self.full_mask(), rows)[0]  # [k, r]
+        for rows, block in self._blocks:
+            scores = self._fuse_block(self.full_mask(), block)[0]  # [k, r]
             best = np.zeros(scores.shape[1], dtype=np.int64)
             top = scores[0].copy()
             for label in range(1, scores.shape[0]):  # a loop over labels, vectorised over instances
