@@ -103,6 +103,17 @@ def test_tau_sweep_rates_fall_with_tau_and_role_changes_add_up(mixed):
     for point in section["points"][1:]:
         change = point["changed_from_previous"]
         assert change["pairs"] == sum(change["per_agent"].values()) >= change["instances"]
+    # against the foundation audit run at each tau
+    from modsab.audit import roles
+
+    for before, after in zip(section["points"], section["points"][1:], strict=False):
+        old = roles(d.top, d.confidence, mixed.gold, d.fused_top, tau=before["tau"])
+        new = roles(d.top, d.confidence, mixed.gold, d.fused_top, tau=after["tau"])
+        assert after["changed_from_previous"]["pairs"] == int((old != new).sum())
+        for j, name in enumerate(mixed.agents):
+            answered = (new[:, j] != Role.ABSTAINED).sum()
+            rate = (new[:, j] == Role.SUCCESSFUL_SABOTAGE).sum() / answered
+            assert after["agents"][name]["successful_sabotage_rate"] == pytest.approx(rate)
 
 
 def test_cli_all_json(tmp_path):
