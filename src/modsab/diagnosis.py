@@ -78,6 +78,18 @@ class Diagnosis:
     k: int
     overall: Summary
     by_dataset: dict[str, Summary] = field(default_factory=dict)
+    rule: fusion.FusionRule | None = None
+    #: Sections of the diagnostics beyond the paper, by JSON key (see :meth:`extend`).
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def extend(self, *names: str, n_folds: int = 5) -> Diagnosis:
+        """Run diagnostics beyond the paper (``causal``, ``shapley``, ``calibration``,
+        ``fusion_compare``, ``tau_sweep``; see :mod:`modsab.beyond`) and keep their
+        sections for :meth:`to_dict`. Returns ``self``."""
+        from modsab import beyond
+
+        self.extras.update(beyond.run(self, names, n_folds=n_folds))
+        return self
 
     # -- JSON -----------------------------------------------------------------------
 
@@ -132,6 +144,7 @@ class Diagnosis:
         )
         if self.by_dataset:
             out["by_dataset"] = {name: self._summary_dict(s) for name, s in self.by_dataset.items()}
+        out.update(self.extras)
         return out
 
     # -- instances table ---------------------------------------------------------------
@@ -251,6 +264,12 @@ def diagnose(
     bootstrap: int = 1000,
     seed: int | None = 0,
     level: float = 0.95,
+    causal: bool = False,
+    shapley: bool = False,
+    calibration: bool = False,
+    fusion_compare: bool = False,
+    tau_sweep: bool = False,
+    n_folds: int = 5,
     **load_options: Any,
 ) -> Diagnosis:
     """Fuse the agents, audit every instance and summarise, with bootstrap intervals.
@@ -260,6 +279,10 @@ def diagnose(
     ``skip_invalid``). ``weights`` is ``"uniform"`` or ``"quality"`` (or a
     :class:`~modsab.fusion.FusionRule`); ``fuse`` picks the fused agents (default:
     all but the baseline); ``baseline`` names the agent reported as Base T1.
+
+    ``causal``, ``shapley``, ``calibration``, ``fusion_compare`` and ``tau_sweep`` add the
+    diagnostics beyond the paper (:meth:`Diagnosis.extend`); ``n_folds`` is the number of
+    seeded instance folds of their cross-fitted parts.
     """
     pset = predictions if isinstance(predictions, PredictionSet) else load_predictions(predictions, **load_options)
     rule = fusion.rule(weights)
@@ -290,7 +313,7 @@ def diagnose(
     if pset.dataset is not None:
         for name in sorted(set(pset.dataset.tolist())):
             by_dataset[name] = _summarise(*args, rows=np.flatnonzero(pset.dataset == name))
-    return Diagnosis(
+    result = Diagnosis(
         pset=pset,
         options=options,
         fused_agents=tuple(pset.agents[m] for m in fused_idx),
@@ -303,4 +326,14 @@ def diagnose(
         k=k_eff,
         overall=overall,
         by_dataset=by_dataset,
+        rule=rule,
     )
+    flags = {
+        "causal": causal,
+        "shapley": shapley,
+        "calibration": calibration,
+        "fusion_compare": fusion_compare,
+        "tau_sweep": tau_sweep,
+    }
+    wanted = tuple(name for name, on in flags.items() if on)
+    return result.extend(*wanted, n_folds=n_folds) if wanted else result

@@ -32,10 +32,11 @@ class FusionRule:
         return np.ones((pset.n_instances, len(agents)))
 
     def scores(self, pset: PredictionSet, agents: Sequence[int]) -> np.ndarray:
-        """``[n, len(agents), k]`` the answers to fuse (confidence in [0, 1])."""
+        """``[n, len(agents), k]`` the answers to fuse (confidence in [0, 1]); the set's own
+        array, not a copy, when all agents are fused in order (callers never write to it)."""
         agents = list(agents)
         if agents == list(range(pset.scores.shape[1])):
-            return pset.scores  # all agents in order: no copy
+            return pset.scores
         return pset.scores[:, agents, :]
 
     def fuse(self, pset: PredictionSet, agents: Sequence[int]) -> np.ndarray:

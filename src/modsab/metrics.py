@@ -131,10 +131,15 @@ def bootstrap_counts(
     seed: int | None,
 ) -> np.ndarray:
     """``[resamples, width]`` count vectors of instance-level bootstrap resamples."""
+    draws = resample_counts(pattern_counts, resamples=resamples, seed=seed)
+    # a float product (BLAS) is exact for counts below 2^53 and far faster than an integer one
+    return np.rint(draws.astype(np.float64) @ pattern_indicators.astype(np.float64)).astype(np.int64)
+
+
+def resample_counts(pattern_counts: np.ndarray, *, resamples: int, seed: int | None) -> np.ndarray:
+    """``[resamples, patterns]``: how often each pattern occurs in each bootstrap resample."""
     n = int(pattern_counts.sum())
-    rng = np.random.default_rng(seed)
-    draws = rng.multinomial(n, pattern_counts / n, size=resamples)
-    return draws @ pattern_indicators
+    return np.random.default_rng(seed).multinomial(n, pattern_counts / n, size=resamples)
 
 
 def percentile_intervals(samples: dict[str, np.ndarray], *, level: float = 0.95) -> dict[str, list[float | None]]:
@@ -168,3 +173,93 @@ def label_breakdown(
             "potential_by_gold": dict(zip(labels, np.bincount(gold[potential], minlength=k).tolist(), strict=True)),
         }
     return out
+
+
+# -- generic resampling for the diagnostics beyond the paper ------------------------------
+
+
+def row_patterns(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(distinct_rows, counts)`` of an integer matrix ``[n, F]``.
+
+    Resampling instances with replacement is a multinomial draw over these counts, so
+    every diagnostic whose figures are sums of per-instance integers bootstraps in one
+    ``[B, patterns] @ [patterns, F]`` product (see the module docstring).
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    low = rows.min(axis=0, initial=0)
+    span = rows.max(axis=0, initial=0) - low + 1
+    size = float(np.prod(span.astype(np.float64)))
+    if size < 2.0**62:
+        radix = np.concatenate([[1], np.cumprod(span[:-1])]).astype(np.int64)
+        code = (rows - low) @ radix
+        if size <= max(1 << 22, 4 * rows.shape[0]):  # small code space: count in O(n), no sort
+            tally = np.bincount(code, minlength=int(size))
+            present = np.flatnonzero(tally)
+            return (present[:, None] // radix[None, :]) % span[None, :] + low[None, :], tally[present]
+        _, first, counts = np.unique(code, return_index=True, return_counts=True)
+        return rows[first], counts
+    unique, counts = np.unique(rows, axis=0, return_counts=True)
+    return unique, counts
+
+
+def ratio_intervals(
+    columns: dict[str, np.ndarray],
+    ratios: dict[str, tuple[str, str]],
+    *,
+    differences: dict[str, tuple[str, str]] | None = None,
+    resamples: int = 1000,
+    seed: int | None = 0,
+    level: float = 0.95,
+) -> tuple[dict[str, float | None], dict[str, list[float | None]]]:
+    """Point estimates and percentile intervals of ratios of per-instance counts.
+
+    ``columns`` maps a name to an integer ``[n]`` array (one value per instance);
+    ``ratios`` maps a figure to ``(numerator column, denominator column)``;
+    ``differences`` maps a figure to ``(ratio a, ratio b)``, and its interval is the
+    *paired* bootstrap of ``a - b`` (both from the same resampled instances).
+    """
+    names = list(columns)
+    unique, counts = row_patterns(np.column_stack([columns[c] for c in names]))
+    where = {name: i for i, name in enumerate(names)}
+
+    def figures(sums: np.ndarray) -> dict[str, np.ndarray]:
+        out = {key: _ratio(sums[..., where[a]], sums[..., where[b]]) for key, (a, b) in ratios.items()}
+        for key, (a, b) in (differences or {}).items():
+            out[key] = out[a] - out[b]
+        return out
+
+    point = {key: _nan_to_none(float(v)) for key, v in figures(counts @ unique).items()}
+    ci: dict[str, list[float | None]] = {}
+    if resamples:
+        draws = bootstrap_counts(counts, unique, resamples=resamples, seed=seed)
+        ci = percentile_intervals(figures(draws), level=level)
+    return point, ci
+
+
+def mean_interval(
+    values: np.ndarray, *, resamples: int = 1000, seed: int | None = 0, level: float = 0.95, max_cells: int = 512
+) -> tuple[float | None, list[float | None]]:
+    """Mean of a real ``[n]`` array with a percentile bootstrap interval.
+
+    For the resampling only, values are put on a grid of at most ``max_cells`` steps
+    and the interval is shifted by the grid's rounding of the mean; the bootstrap is
+    then a multinomial over distinct grid values, whatever ``n``. The point is exact.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None, [None, None]
+    point = float(values.mean())
+    if not resamples:
+        return point, [None, None]
+    low, high = float(values.min()), float(values.max())
+    step = (high - low) / (max_cells - 1) if high > low else 1.0
+    cells = np.round((values - low) / step)
+    unique, counts = row_patterns(cells[:, None])
+    draws = resample_counts(counts, resamples=resamples, seed=seed) @ (unique[:, 0] * step + low) / values.size
+    shift = point - float(counts @ (unique[:, 0] * step + low)) / values.size
+    return point, percentile_intervals({"mean": draws + shift}, level=level)["mean"]
+
+
+def _nan_to_none(value: float) -> float | None:
+    return None if np.isnan(value) else value

@@ -9,12 +9,12 @@ from rich.table import Table
 from rich.text import Text
 
 
-def _figure(value: float | None, interval: list[float | None] | None) -> Text:
+def _figure(value: float | None, interval: list[float | None] | None, *, fmt: str = ".2f", sep: str = "–") -> Text:
     if value is None:
         return Text("-", style="dim")
-    text = Text(f"{value:.2f}")
+    text = Text(f"{value:{fmt}}")
     if interval and interval[0] is not None:
-        text.append(f" [{interval[0]:.2f}–{interval[1]:.2f}]", style="dim")
+        text.append(f" [{interval[0]:{fmt}}{sep}{interval[1]:{fmt}}]", style="dim")
     return text
 
 
@@ -117,6 +117,11 @@ def summary_renderable(result: dict[str, Any]) -> Group:
         parts.append(agents_table(summary, f"{name}: per-agent audit"))
         parts.append(Text(""))
         parts.append(shares_table(summary, f"{name}: shares"))
+    for key, view in BEYOND_VIEWS.items():
+        if key in result:
+            for table in view(result[key]):
+                parts.append(Text(""))
+                parts.append(table)
     return Group(*parts)
 
 
@@ -126,3 +131,165 @@ def print_summary(result: dict[str, Any], console: Console | None = None) -> Non
         if not console.is_terminal:
             console = Console(width=160)
     console.print(summary_renderable(result))
+
+
+# -- diagnostics beyond the paper ------------------------------------------------------------
+
+
+def _console(console: Console | None) -> Console:
+    if console is None:
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=160)
+    return console
+
+
+def detectors_table(scores: dict[str, Any], title: str = "Sabotage detectors against planted truth") -> Table:
+    """``modsab synth``: precision and recall of each detector over (instance, agent) pairs."""
+    table = _table(title)
+    for header in ("detector", "flagged", "planted", "hits", "precision", "recall"):
+        table.add_column(header, justify="left" if header == "detector" else "right")
+    for name, entry in scores.items():
+        table.add_row(
+            name,
+            str(entry["flagged"]),
+            str(entry["planted"]),
+            str(entry["hits"]),
+            _figure(entry["precision"], entry["ci"]["precision"]),
+            _figure(entry["recall"], entry["ci"]["recall"]),
+        )
+    return table
+
+
+def print_detectors(scores: dict[str, Any], console: Console | None = None) -> None:
+    _console(console).print(detectors_table(scores))
+
+
+def causal_tables(section: dict[str, Any]) -> list[Table]:
+    """``causal``: causal vs the paper's correlational sabotage per agent, and pairs."""
+    ci = section["ci"]
+    agents = _table("Counterfactual sabotage (fuse again without the agent; rates over answered)")
+    for header in ("agent", "causal sabotage", "paper successful", "causal contribution", "causal | paper"):
+        agents.add_column(header)
+    for header in ("both", "paper only", "causal only"):
+        agents.add_column(header, justify="right")
+    for name, entry in section["agents"].items():
+        keys = (
+            "causal_sabotage_rate",
+            "paper_successful_sabotage_rate",
+            "causal_contribution_rate",
+            "causal_given_paper",
+        )
+        row: list[Any] = [name] + [_figure(entry[key], ci.get(f"agents.{name}.{key}")) for key in keys]
+        row += [str(entry["disagreement"][key]) for key in ("both", "paper_only", "causal_only")]
+        agents.add_row(*row)
+    pairs = _table("Pairwise removal (rates over all instances)")
+    for header in ("pair", "jointly causal", "only jointly (neither alone)"):
+        pairs.add_column(header)
+    for name, entry in section["pairs"].items():
+        keys = ("jointly_causal_rate", "only_jointly_rate")
+        pairs.add_row(name, *[_figure(entry[key], ci.get(f"pairs.{name}.{key}")) for key in keys])
+    return [agents, pairs]
+
+
+def shapley_tables(section: dict[str, Any]) -> list[Table]:
+    """``shapley``: mean Shapley value per agent, per group."""
+    tables = []
+    for group, entry in section["groups"].items():
+        table = _table(f"Shapley shares, {group} (n = {entry['n_instances']}; mean per instance)")
+        table.add_column("agent")
+        for value in section["values"]:
+            table.add_column(f"phi({value})")
+        for name, values in entry["agents"].items():
+            table.add_row(name, *[_figure(values[v]["mean"], values[v]["ci"]) for v in section["values"]])
+        tables.append(table)
+    return tables
+
+
+CALIBRATION_COLUMNS = (
+    "n",
+    "accuracy",
+    "mean_confidence",
+    "ece",
+    "mce",
+    "brier",
+    "top_nll",
+    "candidate_nll",
+    "confidence_auroc",
+    "quality_auroc",
+)
+
+
+def calibration_tables(section: dict[str, Any]) -> list[Table]:
+    """``calibration``: per group and agent, raw figures and held-out recalibrated ones."""
+    tables = []
+    for group, agents in section["groups"].items():
+        table = _table(f"Calibration, {group} (top label; {section['split']})")
+        table.add_column("agent")
+        for key in CALIBRATION_COLUMNS:
+            table.add_column(key.replace("_", " "), justify="right" if key == "n" else "left")
+        for name, entry in agents.items():
+            variants = [("", entry)] + [(f" +{m}", e) for m, e in entry.get("recalibrated", {}).items()]
+            for suffix, stats in variants:
+                row: list[Any] = [name + suffix]
+                for key in CALIBRATION_COLUMNS:
+                    if key == "n":
+                        row.append(str(stats.get("n", "")))
+                    else:
+                        row.append(_figure(stats.get(key), stats.get("ci", {}).get(key)))
+                table.add_row(*row)
+        tables.append(table)
+    return tables
+
+
+def fusion_compare_table(section: dict[str, Any]) -> list[Table]:
+    """``fusion_compare``: every strategy's figures and paired differences to the baseline."""
+    table = _table(f"Fusion strategies (rates over all instances; diff = strategy - {section['baseline']}, paired)")
+    table.add_column("strategy")
+    for figure in section["figures"]:
+        table.add_column(figure.replace("_", " "))
+    for name, entry in section["strategies"].items():
+        table.add_row(name, *[_figure(entry[f], entry["ci"][f]) for f in section["figures"]])
+        if "diff" in entry:
+            diffs = [_signed(entry["diff"][f], entry["diff_ci"][f]) for f in section["figures"]]
+            table.add_row(Text("  diff", style="dim"), *diffs)
+    return [table]
+
+
+def _signed(value: float | None, interval: list[float | None]) -> Text:
+    return _figure(value, interval, fmt="+.3f", sep=", ")
+
+
+def tau_sweep_tables(section: dict[str, Any]) -> list[Table]:
+    """``tau_sweep``: successful sabotage rate and share per agent at each tau, and role changes."""
+    points = section["points"]
+    agents = list(points[0]["agents"]) if points else []
+    tables = []
+    for key, title in (
+        ("successful_sabotage_rate", "Successful sabotage rate by tau"),
+        ("potential_sabotage_rate", "Potential sabotage rate by tau"),
+        ("successful_sabotage_share", "Share of successful sabotage by tau"),
+    ):
+        table = _table(title)
+        table.add_column("tau")
+        for name in agents:
+            table.add_column(name)
+        if key == "successful_sabotage_rate":
+            table.add_column("pairs changing role", justify="right")
+        for point in points:
+            row: list[Any] = [f"{point['tau']:.2f}"]
+            row += [_figure(point["agents"][n][key], point["agents"][n]["ci"][key]) for n in agents]
+            if key == "successful_sabotage_rate":
+                row.append(str(point.get("changed_from_previous", {}).get("pairs", "-")))
+            table.add_row(*row)
+        tables.append(table)
+    return tables
+
+
+BEYOND_VIEWS = {
+    "causal": causal_tables,
+    "shapley": shapley_tables,
+    "calibration": calibration_tables,
+    "fusion_compare": fusion_compare_table,
+    "tau_sweep": tau_sweep_tables,
+}

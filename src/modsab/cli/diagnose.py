@@ -33,8 +33,27 @@ def diagnose_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout instead of tables."),
     instances: Path = typer.Option(None, "--instances", help="Write one row per instance to .parquet, .csv or .jsonl."),
+    causal: bool = typer.Option(
+        False, "--causal", help="Counterfactual sabotage: fuse again without each agent and each pair."
+    ),
+    shapley: bool = typer.Option(False, "--shapley", help="Exact Shapley shares of each agent (2^M fusions)."),
+    calibration: bool = typer.Option(
+        False, "--calibration", help="Calibration, self-assessment AUROC, cross-fitted recalibration."
+    ),
+    fusion_compare: bool = typer.Option(
+        False, "--fusion-compare", help="Fusion strategies side by side, with paired differences to uniform."
+    ),
+    tau_sweep: bool = typer.Option(False, "--tau-sweep", help="Sabotage rates and role changes over tau 0.50-0.95."),
+    run_all: bool = typer.Option(False, "--all", help="All five diagnostics above."),
+    folds: int = typer.Option(
+        5, "--folds", help="Seeded instance folds for cross-fitting (recalibration, learned weights)."
+    ),
 ) -> None:
-    """Fuse per-modality answers, audit every instance, print the paper's tables."""
+    """Fuse per-modality answers, audit every instance, print the paper's tables.
+
+    --causal, --shapley, --calibration, --fusion-compare and --tau-sweep (or --all) add
+    the diagnostics beyond the paper; cross-fitted parts use --folds seeded instance folds.
+    """
     from rich.console import Console
 
     from modsab.diagnosis import diagnose
@@ -56,6 +75,12 @@ def diagnose_command(
             k=k,
             bootstrap=bootstrap,
             seed=seed,
+            causal=causal or run_all,
+            shapley=shapley or run_all,
+            calibration=calibration or run_all,
+            fusion_compare=fusion_compare or run_all,
+            tau_sweep=tau_sweep or run_all,
+            n_folds=folds,
         )
         payload = result.to_dict()
         if instances is not None:

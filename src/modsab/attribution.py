@@ -1,0 +1,172 @@
+"""Who made the fused answer right or wrong: one interface, several methods.
+
+Following Captum's ``Attribution.attribute``, every contribution method takes the same
+input (:class:`Coalitions`: the fused agents' weighted answers) and returns the same
+shape, ``[n_instances, n_fused_agents]``: positive where the agent helped the fused
+answer, negative where it hurt. :meth:`Attribution.saboteurs` turns that into the
+boolean sabotage flags that the synthetic benchmark scores against planted truth.
+
+Because fusion is linear (``s = sum_m w_m S_m``), the fused scores of any subset of
+agents (a *coalition*) are a sum over that subset of the weighted answers, so
+counterfactuals and Shapley values need no new model calls: one ``einsum`` per batch
+of instances over a ``[subsets, agents]`` 0/1 matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from modsab import audit, cache, fusion
+from modsab.predictions import PredictionSet
+
+#: Floats held at once by one batch of coalition fusions (about 128 MiB).
+BATCH_FLOATS = 1 << 24
+
+
+@dataclass(frozen=True)
+class Coalitions:
+    """The fused agents' weighted answers ``contrib[n, m, k] = w_m * S_m`` and what the
+    audit needs beside them. ``agents`` are the fused agents, in the order of axis 1."""
+
+    contrib: np.ndarray
+    gold: np.ndarray
+    top: np.ndarray
+    confidence: np.ndarray
+    agents: tuple[str, ...]
+    tau: float = 0.70
+    _memo: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_rule(
+        cls,
+        pset: PredictionSet,
+        rule: fusion.FusionRule,
+        agents: Sequence[int],
+        *,
+        tau: float = 0.70,
+        agent_top: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> Coalitions:
+        """Weighted answers of ``agents`` under ``rule``; ``agent_top`` is the
+        ``(top, confidence)`` of those agents when the caller already has it."""
+        agents = list(agents)
+        contrib = rule.scores(pset, agents) * rule.weights(pset, agents)[:, :, None]
+        top, confidence = agent_top or cache.agent_top(pset, agents)
+        return cls(contrib, pset.gold, top, confidence, tuple(pset.agents[m] for m in agents), tau)
+
+    @property
+    def n_agents(self) -> int:
+        return self.contrib.shape[1]
+
+    @cached_property
+    def _blocks(self) -> list[tuple[slice, np.ndarray]]:
+        """Batches of rows, each a contiguous ``[m, k, rows]`` copy of ``contrib``: fused
+        coalitions come out as ``[S, k, rows]`` from one BLAS product, and every reduction
+        over labels runs along long contiguous rows of instances. The batch size fits all
+        ``2^M`` coalitions (Shapley) in :data:`BATCH_FLOATS`."""
+        n, m, k = self.contrib.shape
+        step = max(1, BATCH_FLOATS // ((1 << min(m, 10)) * k))
+        return [
+            (rows, np.ascontiguousarray(self.contrib[rows].transpose(1, 2, 0)))
+            for rows in (slice(start, min(n, start + step)) for start in range(0, n, step))
+        ]
+
+    @staticmethod
+    def _fuse_block(masks: np.ndarray, block: np.ndarray) -> np.ndarray:
+        m, k, r = block.shape
+        out = (masks.astype(np.float64) @ block.reshape(m, k * r)).reshape(masks.shape[0], k, r)
+        return np.round(out, fusion.TIE_DECIMALS, out=out)
+
+    def fused(self, masks: np.ndarray) -> np.ndarray:
+        """``[S, k, n]`` fused scores of each coalition (``masks[S, m]`` 0/1)."""
+        out = np.empty((masks.shape[0], self.contrib.shape[2], self.contrib.shape[0]))
+        for rows, block in self._blocks:
+            out[:, :, rows] = self._fuse_block(masks, block)
+        return out
+
+    def value_table(self, masks: np.ndarray) -> dict[str, np.ndarray]:
+        """``{value: [n, S]}`` for both coalition values: ``correct`` (the fused top-1 is
+        gold, 0/1) and ``gold_probability`` (``p(y*) = s(y*) / sum_y s(y)``, 0 when empty).
+
+        Each coalition is fused once per :class:`Coalitions` and remembered, so the
+        counterfactual, pairwise and Shapley views share their fusions."""
+        codes = masks.astype(np.int64) @ (1 << np.arange(self.n_agents, dtype=np.int64))
+        missing = sorted({int(c) for c in codes} - set(self._memo))
+        if missing:
+            todo = ((np.asarray(missing)[:, None] >> np.arange(self.n_agents)[None, :]) & 1).astype(np.int8)
+            correct, gold_probability = self._compute(todo)
+            for i, code in enumerate(missing):
+                self._memo[code] = (correct[i], gold_probability[i])
+        return {
+            value: np.stack([self._memo[int(c)][v] for c in codes], axis=1).astype(np.float64)
+            for v, value in enumerate(("correct", "gold_probability"))
+        }
+
+    def _compute(self, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(correct[S, n], gold_probability[S, n])``. Correct means the gold label is the
+        fused top-1: above 0, no label higher, no earlier label equal (the tie rule)."""
+        n, _, k = self.contrib.shape
+        correct = np.empty((masks.shape[0], n), dtype=bool)
+        gold_probability = np.empty((masks.shape[0], n))
+        labels = np.arange(k)[None, :, None]
+        for rows, block in self._blocks:
+            scores = self._fuse_block(masks, block)  # [S, k, r]
+            gold = self.gold[rows][None, None, :]
+            gold_score = np.take_along_axis(scores, gold, axis=1)  # [S, 1, r]
+            ahead = (scores > gold_score) | ((scores == gold_score) & (labels < gold))
+            correct[:, rows] = (gold_score[:, 0] > 0) & ~ahead.any(axis=1)
+            total = scores.sum(axis=1)
+            gold_probability[:, rows] = np.where(total > 0, gold_score[:, 0] / np.where(total > 0, total, 1.0), 0.0)
+        return correct, gold_probability
+
+    def values(self, masks: np.ndarray, value: str = "correct") -> np.ndarray:
+        """``[n, S]`` one coalition value (see :meth:`value_table`)."""
+        if value not in ("correct", "gold_probability"):
+            raise ValueError(f"unknown coalition value '{value}': use 'correct' or 'gold_probability'")
+        return self.value_table(masks)[value]
+
+    def full_mask(self) -> np.ndarray:
+        return np.ones((1, self.n_agents), dtype=np.int8)
+
+    def fused_top(self) -> np.ndarray:
+        """``[n]`` fused top-1 of all agents together (the paper's ``y_hat``): ties to the
+        earlier label, -1 when nothing scored above 0 (as :func:`modsab.fusion.top_label`)."""
+        out = np.empty(self.contrib.shape[0], dtype=np.int64)
+        for rows, block in self._blocks:
+            scores = self._fuse_block(self.full_mask(), block)[0]  # [k, r]
+            best = np.zeros(scores.shape[1], dtype=np.int64)
+            top = scores[0].copy()
+            for label in range(1, scores.shape[0]):  # a loop over labels, vectorised over instances
+                better = scores[label] > top
+                best[better] = label
+                np.maximum(top, scores[label], out=top)
+            out[rows] = np.where(top > 0, best, -1)
+        return out
+
+
+class Attribution:
+    """Base of the contribution methods: ``attribute`` returns ``[n, m]`` floats."""
+
+    name = "attribution"
+
+    def attribute(self, coalitions: Coalitions) -> np.ndarray:
+        raise NotImplementedError
+
+    def saboteurs(self, coalitions: Coalitions) -> np.ndarray:
+        """``[n, m]`` True where the method blames agent m for a wrong fused answer."""
+        return self.attribute(coalitions) < 0
+
+
+class PaperRule(Attribution):
+    """The paper's correlational audit (METHOD.md step 4): +1 contributor (``y_m = y*``),
+    -1 successful saboteur (``c_m >= tau``, ``y_m != y*``, ``y_hat = y_m``), else 0."""
+
+    name = "paper"
+
+    def attribute(self, coalitions: Coalitions) -> np.ndarray:
+        c = coalitions
+        role = audit.roles(c.top, c.confidence, c.gold, c.fused_top(), tau=c.tau)
+        return (role == audit.Role.CONTRIBUTOR).astype(np.float64) - (role == audit.Role.SUCCESSFUL_SABOTAGE)

@@ -1,0 +1,68 @@
+"""The diagnostics beyond the paper, run on a finished :class:`~modsab.diagnosis.Diagnosis`.
+
+Each lands in the JSON under its own stable top-level key (documented in the README,
+"Diagnostics beyond the paper"): ``causal``, ``shapley``, ``calibration``,
+``fusion_compare``, ``tau_sweep``. All reuse the diagnosis' fusion rule, fused agents,
+tau, k, bootstrap resamples, seed and level.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from modsab.diagnosis import Diagnosis
+
+DIAGNOSTICS = ("causal", "shapley", "calibration", "fusion_compare", "tau_sweep")
+
+
+def _groups(diagnosis: Diagnosis) -> dict[str, np.ndarray]:
+    dataset = diagnosis.pset.dataset
+    if dataset is None:
+        return {}
+    return {name: np.flatnonzero(dataset == name) for name in sorted(set(dataset.tolist()))}
+
+
+def run(diagnosis: Diagnosis, names: tuple[str, ...], *, n_folds: int = 5) -> dict[str, Any]:
+    """``{key: section}`` for each diagnostic in ``names`` (a subset of :data:`DIAGNOSTICS`)."""
+    from modsab import cache, fusion
+    from modsab.attribution import Coalitions
+    from modsab.errors import InputError
+
+    unknown = [name for name in names if name not in DIAGNOSTICS]
+    if unknown:
+        raise InputError(f"unknown diagnostic {', '.join(unknown)}", hint=f"choose from {', '.join(DIAGNOSTICS)}")
+    d, o = diagnosis, diagnosis.options
+    pset = d.pset
+    agents = [pset.agent_index(name) for name in d.fused_agents]
+    rule = d.rule or fusion.rule(o.weights)
+    every_agent = tuple(range(len(pset.agents)))
+    cache.remember(pset, ("agent_top", every_agent), lambda: (d.top, d.confidence))  # the audit has them
+    stats = {"resamples": o.bootstrap, "seed": o.seed, "level": o.level}
+    out: dict[str, Any] = {}
+    coalitions = Coalitions.from_rule(pset, rule, agents, tau=o.tau) if {"causal", "shapley"} & set(names) else None
+    if "causal" in names:
+        from modsab.counterfactual import causal_report
+
+        out["causal"] = causal_report(coalitions, answered=d.top[:, agents] >= 0, **stats)
+    if "shapley" in names:
+        from modsab.shapley import shapley_report
+
+        out["shapley"] = shapley_report(coalitions, groups=_groups(d), **stats)
+    if "calibration" in names:
+        from modsab.calibration import calibration_report
+
+        out["calibration"] = calibration_report(pset, groups=_groups(d), n_folds=n_folds, **stats)
+    if "fusion_compare" in names:
+        from modsab.strategies import compare
+
+        out["fusion_compare"] = compare(pset, agents, tau=o.tau, k=d.k, n_folds=n_folds, **stats)
+    if "tau_sweep" in names:
+        from modsab.sensitivity import tau_sweep
+
+        out["tau_sweep"] = tau_sweep(
+            d.top[:, agents], d.confidence[:, agents], pset.gold, d.fused_top, d.fused_agents, **stats
+        )
+    return out

@@ -1,0 +1,119 @@
+"""Counterfactual sabotage, Shapley shares and the paper's rule on hand-computed cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from modsab.attribution import Coalitions, PaperRule
+from modsab.counterfactual import LeaveOneOut, causal_report, pair_effects
+from modsab.fusion import FusionRule
+from modsab.shapley import Shapley, shapley_matrix, subset_masks
+from modsab.synth import prediction_set
+
+
+def coalitions(scores, gold, tau=0.70):
+    pset = prediction_set(np.asarray(scores, dtype=float), gold)
+    return Coalitions.from_rule(pset, FusionRule(), range(pset.scores.shape[1]), tau=tau)
+
+
+# labels: 0 = gold, 1 = the wrong label two agents back
+TWO_BACK_WRONG = [
+    [[0.4, 0, 0], [0.3, 0, 0], [0, 0.8, 0], [0, 0.75, 0]],  # gold 0.7 loses to 1.55, to 0.8 and to 0.75
+]
+
+
+def test_two_agents_backing_the_same_wrong_label_are_successful_but_not_causal():
+    c = coalitions(TWO_BACK_WRONG, [0])
+    paper = PaperRule().attribute(c)
+    assert paper.tolist() == [[1, 1, -1, -1]]  # both saboteurs "successful" by the paper
+    loo = LeaveOneOut().attribute(c)
+    assert loo.tolist() == [[0, 0, 0, 0]]  # without either one the other still wins
+    joint, only = pair_effects(c)
+    # pairs in order (0,1) (0,2) (0,3) (1,2) (1,3) (2,3): only removing both saboteurs helps
+    assert joint.tolist() == [[False, False, False, False, False, True]]
+    assert only.tolist() == [[False, False, False, False, False, True]]
+
+
+def test_leave_one_out_single_causal_saboteur_and_contributor():
+    # agent 2 alone flips the answer: 0.5 + 0.3 gold vs 0.9 wrong; without it gold wins
+    c = coalitions([[[0.5, 0, 0], [0.3, 0, 0], [0, 0.9, 0]]], [0])
+    assert LeaveOneOut().attribute(c).tolist() == [[0, 0, -1]]
+    # now gold wins 0.5 + 0.6 against 0.9; removing agent 1 makes it wrong: causal contributor
+    c = coalitions([[[0.5, 0, 0], [0.6, 0, 0], [0, 0.9, 0]]], [0])
+    assert LeaveOneOut().attribute(c).tolist() == [[1, 1, 0]]
+
+
+def test_paper_rule_flags_confident_wrong_that_did_not_cause():
+    # agents 1 and 2 confidently back label 1; agent 0 backs label 2 weakly. Fusion picks 1 (wrong).
+    c = coalitions([[[0, 0, 0.4], [0.1, 0.9, 0], [0, 0.9, 0]]], [0])
+    assert (PaperRule().saboteurs(c) == [[False, True, True]]).all()
+    assert not LeaveOneOut().saboteurs(c).any()
+
+
+def test_causal_report_counts_disagreement():
+    c = coalitions(TWO_BACK_WRONG * 3, [0, 0, 0])
+    report = causal_report(c, answered=np.ones((3, 4), dtype=bool), resamples=50, seed=1)
+    entry = report["agents"]["agent2"]
+    assert entry["paper_successful_sabotage_rate"] == 1.0
+    assert entry["causal_sabotage_rate"] == 0.0
+    assert entry["disagreement"] == {"both": 0, "paper_only": 3, "causal_only": 0}
+    assert report["pairs"]["agent2+agent3"]["only_jointly_rate"] == 1.0
+
+
+def test_shapley_matrix_matches_two_agent_formula():
+    # M = 2: phi_0 = 1/2 (v(0) - v()) + 1/2 (v(01) - v(1))
+    a = shapley_matrix(2)
+    assert subset_masks(2).tolist() == [[0, 0], [1, 0], [0, 1], [1, 1]]
+    assert np.allclose(a[:, 0], [-0.5, 0.5, -0.5, 0.5])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    scores=arrays(np.float64, (6, 4, 5), elements=st.integers(0, 100).map(lambda v: v / 100)),
+    gold=arrays(np.int64, 6, elements=st.integers(0, 4)),
+)
+def test_shapley_efficiency(scores, gold):
+    c = coalitions(scores, gold)
+    for value in ("correct", "gold_probability"):
+        phi = Shapley(value).attribute(c)
+        full = c.values(np.ones((1, 4), dtype=np.int8), value)[:, 0]
+        empty = c.values(np.zeros((1, 4), dtype=np.int8), value)[:, 0]
+        assert np.allclose(phi.sum(axis=1), full - empty)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    scores=arrays(np.float64, (5, 3, 4), elements=st.integers(0, 100).map(lambda v: v / 100)),
+    gold=arrays(np.int64, 5, elements=st.integers(0, 3)),
+)
+def test_causal_saboteur_needs_a_wrong_fusion_and_a_wrong_agent(scores, gold):
+    c = coalitions(scores, gold)
+    loo = LeaveOneOut().attribute(c)
+    correct = c.values(np.ones((1, 3), dtype=np.int8))[:, 0].astype(bool)
+    assert not (loo < 0)[correct].any()
+    assert not (loo > 0)[~correct].any()
+    # an agent whose top label is gold can never be a causal saboteur
+    assert not ((loo < 0) & (c.top == gold[:, None])).any()
+
+
+def test_unknown_shapley_value():
+    with pytest.raises(ValueError, match="unknown Shapley value"):
+        Shapley("accuracy")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    scores=arrays(np.float64, (8, 3, 4), elements=st.integers(0, 20).map(lambda v: v / 20)),
+    gold=arrays(np.int64, 8, elements=st.integers(0, 3)),
+)
+def test_coalition_fusion_matches_the_foundation_fusion_and_tie_rule(scores, gold):
+    from modsab.fusion import fuse, gold_rank, top_label
+
+    c = coalitions(scores, gold)
+    fused = fuse(scores, np.ones((8, 3)))
+    assert np.array_equal(c.fused_top(), top_label(fused))
+    assert np.array_equal(c.values(c.full_mask())[:, 0] == 1, gold_rank(fused, gold) == 0)

@@ -1,0 +1,58 @@
+"""The synthetic benchmark: planted truth, files, and the detectors scored against it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from typer.testing import CliRunner
+
+from modsab.cli import app
+from modsab.predictions import load_predictions
+from modsab.synth import MELD_LABELS, SynthConfig, detector_scores, generate, load_truth
+
+CLEAR_CUT = SynthConfig(n_instances=3000, accuracy=(0.95,) * 4, scenario="clear", sabotage_rate=0.2, seed=3)
+
+
+def test_counterfactual_finds_planted_saboteurs_in_the_clear_cut_setting():
+    pset, planted = generate(CLEAR_CUT)
+    assert planted[:, 1].mean() > 0.15 and not planted[:, [0, 2, 3]].any()
+    scores = detector_scores(pset, planted, resamples=100)
+    assert scores["counterfactual"]["precision"] >= 0.95
+    assert scores["counterfactual"]["recall"] >= 0.95
+    low, high = scores["counterfactual"]["ci"]["precision"]
+    assert low <= scores["counterfactual"]["precision"] <= high
+
+
+def test_mixed_scenario_planted_answers_flip_the_fusion_only_sometimes():
+    pset, planted = generate(SynthConfig(n_instances=3000, scenario="mixed", seed=1))
+    scores = detector_scores(pset, planted, resamples=0)
+    assert 0.05 < scores["counterfactual"]["recall"] < 0.6
+    # the paper's rule flags at least every causal flip of a confident planted answer
+    assert scores["paper"]["recall"] >= scores["counterfactual"]["recall"]
+
+
+def test_generation_is_seeded_and_calibrated():
+    a, _ = generate(SynthConfig(n_instances=500, seed=7))
+    b, _ = generate(SynthConfig(n_instances=500, seed=7))
+    assert np.array_equal(a.scores, b.scores)
+    pset, planted = generate(SynthConfig(n_instances=20000, sabotage_rate=0.0, accuracy=(0.8, 0.6, 0.7, 0.5)))
+    top = pset.scores.argmax(axis=2)
+    accuracy = (top == pset.gold[:, None]).mean(axis=0)
+    assert np.allclose(accuracy, [0.8, 0.6, 0.7, 0.5], atol=0.02)
+    assert np.allclose(pset.scores.max(axis=2).mean(axis=0), accuracy, atol=0.03)  # calibrated by construction
+
+
+def test_synth_cli_writes_the_contract_and_the_truth(tmp_path):
+    result = CliRunner().invoke(app, ["synth", str(tmp_path), "--n", "300", "--seed", "2", "--bootstrap", "20"])
+    assert result.exit_code == 0, result.output
+    assert "counterfactual" in result.stdout
+    record = json.loads((tmp_path / "predictions.jsonl").read_text().splitlines()[0])
+    assert set(record) == {"instance_id", "agent", "gold", "candidates", "quality", "dataset"}
+    assert all(isinstance(c["confidence"], int) and 0 <= c["confidence"] <= 100 for c in record["candidates"])
+    pset = load_predictions(tmp_path / "predictions.jsonl", labels=",".join(MELD_LABELS))
+    planted = load_truth(tmp_path / "truth.jsonl", pset)
+    again, truth = generate(SynthConfig(n_instances=300, seed=2))
+    order = np.argsort([int(i[1:]) for i in pset.instance_ids])
+    assert np.array_equal(planted[order], truth[:, [again.agents.index(a) for a in pset.agents]])
+    assert np.allclose(pset.scores[order][:, [again.agents.index(a) for a in pset.agents]], again.scores)
