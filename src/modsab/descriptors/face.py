@@ -24,8 +24,11 @@ the frame, and sharpness (variance of the Laplacian of the grey face crop); see
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import math
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +43,7 @@ POSE_DEG = 10.0
 GAZE_MIN = 0.25
 BLUR_SHARP = 20.0  # Laplacian variance at and above which a face crop counts as sharp
 FACE_SIZE_OK = 0.15  # face height / frame height at and above which size is no issue
+CLIP_GAP_MS = 10_000  # landmarker clock gap between two clips
 
 
 @dataclass(frozen=True)
@@ -119,51 +123,77 @@ def _pose(matrix: np.ndarray) -> tuple[float, float, float]:
 
 
 class FaceAnalyzer:
-    """Runs the landmarker over sampled frames and summarises the clip."""
+    """Runs the landmarker over sampled frames and summarises the clip.
+
+    One landmarker serves every clip of the process (creating one costs about as much as
+    analysing five frames); it runs in video mode on one clock that keeps increasing from
+    clip to clip, with a gap of :data:`CLIP_GAP_MS` between clips.
+    """
 
     def __init__(self, model_path: str | None = None) -> None:
         self.model_path = model_path
+        self._landmarker = None
+        self._clock_ms = 0
 
-    def _landmarker(self):
-        require("mediapipe", "face analysis")
-        from mediapipe.tasks.python import BaseOptions, vision
+    def _get_landmarker(self):
+        if self._landmarker is None:
+            require("mediapipe", "face analysis")
+            from mediapipe.tasks.python import BaseOptions, vision
 
-        options = vision.FaceLandmarkerOptions(
-            base_options=BaseOptions(model_asset_path=self.model_path or default_model_path()),
-            running_mode=vision.RunningMode.VIDEO,
-            num_faces=1,
-            output_face_blendshapes=True,
-            output_facial_transformation_matrixes=True,
-        )
-        return vision.FaceLandmarker.create_from_options(options)
+            options = vision.FaceLandmarkerOptions(
+                base_options=BaseOptions(model_asset_path=self.model_path or default_model_path()),
+                running_mode=vision.RunningMode.VIDEO,
+                num_faces=1,
+                output_face_blendshapes=True,
+                output_facial_transformation_matrixes=True,
+            )
+            self._landmarker = vision.FaceLandmarker.create_from_options(options)
+            _close_at_exit(self.close)
+        return self._landmarker
+
+    def close(self) -> None:
+        if self._landmarker is not None:
+            self._landmarker.close()
+            self._landmarker = None
 
     def __call__(self, frames: Frames) -> dict[str, Any]:
         """Per-clip summary (JSON-ready); see :func:`describe_face` for its reading."""
         import mediapipe as mp
 
+        landmarker = self._get_landmarker()
         n = len(frames)
         units = np.full((n, len(AU_TABLE)), np.nan)
         poses = np.full((n, 3), np.nan)
         gaze = np.full((n, 2), np.nan)
         sizes, blurs = [], []
-        last_ms = -1
-        with self._landmarker() as landmarker:
-            for i, (time, image) in enumerate(zip(frames.times, frames.images, strict=True)):
-                last_ms = max(last_ms + 1, int(round(time * 1000)))
-                result = landmarker.detect_for_video(
-                    mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image)),
-                    last_ms,
-                )
-                if not result.face_landmarks:
-                    continue
-                shapes = {c.category_name: c.score for c in result.face_blendshapes[0]}
-                units[i] = [np.mean([shapes.get(s, 0.0) for s in u.blendshapes]) for u in AU_TABLE]
-                poses[i] = _pose(result.facial_transformation_matrixes[0])
-                gaze[i] = _gaze(shapes)
-                size, blur = _crop_stats(image, result.face_landmarks[0])
-                sizes.append(size)
-                blurs.append(blur)
+        start_ms = self._clock_ms + CLIP_GAP_MS
+        for i, (time, image) in enumerate(zip(frames.times, frames.images, strict=True)):
+            self._clock_ms = max(self._clock_ms + 1, start_ms + int(round(time * 1000)))
+            result = landmarker.detect_for_video(
+                mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image)),
+                self._clock_ms,
+            )
+            if not result.face_landmarks:
+                continue
+            shapes = {c.category_name: c.score for c in result.face_blendshapes[0]}
+            units[i] = [np.mean([shapes.get(s, 0.0) for s in u.blendshapes]) for u in AU_TABLE]
+            poses[i] = _pose(result.facial_transformation_matrixes[0])
+            gaze[i] = _gaze(shapes)
+            size, blur = _crop_stats(image, result.face_landmarks[0])
+            sizes.append(size)
+            blurs.append(blur)
         return _summarise(frames, units, poses, gaze, sizes, blurs)
+
+
+def _close_at_exit(close) -> None:
+    """Close before MediaPipe's own worker threads stop at interpreter exit.
+
+    MediaPipe dispatches ``close`` to a thread pool that ``threading`` shuts down before
+    ``atexit`` handlers run; hooks registered with ``threading`` later run earlier.
+    """
+    register = getattr(threading, "_register_atexit", None)
+    with contextlib.suppress(RuntimeError):  # already shutting down
+        (register or atexit.register)(close)
 
 
 def _gaze(shapes: Mapping[str, float]) -> tuple[float, float]:
