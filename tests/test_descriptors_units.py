@@ -178,6 +178,24 @@ def test_audio_quality_names_silence_noise_and_clipping():
     assert "clipped" in audio_quality({**clipped, "voiced_fraction": 0.5})[1]
 
 
+def test_pauses_come_from_the_level_contour_without_word_timings():
+    from modsab.descriptors.asr import Word
+    from modsab.descriptors.voice import timing_features
+
+    t = np.arange(8000) / 16_000
+    burst, gap = 0.3 * np.sin(2 * np.pi * 200 * t), np.zeros(6400)
+    audio = np.concatenate([gap, burst, gap, burst, gap, burst, gap]).astype(np.float32)
+    energy = timing_features(audio, [])
+    assert energy["pause_count"] == 2 and energy["pause_total_s"] == pytest.approx(0.8, abs=0.05)
+    assert energy["pauses_from_words"] == 0 and math.isnan(energy["speech_rate_syl_s"])
+    words = [Word("hello", 0.4, 0.9, 1.0), Word("there", 1.3, 1.8, 1.0), Word("friend", 1.85, 2.2, 1.0)]
+    timed = timing_features(audio, words)
+    assert timed["pause_count"] == 1 and timed["pause_total_s"] == pytest.approx(0.4)
+    assert timed["speech_rate_syl_s"] == pytest.approx(4 / 1.8)
+    row = {**_voice_row(), **energy, "speech_rate_syl_s": math.nan}
+    assert "speech with 2 pauses (0.8 s)" in describe_voice(row)
+
+
 # -- face wording ------------------------------------------------------------------------
 
 

@@ -267,8 +267,9 @@ def _run(todo: list[tuple[MediaItem, str]], config: DescribeConfig, workers: int
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                             initializer=_init_worker, initargs=(config, threads)) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                               initializer=_init_worker, initargs=(config, threads))
+    try:
         futures = {pool.submit(_extract_in_worker, item): item for item, _key in todo}
         for future in as_completed(futures):
             item = futures[future]
@@ -277,6 +278,8 @@ def _run(todo: list[tuple[MediaItem, str]], config: DescribeConfig, workers: int
             except Exception as error:  # a worker that died (e.g. a decoder crash)
                 record = {"errors": {"worker": f"{type(error).__name__}: {error}"}}
             yield item, record
+    finally:  # on Ctrl-C or an error: drop what has not started, keep what finished
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 _EXTRACTORS: dict[tuple[str, int], Extractor] = {}

@@ -5,7 +5,8 @@ Features per clip (all kept as columns):
 - the 88 openSMILE eGeMAPSv02 functionals, prefixed ``egemaps_``;
 - ``voiced_fraction`` (voiced segments per second x mean voiced segment length);
 - pauses and speaking rate from the ASR word timings: ``pause_count`` and
-  ``pause_total_s`` (gaps of at least :data:`PAUSE_MIN_S` between words),
+  ``pause_total_s`` (gaps of at least :data:`PAUSE_MIN_S` between words; from the level
+  contour when there are no word timings, e.g. a manifest transcript),
   ``speech_rate_syl_s`` (vowel-group syllables per second between the first and last
   word);
 - ``loudness_end_change_db``: level of the last quarter of the speech minus the rest;
@@ -50,6 +51,7 @@ from modsab.descriptors.media import SAMPLE_RATE
 VOICE_VERSION = "voice-1:egemapsv02"
 
 PAUSE_MIN_S = 0.2
+ACTIVE_DB = 35.0
 MIN_BASELINE_CLIPS = 3
 END_CHANGE_DB = 3.0
 
@@ -92,7 +94,12 @@ def _frame_db(audio: np.ndarray, *, frame: int = 400, hop: int = 160) -> np.ndar
 
 
 def _syllables(word: str) -> int:
-    return max(1, len(re.findall(r"[aeiouy]+", word.lower())))
+    """Vowel groups, less a silent final e ("there" 1, "table" 2): a rough English count."""
+    word = re.sub(r"[^a-z]", "", word.lower())
+    count = len(re.findall(r"[aeiouy]+", word))
+    if count > 1 and word.endswith("e") and not word.endswith(("le", "ee")):
+        count -= 1
+    return max(1, count)
 
 
 def signal_checks(audio: np.ndarray) -> dict[str, float]:
@@ -109,23 +116,36 @@ def signal_checks(audio: np.ndarray) -> dict[str, float]:
     }
 
 
+def _active_spans(levels: np.ndarray) -> list[tuple[float, float]]:
+    """Runs of frames within :data:`ACTIVE_DB` of the loudest frame (and above -60 dBFS)."""
+    active = (levels > levels.max() - ACTIVE_DB) & (levels > -60)
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], active.astype(np.int8), [0]))))
+    return [(start / 100, end / 100) for start, end in zip(edges[::2], edges[1::2], strict=True)]
+
+
 def timing_features(audio: np.ndarray, words: Sequence[Word]) -> dict[str, float]:
-    """Pauses, rate and end contour from word timings (NaN without at least one word)."""
+    """Pauses, rate and end contour.
+
+    Spans of speech are the ASR words when there are any (``pauses_from_words`` = 1),
+    else runs of active 10 ms frames (``pauses_from_words`` = 0). A pause is a gap of at
+    least :data:`PAUSE_MIN_S` between spans. The rate needs words (NaN without them).
+    """
     out = {"pause_count": math.nan, "pause_total_s": math.nan, "speech_rate_syl_s": math.nan,
-           "loudness_end_change_db": math.nan}
+           "loudness_end_change_db": math.nan, "pauses_from_words": math.nan}
+    levels = _frame_db(audio)
     words = [w for w in words if w.end > w.start]
-    if not words:
+    spans = [(w.start, w.end) for w in words] if words else _active_spans(levels)
+    if not spans:
         return out
-    gaps = [b.start - a.end for a, b in zip(words, words[1:], strict=False)]
+    gaps = [b[0] - a[1] for a, b in zip(spans, spans[1:], strict=False)]
     gaps = [g for g in gaps if g >= PAUSE_MIN_S]
-    span = words[-1].end - words[0].start
     out["pause_count"] = float(len(gaps))
     out["pause_total_s"] = float(sum(gaps))
-    if span > 0:
+    out["pauses_from_words"] = float(bool(words))
+    span = spans[-1][1] - spans[0][0]
+    if words and span > 0:
         out["speech_rate_syl_s"] = sum(_syllables(w.text) for w in words) / span
-    levels = _frame_db(audio)
-    first, last = int(words[0].start * 100), int(words[-1].end * 100)
-    speech = levels[first:last]
+    speech = levels[int(spans[0][0] * 100): int(spans[-1][1] * 100)]
     speech = speech[speech > np.max(levels) - 40] if speech.size else speech
     if speech.size >= 8:
         cut = int(speech.size * 0.75)
@@ -230,19 +250,27 @@ def describe_voice(row: Mapping[str, float], *, baseline: str = "") -> str:
     change = get("loudness_end_change_db")
     if not math.isnan(change) and abs(change) >= END_CHANGE_DB:
         parts[-1] += f", {'rising' if change > 0 else 'falling'} at the end ({change:+.1f} dB)"
+    pause_text = _pause_text(get("pause_count"), get("pause_total_s"))
     rate = get("speech_rate_syl_s")
     if not math.isnan(rate):
         word = level_word(get("z_rate"), "fast", "slow") if has_z else "measured"
         word = "ordinary pace" if word == "typical" else word
-        pauses = int(get("pause_count"))
-        pause_text = ("no pauses" if pauses == 0 else
-                      f"{pauses} pause{'s' if pauses > 1 else ''} ({get('pause_total_s'):.1f} s)")
         parts.append(f"speech {word} ({rate:.1f} syllables/s"
                      + (f", {_z(get('z_rate'))}" if has_z else "") + f") with {pause_text}")
+    elif pause_text:
+        parts.append(f"speech with {pause_text}")
     if has_z:
         parts.append("voice " + _voice_quality(get))
     text = "; ".join(parts)
     return text[0].upper() + text[1:] + "."
+
+
+def _pause_text(count: float, total: float) -> str:
+    if math.isnan(count):
+        return ""
+    if count == 0:
+        return "no pauses"
+    return f"{int(count)} pause{'s' if count > 1 else ''} ({total:.1f} s)"
 
 
 def _voice_quality(get) -> str:
