@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import wave
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -73,3 +74,39 @@ def espeak(path: Path, text: str) -> Path:
         pytest.skip("espeak-ng not installed: apt-get install -y espeak-ng")
     subprocess.run([binary, "-s", "150", "-w", str(path), text], check=True, capture_output=True)
     return path
+
+
+def transcode(source: Path, target: Path, *, video: str | None, audio: str | None, seconds: float = 2.0) -> Path:
+    """Re-encode the start of ``source`` into ``target``'s container with the given codecs.
+
+    Video is scaled to 320x180 at 15 fps; audio keeps its rate. PyAV's encoder adapts the
+    sample format and frame size.
+    """
+    import av
+
+    with av.open(str(source)) as src, av.open(str(target), "w") as dst:
+        vout = aout = None
+        if video:
+            vout = dst.add_stream(video, rate=15)
+            vout.width, vout.height, vout.pix_fmt = 320, 180, "yuv420p"
+        if audio:
+            aout = dst.add_stream(audio, rate=48_000)
+        next_video = 0.0
+        for frame in src.decode(*[s for s in (src.streams.video[:1] if vout else [])],
+                                *[s for s in (src.streams.audio[:1] if aout else [])]):
+            if frame.time is None or frame.time > seconds:
+                continue
+            if isinstance(frame, av.VideoFrame):
+                if frame.time + 1e-6 < next_video:
+                    continue
+                small = frame.reformat(width=320, height=180, format="yuv420p")
+                small.pts, small.time_base = round(next_video * 15), Fraction(1, 15)
+                next_video += 1 / 15
+                dst.mux(vout.encode(small))
+            else:
+                frame.pts = None
+                dst.mux(aout.encode(frame))
+        for stream in (vout, aout):
+            if stream is not None:
+                dst.mux(stream.encode(None))
+    return target

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from _media import RAVDESS_LABELS, ravdess, write_png, write_wav
+from _media import RAVDESS_LABELS, ravdess, transcode, write_png, write_wav
 from typer.testing import CliRunner
 
 from modsab.cli import app
@@ -82,6 +82,23 @@ def test_frames_are_sampled_at_the_set_rate():
     assert max(frames.images[0].shape[:2]) == 640 and frames.images[0].shape[2] == 3
     assert 6 <= len(load_frames(clip, fps=2)) <= 8
     assert 3.2 < load_audio(clip).size / 16_000 < 3.4  # AAC track of the mp4
+
+
+@pytest.mark.parametrize(
+    ("name", "video", "audio"),
+    [("clip.mkv", "libx264", "aac"), ("clip.avi", "mpeg4", "mp3"), ("clip.webm", "libvpx", "libopus"),
+     ("clip.mp3", None, "mp3"), ("clip.flac", None, "flac")],
+)
+def test_common_containers_decode(tmp_path, name, video, audio):
+    pytest.importorskip("av")
+    from modsab.descriptors.media import load_audio, load_frames
+
+    path = transcode(ravdess() / "av" / "01-01-01-01-01-01-01.mp4", tmp_path / name, video=video, audio=audio)
+    samples = load_audio(path)
+    assert samples.dtype == np.float32 and 1.9 < samples.size / 16_000 < 2.2 and np.abs(samples).max() > 0.01
+    if video:
+        frames = load_frames(path, fps=5)
+        assert len(frames) == 10 and frames.images[0].shape == (180, 320, 3)
 
 
 def test_broken_files_raise_media_errors_with_reasons(tmp_path):
