@@ -95,6 +95,7 @@ def test_broken_inputs_give_an_error_or_low_quality_with_a_reason(batch):
     table = batch["table"]
     assert table.loc["silent", "audio_quality"] == 0 and "silent" in table.loc["silent", "audio_issues"]
     assert table.loc["silent", "text_quality"] == 0
+    assert table.loc["silent", "audio_description"].startswith("No voice measurable")
     assert table.loc["noise", "audio_quality"] < 50 and "noise-like" in table.loc["noise", "audio_issues"]
     assert "truncated" in table.loc["truncated", "error"]
     assert "empty file" in table.loc["zero", "error"]

@@ -210,7 +210,17 @@ def test_pauses_come_from_the_level_contour_without_word_timings():
     assert timed["pause_count"] == 1 and timed["pause_total_s"] == pytest.approx(0.4)
     assert timed["speech_rate_syl_s"] == pytest.approx(4 / 1.8)
     row = {**_voice_row(), **energy, "speech_rate_syl_s": math.nan}
-    assert "speech with 2 pauses (0.8 s)" in describe_voice(row)
+    assert "2 pauses (0.8 s) in the sound" in describe_voice(row)
+
+
+def test_unreadable_files_are_item_errors_and_the_batch_goes_on(tmp_path):
+    from modsab.descriptors import describe
+
+    table = describe([MediaItem("missing", audio_path=tmp_path / "nope.wav"),
+                      MediaItem("folder", video_path=tmp_path)]).set_index("instance_id")
+    assert table.loc["missing", "error"] == f"file: No such file or directory: {tmp_path / 'nope.wav'}"
+    assert table.loc["folder", "error"].startswith("file: Is a directory")
+    assert table["transcript"].isna().all() and table["audio_description"].isna().all()
 
 
 # -- face wording ------------------------------------------------------------------------

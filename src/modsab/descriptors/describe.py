@@ -33,7 +33,7 @@ from modsab.descriptors import asr, face, media, voice
 from modsab.descriptors.manifest import MediaItem, items_from_records, read_manifest
 
 EXTRACTOR_VERSION = "|".join(
-    ("media-1", asr.ASR_VERSION, voice.VOICE_VERSION, face.FACE_VERSION)
+    ("media-2", asr.ASR_VERSION, voice.VOICE_VERSION, face.FACE_VERSION)
 )
 
 
@@ -203,7 +203,8 @@ def describe(
             try:
                 key = item_key(item, config)
             except OSError as error:
-                records[item.instance_id] = {"errors": {"file": f"cannot read: {error}"}}
+                where = f": {error.filename}" if error.filename else ""
+                records[item.instance_id] = {"errors": {"file": f"{error.strerror or error}{where}"}}
                 _advance(bar, task)
                 continue
             cached = store.get(key) if store is not None else None

@@ -38,7 +38,7 @@ import numpy as np
 
 from modsab.descriptors.media import Frames, require
 
-FACE_VERSION = "face-1:mediapipe-face-landmarker"
+FACE_VERSION = "face-2:mediapipe-face-landmarker"
 POSE_DEG = 10.0
 GAZE_MIN = 0.25
 BLUR_SHARP = 20.0  # Laplacian variance at and above which a face crop counts as sharp

@@ -2,7 +2,8 @@
 
 Features per clip (all kept as columns):
 
-- the 88 openSMILE eGeMAPSv02 functionals, prefixed ``egemaps_``;
+- the 88 openSMILE eGeMAPSv02 functionals, prefixed ``egemaps_`` (the voiced-frame ones,
+  ``*_sma3nz_*``, are NaN when no frame is voiced);
 - ``voiced_fraction`` (voiced segments per second x mean voiced segment length);
 - pauses and speaking rate from the ASR word timings: ``pause_count`` and
   ``pause_total_s`` (gaps of at least :data:`PAUSE_MIN_S` between words; from the level
@@ -48,7 +49,7 @@ import pandas as pd
 from modsab.descriptors.asr import Word
 from modsab.descriptors.media import SAMPLE_RATE
 
-VOICE_VERSION = "voice-1:egemapsv02"
+VOICE_VERSION = "voice-2:egemapsv02"
 
 PAUSE_MIN_S = 0.2
 ACTIVE_DB = 35.0
@@ -159,6 +160,8 @@ def voice_features(audio: np.ndarray, words: Sequence[Word] = ()) -> dict[str, f
     if audio.size >= SAMPLE_RATE // 4:
         table = _smile().process_signal(audio, SAMPLE_RATE)
         features.update({f"egemaps_{k}": float(v) for k, v in table.iloc[0].items()})
+        if features["egemaps_F0semitoneFrom27.5Hz_sma3nz_amean"] <= 0:  # no voiced frame at all
+            features.update({k: math.nan for k in features if "_sma3nz_" in k})
         voiced = (features["egemaps_VoicedSegmentsPerSec"]
                   * features["egemaps_MeanVoicedSegmentLengthSec"])
         features["voiced_fraction"] = float(min(1.0, max(0.0, voiced)))
@@ -253,12 +256,13 @@ def describe_voice(row: Mapping[str, float], *, baseline: str = "") -> str:
     pause_text = _pause_text(get("pause_count"), get("pause_total_s"))
     rate = get("speech_rate_syl_s")
     if not math.isnan(rate):
-        word = level_word(get("z_rate"), "fast", "slow") if has_z else "measured"
-        word = "ordinary pace" if word == "typical" else word
-        parts.append(f"speech {word} ({rate:.1f} syllables/s"
-                     + (f", {_z(get('z_rate'))}" if has_z else "") + f") with {pause_text}")
+        if has_z:
+            word = level_word(get("z_rate"), "fast", "slow").replace("typical", "ordinary pace")
+            parts.append(f"speech {word} ({rate:.1f} syllables/s, {_z(get('z_rate'))}) with {pause_text}")
+        else:
+            parts.append(f"speech at {rate:.1f} syllables/s with {pause_text}")
     elif pause_text:
-        parts.append(f"speech with {pause_text}")
+        parts.append(f"{pause_text} in the sound")
     if has_z:
         parts.append("voice " + _voice_quality(get))
     text = "; ".join(parts)
