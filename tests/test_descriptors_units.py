@@ -231,10 +231,12 @@ def _face_summary():
     units.update(AU12=0.45, AU6=0.25, AU4=0.1, AU45=0.9)
     maxima = {code: [value, 1.2] for code, value in units.items()}
     maxima["AU26"] = [0.7, 2.0]
+    minima = {code: 0.0 for code in units}
+    minima["AU6"] = 0.2
     return {
         "frames": 20, "frames_with_face": 19, "face_fraction": 0.95, "face_size": 0.3,
         "blur_laplacian_var": 80.0, "duration_s": 4.0, "peak_time_s": 1.2, "peak_activation": 0.8,
-        "peak_units": units, "unit_max": maxima, "eyes_closed_frames": 1, "head_yaw_deg": -14.0,
+        "peak_units": units, "unit_max": maxima, "unit_min": minima, "eyes_closed_frames": 1, "head_yaw_deg": -14.0,
         "head_pitch_deg": 3.0, "head_roll_deg": 1.0, "head_yaw_range_deg": 25.0, "gaze_side": 0.1,
         "gaze_vertical": -0.4,
     }
@@ -243,7 +245,7 @@ def _face_summary():
 def test_face_description_lists_units_with_intensity_time_pose_and_gaze():
     text = describe_face(_face_summary())
     assert "moderately Lip Corner Puller (AU12, 0.45)" in text and "at 1.2 s" in text
-    assert "slightly Cheek Raiser (AU6, 0.25)" in text and "Brow Lowerer" not in text
+    assert "slightly Cheek Raiser (AU6, 0.25, steady through the clip)" in text and "Brow Lowerer" not in text
     assert "strongly Jaw Drop (AU26, 0.70) at 2.0 s" in text
     assert "turned 14 deg toward the image left" in text and "gaze down (-0.40)" in text
     assert CHECKER.find(text) == []

@@ -8,7 +8,10 @@ Blendshapes become FACS-style action units by :data:`AU_TABLE`: a unit's intensi
 mean of its blendshapes (left and right sides), on MediaPipe's 0-1 scale. The *peak frame*
 is where the summed intensity of all units except blinks (AU45) is highest. Words for an
 intensity (:func:`intensity_word`): under 0.2 not mentioned, 0.2-0.4 slightly, 0.4-0.6
-moderately, 0.6-0.8 strongly, 0.8 and above very strongly.
+moderately, 0.6-0.8 strongly, 0.8 and above very strongly. A unit that moves less than
+:data:`STEADY_RANGE` over the clip is marked "steady through the clip": MediaPipe gives
+some faces a resting level of, e.g., brow lowering, and this tells a movement from a
+resting shape.
 
 Head pose comes from the transformation matrix: the face's forward axis gives the turn
 (``head_yaw_deg``, positive toward the image's right) and tilt (``head_pitch_deg``,
@@ -38,12 +41,13 @@ import numpy as np
 
 from modsab.descriptors.media import Frames, require
 
-FACE_VERSION = "face-2:mediapipe-face-landmarker"
+FACE_VERSION = "face-3:mediapipe-face-landmarker"
 POSE_DEG = 10.0
 GAZE_MIN = 0.25
 BLUR_SHARP = 20.0  # Laplacian variance at and above which a face crop counts as sharp
 FACE_SIZE_OK = 0.15  # face height / frame height at and above which size is no issue
 CLIP_GAP_MS = 10_000  # landmarker clock gap between two clips
+STEADY_RANGE = 0.15  # a unit whose max - min over the clip is below this is called steady
 
 
 @dataclass(frozen=True)
@@ -245,6 +249,7 @@ def _summarise(frames: Frames, units, poses, gaze, sizes, blurs) -> dict[str, An
                      _round(frames.times[int(np.nanargmax(units[:, i]))])]
             for i, u in enumerate(AU_TABLE)
         },
+        unit_min={u.code: _round(np.nanmin(units[:, i]), 2) for i, u in enumerate(AU_TABLE)},
         eyes_closed_frames=int(np.sum(units[found, -1] >= 0.5)),
         head_yaw_deg=_round(yaw, 1),
         head_pitch_deg=_round(pitch, 1),
@@ -270,7 +275,13 @@ def describe_face(summary: Mapping[str, Any]) -> str:
     peak_units = summary["peak_units"]
     strong = sorted(((v, k) for k, v in peak_units.items() if k != "AU45" and intensity_word(v)),
                     reverse=True)[:4]
-    listed = ", ".join(f"{intensity_word(v)} {AU_NAMES[k]} ({k}, {v:.2f})" for v, k in strong)
+    lows = summary.get("unit_min", {})
+
+    def steady(code: str) -> str:
+        low, high = lows.get(code), summary["unit_max"][code][0]
+        return ", steady through the clip" if low is not None and high - low < STEADY_RANGE else ""
+
+    listed = ", ".join(f"{intensity_word(v)} {AU_NAMES[k]} ({k}, {v:.2f}{steady(k)})" for v, k in strong)
     parts.append(f"Peak facial activity at {summary['peak_time_s']:.1f} s "
                  f"(summed unit intensity {summary['peak_activation']:.2f}): "
                  + (listed if listed else "no unit above 0.2") + ".")
@@ -299,7 +310,7 @@ def _pose_text(summary: Mapping[str, Any]) -> str:
     if abs(roll) >= POSE_DEG:
         pose.append(f"rolled {abs(roll):.0f} deg sideways")
     text = ("Head " + ", ".join(pose) if pose else
-            f"Head facing the camera (yaw {yaw:+.0f}, pitch {pitch:+.0f}, roll {roll:+.0f} deg)")
+            f"Head facing the camera (yaw {round(yaw):+d}, pitch {round(pitch):+d}, roll {round(roll):+d} deg)")
     if summary["head_yaw_range_deg"] >= 2 * POSE_DEG:
         text += f", turning through {summary['head_yaw_range_deg']:.0f} deg"
     gaze = []

@@ -238,9 +238,8 @@ def describe_voice(row: Mapping[str, float], *, baseline: str = "") -> str:
     who = "for this speaker" if baseline.startswith("speaker") else "for this set of clips"
     has_z = not math.isnan(get("z_pitch"))
     if not has_z:
-        parts = [f"pitch mean {hz:.0f} Hz with a range of {get(CUES['pitch_range']):.1f} "
-                 f"semitones; loudness {get(CUES['loudness']):.2f} (sone-like units); no baseline "
-                 f"to compare with (fewer than {MIN_BASELINE_CLIPS} clips)"]
+        parts = [f"pitch mean {hz:.0f} Hz with a range of {get(CUES['pitch_range']):.1f} semitones",
+                 f"loudness {get(CUES['loudness']):.2f} (sone-like units)"]
     else:
         pitch_range = level_word(get("z_pitch_range"), "widely varying", "narrow")
         if pitch_range == "typical":
@@ -252,7 +251,7 @@ def describe_voice(row: Mapping[str, float], *, baseline: str = "") -> str:
         ]
     change = get("loudness_end_change_db")
     if not math.isnan(change) and abs(change) >= END_CHANGE_DB:
-        parts[-1] += f", {'rising' if change > 0 else 'falling'} at the end ({change:+.1f} dB)"
+        parts[1] += f", {'rising' if change > 0 else 'falling'} at the end ({change:+.1f} dB)"
     pause_text = _pause_text(get("pause_count"), get("pause_total_s"))
     rate = get("speech_rate_syl_s")
     if not math.isnan(rate):
@@ -265,6 +264,8 @@ def describe_voice(row: Mapping[str, float], *, baseline: str = "") -> str:
         parts.append(f"{pause_text} in the sound")
     if has_z:
         parts.append("voice " + _voice_quality(get))
+    else:
+        parts.append(f"no baseline to compare with (fewer than {MIN_BASELINE_CLIPS} clips)")
     text = "; ".join(parts)
     return text[0].upper() + text[1:] + "."
 
