@@ -189,7 +189,8 @@ def describe(
 
     ``items`` is a manifest path or MediaItems / manifest-like mappings. ``cache`` is a
     SQLite file reused across runs. ``on_record(item, record, from_cache)`` is called as
-    each item finishes (the CLI and the benchmark use it).
+    each item finishes (the CLI and the benchmark use it). With ``workers > 1`` the
+    workers are spawned processes: call it under ``if __name__ == "__main__":`` in a script.
     """
     config = config or DescribeConfig()
     item_list = _as_items(items)
