@@ -221,6 +221,8 @@ def test_unreadable_files_are_item_errors_and_the_batch_goes_on(tmp_path):
     assert table.loc["missing", "error"] == f"file: No such file or directory: {tmp_path / 'nope.wav'}"
     assert table.loc["folder", "error"].startswith("file: Is a directory")
     assert table["transcript"].isna().all() and table["audio_description"].isna().all()
+    with pytest.raises(InputError, match="appears twice"):
+        describe([MediaItem("a", audio_path=tmp_path / "x.wav"), MediaItem("a", audio_path=tmp_path / "y.wav")])
 
 
 # -- face wording ------------------------------------------------------------------------

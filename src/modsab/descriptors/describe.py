@@ -170,9 +170,7 @@ def item_key(item: MediaItem, config: DescribeConfig) -> str:
 def _as_items(items: str | Path | Iterable[MediaItem | Mapping[str, Any]]) -> list[MediaItem]:
     if isinstance(items, str | Path):
         return read_manifest(items)
-    items = list(items)
-    if all(isinstance(item, MediaItem) for item in items):
-        return items
+    # MediaItems go through the same checks as manifest rows (ids unique, a path each)
     return items_from_records([asdict(i) if isinstance(i, MediaItem) else i for i in items])
 
 
@@ -199,7 +197,7 @@ def describe(
     todo: list[tuple[MediaItem, str]] = []
     bar = _progress(progress)
     try:
-        task = bar.add_task("describing", total=len(item_list)) if bar else None
+        task = bar.add_task("describing", total=len(item_list)) if bar is not None else None
         for item in item_list:
             try:
                 key = item_key(item, config)
@@ -225,7 +223,7 @@ def describe(
                 on_record(item, record, False)
             _advance(bar, task)
     finally:
-        if bar:
+        if bar is not None:
             bar.stop()
         if store is not None:
             store.close()

@@ -222,7 +222,7 @@ def level_word(z: float, high: str = "high", low: str = "low") -> str:
 
 
 def _z(value: float) -> str:
-    return f"z={value:+.1f}"
+    return f"z={round(value, 1) + 0.0:+.1f}"  # + 0.0 turns -0.0 into +0.0
 
 
 def describe_voice(row: Mapping[str, float], *, baseline: str = "") -> str:
