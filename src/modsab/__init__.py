@@ -5,10 +5,33 @@ combines them; an audit marks, per instance, which agents contributed to the
 correct answer and which sabotaged it (Modality Sabotage, arXiv 2511.02794).
 """
 
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
 from modsab.errors import InputError, ModsabError
 from modsab.labels import LabelSet
 from modsab.schema import Candidate, PredictionRecord
 
 __version__ = "0.1.0"
 
-__all__ = ["Candidate", "InputError", "LabelSet", "ModsabError", "PredictionRecord", "__version__"]
+#: Public names imported on first use, so ``import modsab`` (and the CLI) stays fast.
+_LAZY = {
+    "load_predictions": "modsab.predictions",
+    "PredictionSet": "modsab.predictions",
+    "diagnose": "modsab.diagnosis",
+    "Diagnosis": "modsab.diagnosis",
+    "FusionRule": "modsab.fusion",
+    "QualityWeighted": "modsab.fusion",
+    "Role": "modsab.audit",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'modsab' has no attribute {name!r}")
+
+
+__all__ = ["Candidate", "InputError", "LabelSet", "ModsabError", "PredictionRecord", "__version__", *_LAZY]

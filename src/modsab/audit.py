@@ -39,11 +39,18 @@ ROLE_NAMES = np.array([role.text for role in Role], dtype=object)
 
 def agent_top(scores: np.ndarray, candidate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(top[n, m], confidence[n, m])``: each agent's highest-confidence valid candidate,
-    ties to the earlier label; ``top = -1`` and confidence NaN where the agent abstained."""
-    masked = np.where(candidate, scores, -1.0)
-    top = np.argmax(masked, axis=2)
-    confidence = np.take_along_axis(masked, top[..., None], axis=2)[..., 0]
-    answered = confidence >= 0
+    ties to the earlier label; ``top = -1`` and confidence NaN where the agent abstained.
+
+    Labels an agent did not name score 0, so wherever the best score is above 0 the
+    plain argmax is a candidate; only answers whose candidates all scored 0 need the
+    first named label instead. (No masked copy of the score array is made.)
+    """
+    top = np.argmax(scores, axis=2)
+    confidence = np.take_along_axis(scores, top[..., None], axis=2)[..., 0]
+    answered = candidate.any(axis=2)
+    zero = answered & (confidence <= 0)
+    if zero.any():
+        top[zero] = np.argmax(candidate[zero], axis=1)
     return np.where(answered, top, -1), np.where(answered, confidence, np.nan)
 
 

@@ -33,7 +33,10 @@ class FusionRule:
 
     def scores(self, pset: PredictionSet, agents: Sequence[int]) -> np.ndarray:
         """``[n, len(agents), k]`` the answers to fuse (confidence in [0, 1])."""
-        return pset.scores[:, list(agents), :]
+        agents = list(agents)
+        if agents == list(range(pset.scores.shape[1])):
+            return pset.scores  # all agents in order: no copy
+        return pset.scores[:, agents, :]
 
     def fuse(self, pset: PredictionSet, agents: Sequence[int]) -> np.ndarray:
         return fuse(self.scores(pset, agents), self.weights(pset, agents))

@@ -63,17 +63,29 @@ def patterns(rank: np.ndarray, role: np.ndarray) -> tuple[np.ndarray, np.ndarray
     n_roles = len(Role)
     m = role.shape[1]
     top_rank = int(rank.max(initial=0)) + 1
-    if top_rank * n_roles**m < 2**62:
-        code = rank.astype(np.int64)
-        scale = top_rank
-        for j in range(m):
-            code = code + scale * role[:, j].astype(np.int64)
-            scale *= n_roles
-        _, first, counts = np.unique(code, return_index=True, return_counts=True)
-        return rank[first], role[first], counts
-    stacked = np.column_stack([rank.astype(np.int64), role.astype(np.int64)])
-    unique, counts = np.unique(stacked, axis=0, return_counts=True)
-    return unique[:, 0], unique[:, 1:].astype(np.int8), counts
+    space = top_rank * n_roles**m
+    if space > 2**62:  # very many agents: sort rows instead of coding them
+        stacked = np.column_stack([rank.astype(np.int64), role.astype(np.int64)])
+        unique, counts = np.unique(stacked, axis=0, return_counts=True)
+        return unique[:, 0], unique[:, 1:].astype(np.int8), counts
+    code = rank.astype(np.int64)
+    scale = top_rank
+    for j in range(m):
+        code += scale * role[:, j].astype(np.int64)
+        scale *= n_roles
+    if space <= 1 << 24:  # a histogram is O(n), no sort
+        counts = np.bincount(code, minlength=space)
+        codes = np.flatnonzero(counts)
+        counts = counts[codes]
+    else:
+        codes, counts = np.unique(code, return_counts=True)
+    p_rank = codes % top_rank
+    rest = codes // top_rank
+    p_role = np.empty((codes.size, m), dtype=np.int8)
+    for j in range(m):
+        p_role[:, j] = rest % n_roles
+        rest //= n_roles
+    return p_rank, p_role, counts
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:

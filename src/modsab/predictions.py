@@ -22,8 +22,7 @@ import csv
 import io
 import json
 import math
-from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +83,43 @@ class PredictionSet:
     n_without_gold: int = 0
     source: str = "<memory>"
     scale: Scale = "percent"
+
+    @classmethod
+    def from_arrays(
+        cls,
+        scores: np.ndarray,
+        gold: np.ndarray,
+        *,
+        labels: LabelSet | Sequence[str],
+        agents: Sequence[str],
+        candidate: np.ndarray | None = None,
+        quality: np.ndarray | None = None,
+        instance_ids: Sequence[str] | None = None,
+        dataset: Sequence[str] | None = None,
+    ) -> PredictionSet:
+        """Build a set from arrays already in memory (confidences and quality in [0, 1]).
+
+        ``candidate`` defaults to ``scores > 0`` (an agent named every label it scored).
+        """
+        scores = np.asarray(scores, dtype=np.float64)
+        n, m, k = scores.shape
+        labels = labels if isinstance(labels, LabelSet) else LabelSet(tuple(labels))
+        if len(labels) != k or len(agents) != m:
+            raise InputError(f"scores has shape {scores.shape}, but {len(agents)} agents and {len(labels)} labels")
+        if np.any((scores < 0) | (scores > 1)):
+            raise InputError("scores must be in [0, 1]")
+        return cls(
+            instance_ids=np.asarray(instance_ids if instance_ids is not None else [str(i) for i in range(n)], object),
+            agents=tuple(agents),
+            labels=labels,
+            scores=scores,
+            candidate=scores > 0 if candidate is None else np.asarray(candidate, dtype=bool),
+            quality=np.full((n, m), np.nan) if quality is None else np.asarray(quality, dtype=np.float64),
+            gold=np.asarray(gold, dtype=np.int64),
+            present=np.ones((n, m), dtype=bool),
+            dataset=None if dataset is None else np.asarray(dataset, dtype=object),
+            invalid_labels=dict.fromkeys(agents, 0),
+        )
 
     @property
     def n_instances(self) -> int:
@@ -208,7 +244,10 @@ def _candidates_from_json_strings(column: pa.Array) -> pa.Array:
         raise _GiveUp
     if pc.any(pc.match_substring(column, "\n")).as_py():
         raise _GiveUp  # a newline inside would break one-row-per-line
-    joined = pc.binary_join_element_wise('{"c":', column.cast(pa.large_string()), "}\n", "")
+    large = pa.large_string()
+    joined = pc.binary_join_element_wise(
+        pa.scalar('{"c":', large), column.cast(large), pa.scalar("}\n", large), pa.scalar("", large)
+    )
     offsets = np.frombuffer(joined.buffers()[1], dtype=np.int64)[joined.offset : joined.offset + len(joined) + 1]
     payload = joined.buffers()[2].to_pybytes()[offsets[0] : offsets[-1]]
     schema = pa.schema([("c", _CANDIDATES_TYPE)])
@@ -460,11 +499,13 @@ def _exact(path: Path, fmt: str, scale: Scale, skip_invalid: bool) -> _Flat:
 # -- assembly ----------------------------------------------------------------------------
 
 
-def _codes(column: pa.Array) -> tuple[np.ndarray, list[Any]]:
-    """Dictionary-encode: integer code per entry (-1 for null) and the unique values."""
+def _codes(column: pa.Array, *, as_numpy: bool = False) -> tuple[np.ndarray, Any]:
+    """Dictionary-encode: integer code per entry (-1 for null) and the unique values
+    (a list, or an object array with ``as_numpy``, which is faster for many values)."""
     encoded = column.dictionary_encode()
     codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
-    return codes.astype(np.int64, copy=False), encoded.dictionary.to_pylist()
+    uniques = encoded.dictionary.to_numpy(zero_copy_only=False) if as_numpy else encoded.dictionary.to_pylist()
+    return codes.astype(np.int64, copy=False), uniques
 
 
 def _label_codes(column: pa.Array, labels: LabelSet) -> np.ndarray:
@@ -513,8 +554,8 @@ class _Assembler:
         )
 
     def duplicates(self) -> None:
-        inst, _ = _codes(self.flat.instance_id)
-        agent, agent_names = _codes(self.flat.agent)
+        self.encode()
+        inst, agent, agent_names = self.inst, self.agent, self.agent_names
         key = inst * len(agent_names) + agent
         order = np.argsort(key, kind="stable")
         repeated = np.flatnonzero(key[order][1:] == key[order][:-1])
@@ -533,6 +574,12 @@ class _Assembler:
         keep = np.ones(len(key), dtype=bool)
         keep[later] = False
         self.drop(keep)
+        self.encode()
+
+    def encode(self) -> None:
+        """Integer codes of instances and agents (first-appearance order)."""
+        self.inst, self.instance_names = _codes(self.flat.instance_id, as_numpy=True)
+        self.agent, self.agent_names = _codes(self.flat.agent)
 
     def label_set(self) -> LabelSet:
         if self.labels_given is not None:
@@ -588,8 +635,7 @@ class _Assembler:
         self.duplicates()
         labels = self.label_set()
         f = self.flat
-        inst, instance_names = _codes(f.instance_id)
-        agent, agent_names = _codes(f.agent)
+        inst, instance_names, agent, agent_names = self.inst, self.instance_names, self.agent, self.agent_names
         n, m, k = len(instance_names), len(agent_names), len(labels)
         gold = self.gold(labels, inst, n)
 
@@ -608,15 +654,14 @@ class _Assembler:
                     records=[record],
                     hint="drop --strict to count and drop such labels, or map it with --synonyms",
                 )
-            bad_labels = f.cand_label.filter(pa.array(invalid)).to_pylist()
+            bad_codes, bad_names = _codes(f.cand_label.filter(pa.array(invalid)))
+            bad_names = [*("<not a string>" if b is None else str(b)[:80] for b in bad_names), "<not a string>"]
+            bad_agent = cand_agent[invalid]
             for a in range(m):
-                counter = Counter(
-                    str(lbl) if lbl is not None else "<not a string>"
-                    for lbl, who in zip(bad_labels, cand_agent[invalid], strict=True)
-                    if who == a
-                )
-                if counter:
-                    examples[agent_names[a]] = [text[:80] for text, _ in counter.most_common(_MAX_EXAMPLES)]
+                counts = np.bincount(bad_codes[bad_agent == a], minlength=len(bad_names))
+                if counts.any():
+                    order = np.argsort(-counts, kind="stable")[:_MAX_EXAMPLES]
+                    examples[agent_names[a]] = list(dict.fromkeys(bad_names[i] for i in order if counts[i]))
 
         top = SCALE_MAX[self.scale]
         scores = np.zeros(n * m * k, dtype=np.float64)
@@ -651,7 +696,7 @@ class _Assembler:
                 hint="add a 'gold' field to at least one record of each instance",
             )
         result = PredictionSet(
-            instance_ids=np.asarray(instance_names, dtype=object),
+            instance_ids=instance_names.astype(object, copy=False),
             agents=tuple(agent_names),
             labels=labels,
             scores=scores.reshape(n, m, k),

@@ -68,5 +68,33 @@ def diagnose_command(
         err.print(f"instances written to {written}")
 
 
+def demo_command(
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout instead of tables."),
+    instances: Path = typer.Option(None, "--instances", help="Also write the per-instance table here."),
+) -> None:
+    """Diagnose the bundled demo predictions (synthetic, MELD labels, four agents, TAV as Base T1)."""
+    from importlib.resources import files
+
+    path = Path(str(files("modsab") / "data" / "demo_predictions.jsonl"))
+    diagnose_command(
+        path,
+        labels="meld",
+        scale="percent",
+        synonyms=None,
+        strict=False,
+        skip_invalid=False,
+        weights="uniform",
+        fuse="text,audio,vision,tav",
+        baseline="tav",
+        tau=0.70,
+        k=5,
+        bootstrap=1000,
+        seed=0,
+        as_json=as_json,
+        instances=instances,
+    )
+
+
 def register(app: typer.Typer) -> None:
     app.command("diagnose")(diagnose_command)
+    app.command("demo")(demo_command)

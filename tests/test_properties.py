@@ -1,0 +1,129 @@
+"""Properties that hold for any predictions (hypothesis)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from modsab.audit import Role
+from modsab.diagnosis import diagnose
+from modsab.predictions import PredictionSet
+
+LABELS = ("neutral", "joy", "surprise", "anger")
+AGENTS = ("text", "audio", "vision")
+
+
+@st.composite
+def prediction_sets(draw, n_agents=3):
+    n = draw(st.integers(1, 40))
+    # integer confidences 0-100 as real agents give them, many ties
+    conf = draw(arrays(np.int64, (n, n_agents, len(LABELS)), elements=st.integers(0, 100)))
+    named = draw(arrays(np.bool_, (n, n_agents, len(LABELS))))
+    gold = draw(arrays(np.int64, n, elements=st.integers(0, len(LABELS) - 1)))
+    quality = draw(arrays(np.int64, (n, n_agents), elements=st.integers(1, 100)))
+    return PredictionSet.from_arrays(
+        np.where(named, conf, 0) / 100,
+        gold,
+        labels=LABELS,
+        agents=AGENTS[:n_agents],
+        candidate=named,
+        quality=quality / 100,
+    )
+
+
+def summary(pset, **options):
+    options.setdefault("bootstrap", 0)
+    return diagnose(pset, **options).to_dict()
+
+
+def permuted(pset, order):
+    return PredictionSet.from_arrays(
+        pset.scores[:, order],
+        pset.gold,
+        labels=pset.labels,
+        agents=[pset.agents[i] for i in order],
+        candidate=pset.candidate[:, order],
+        quality=pset.quality[:, order],
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(prediction_sets(), st.permutations(range(3)))
+def test_agent_order_does_not_change_results(pset, order):
+    a, b = summary(pset), summary(permuted(pset, list(order)))
+    assert a["fusion_topk"] == b["fusion_topk"]
+    assert a["agents"] == {name: b["agents"][name] for name in a["agents"]}
+
+
+@settings(max_examples=60, deadline=None)
+@given(prediction_sets(), st.integers(1, 100))
+def test_uniform_equals_quality_when_all_qualities_are_equal(pset, q):
+    pset.quality[:] = q / 100
+    uniform, quality = summary(pset), summary(pset, weights="quality")
+    assert uniform["fusion_topk"] == quality["fusion_topk"]
+    assert uniform["agents"] == quality["agents"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(prediction_sets())
+def test_an_all_zero_agent_changes_nothing(pset):
+    n, m, k = pset.scores.shape
+    extra = PredictionSet.from_arrays(
+        np.concatenate([pset.scores, np.zeros((n, 1, k))], axis=1),
+        pset.gold,
+        labels=pset.labels,
+        agents=[*pset.agents, "silent"],
+        candidate=np.concatenate([pset.candidate, np.ones((n, 1, k), bool)], 1),
+        quality=np.concatenate([pset.quality, np.full((n, 1), 0.5)], axis=1),
+    )
+    before, after = summary(pset), summary(extra)
+    assert before["fusion_topk"] == after["fusion_topk"]
+    for name in pset.agents:
+        for key in ("n", "contributors", "potential_sabotage", "successful_sabotage"):
+            assert before["agents"][name][key] == after["agents"][name][key]
+
+
+@settings(max_examples=60, deadline=None)
+@given(prediction_sets(), st.floats(0.0, 1.0))
+def test_roles_are_consistent_with_their_definitions(pset, tau):
+    result = diagnose(pset, bootstrap=0, tau=tau)
+    role, top, conf = result.role, result.top, result.confidence
+    contributor = role == Role.CONTRIBUTOR
+    potential = role >= Role.POTENTIAL_SABOTAGE
+    successful = role == Role.SUCCESSFUL_SABOTAGE
+    assert not np.any(successful & ~potential)  # successful is a subset of potential
+    assert not np.any(contributor & potential)  # contributor and saboteur are exclusive
+    answered = pset.candidate.any(axis=2)
+    np.testing.assert_array_equal(contributor, answered & (top == pset.gold[:, None]))
+    np.testing.assert_array_equal(potential, answered & (top != pset.gold[:, None]) & (conf >= tau - 1e-9))
+    np.testing.assert_array_equal(successful, potential & (top == result.fused_top[:, None]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(prediction_sets())
+def test_top_k_is_non_decreasing_in_k(pset):
+    topk = list(summary(pset)["fusion_topk"].values())
+    assert all(a <= b for a, b in zip(topk, topk[1:], strict=False))
+
+
+@settings(max_examples=40, deadline=None)
+@given(prediction_sets(), st.integers(0, 2**31))
+def test_bootstrap_interval_contains_the_point_estimate(pset, seed):
+    d = summary(pset, bootstrap=400, seed=seed)
+    for key, (low, high) in d["ci"].items():
+        if low is None:
+            continue
+        section, _, rest = key.partition(".")
+        value = (
+            d[section][rest]
+            if section == "fusion_topk"
+            else (
+                d["baseline_top1"]
+                if section == "baseline_top1"
+                else d["agents"][rest.split(".")[0]][rest.split(".")[1]]
+            )
+        )
+        if value is not None:
+            assert low - 1e-12 <= value <= high + 1e-12, key
