@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages the tests use (Debian names). Installed only when missing.
-APT_PACKAGES=(chromium)  # chromium: report tests in a real browser
+APT_PACKAGES=(chromium espeak-ng)  # chromium: report tests in a real browser; espeak-ng: speech with known words for ASR tests
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -16,5 +16,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-python -m pip install -q --disable-pip-version-check -e ".[test,report,browser]"
+python -m pip install -q --disable-pip-version-check -e ".[test,report,browser,describe]"
 python -m pytest "$@"
