@@ -18,6 +18,8 @@ from modsab.errors import InputError
 
 #: Modules under ``modsab.cli`` that add commands. Add one line per command module.
 COMMAND_MODULES: tuple[str, ...] = (
+    "agents",
+    "cache",
 )
 
 app = typer.Typer(
