@@ -52,6 +52,19 @@ def shared_data() -> Path | None:
     return None
 
 
+def data_root() -> Path:
+    """The shared data folder (may not exist: fixtures below skip with the reason)."""
+    return shared_data() or Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def meld_descriptions() -> Path:
+    path = data_root() / "meld_descriptions" / "meld_annotation.json"
+    if not path.exists():
+        pytest.skip(f"MELD descriptions not found at {path} (set MODSAB_DATA to the shared data folder)")
+    return path
+
+
 @pytest.fixture
 def data_dir() -> Path:
     path = shared_data()

@@ -17,6 +17,7 @@ Every section and key is documented on its field below and in the README
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -124,7 +125,7 @@ class RunConfig(_Section):
         """Make relative paths relative to ``base`` (the config file's folder)."""
 
         def fix(path: Path | None) -> Path | None:
-            return None if path is None or path.is_absolute() else (base / path)
+            return None if path is None or path.is_absolute() else Path(os.path.normpath(base / path))
 
         data = self.model_copy(deep=True)
         data.run.dir = fix(data.run.dir) or data.run.dir

@@ -1,0 +1,154 @@
+"""Backends: where an agent's messages go. One interface, any OpenAI-compatible server.
+
+A backend turns ``messages`` into a :class:`Completion` or raises one of three errors
+the engine acts on: :class:`TransientError` (retry, honouring ``retry_after``),
+:class:`FormatRejected` (the server refused this ``response_format``: try the next
+mode), :class:`PermanentError` (give up on this call). The API key is read once from
+the environment and scrubbed from every error text; it is never stored.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+
+
+class BackendError(Exception):
+    pass
+
+
+class TransientError(BackendError):
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class FormatRejected(BackendError):
+    pass
+
+
+class PermanentError(BackendError):
+    pass
+
+
+class Backend(Protocol):
+    #: "chat" backends answer messages with JSON text; "scorer" backends score labels.
+    kind: str
+    base_url: str
+    model: str
+
+    async def complete(
+        self,
+        messages: list[dict[str, str]],
+        params: Mapping[str, Any],
+        response_format: dict[str, Any] | None,
+    ) -> Completion: ...
+
+    async def aclose(self) -> None: ...
+
+
+def response_formats(schema: dict[str, Any]) -> list[dict[str, Any] | None]:
+    """Structured-output modes, strongest first: json_schema, json_object with the
+    schema (llama.cpp), plain json_object, then none (extraction from text)."""
+    return [
+        {"type": "json_schema", "json_schema": {"name": "agent_answer", "schema": schema}},
+        {"type": "json_object", "schema": schema},
+        {"type": "json_object"},
+        None,
+    ]
+
+
+def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` / ``Retry-After`` (seconds or HTTP date)."""
+    if not headers:
+        return None
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class OpenAIBackend:
+    """Any OpenAI-compatible chat-completions server through the async ``openai`` client.
+
+    The client's own retries are off: the engine retries, so that it can count,
+    back off with jitter and honour ``Retry-After`` the same way for every server.
+    """
+
+    kind = "chat"
+
+    def __init__(
+        self, *, base_url: str, model: str, api_key: str | None, timeout: float = 60.0
+    ) -> None:
+        from openai import AsyncOpenAI
+
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self._secret = api_key or ""
+        self.client = AsyncOpenAI(
+            base_url=self.base_url, api_key=api_key or "not-needed", max_retries=0, timeout=timeout
+        )
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._secret, "***") if self._secret else text
+
+    async def complete(self, messages, params, response_format):
+        import openai
+
+        kwargs: dict[str, Any] = {"model": self.model, "messages": messages, **params}
+        if response_format is not None:
+            kwargs["response_format"] = response_format
+        try:
+            response = await self.client.chat.completions.create(**kwargs)
+        except openai.APIStatusError as error:
+            status = error.status_code
+            message = self._scrub(f"HTTP {status}: {error.message}")
+            if status == 429 or status >= 500 or status == 408:
+                raise TransientError(
+                    message, retry_after=parse_retry_after(error.response.headers)
+                ) from None
+            if status in (400, 422) and response_format is not None:
+                raise FormatRejected(message) from None
+            raise PermanentError(message) from None
+        except (openai.APITimeoutError, openai.APIConnectionError) as error:
+            raise TransientError(self._scrub(f"{type(error).__name__}: {error}")) from None
+        except openai.APIResponseValidationError as error:
+            raise TransientError(self._scrub(f"bad response: {error}")) from None
+        if not response.choices:
+            raise TransientError("the response has no choices")
+        choice = response.choices[0]
+        usage = response.usage
+        return Completion(
+            text=choice.message.content or "",
+            prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+            completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+            finish_reason=choice.finish_reason,
+        )
+
+    async def aclose(self) -> None:
+        await self.client.close()

@@ -1,0 +1,469 @@
+"""The async runner: every (instance, agent) pair through cache, limits, retries, repair.
+
+For each pair the runner builds the agent's messages, looks the call up in the run
+store and then the shared cache, and only then sends it, under a concurrency bound,
+requests/min and tokens/min limits and a run budget. Transient failures (429, 5xx,
+time-outs, connection errors) are retried with exponential backoff and full jitter,
+waiting at least the server's ``Retry-After``. A server that rejects a
+``response_format`` mode is asked again with the next weaker one (json_schema ->
+json_object -> plain text); the first accepted mode is kept for the run. An answer
+that does not parse gets one repair round with the validation error; still invalid,
+its raw text is stored with status ``invalid`` (an abstention, never a guess).
+Every call and answer is committed as soon as it is known.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from modsab.agents.answer import AgentAnswer, AnswerError, answer_schema, parse_answer
+from modsab.agents.backends import (
+    Backend,
+    FormatRejected,
+    PermanentError,
+    TransientError,
+    response_formats,
+)
+from modsab.agents.inputs import FieldConfig, Instance
+from modsab.agents.prompts import MODALITY_NAMES, PromptSet, delimit
+from modsab.agents.store import CachedResponse, ResponseCache, RunStore, cache_key
+from modsab.errors import InputError
+from modsab.labels import LabelSet
+
+#: US dollars per million (prompt, completion) tokens; ``--price-in/--price-out`` override.
+PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-5-nano": (0.05, 0.40),
+    "gpt-5-mini": (0.25, 2.00),
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    concurrency: int = 4
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    max_retries: int = 6
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+
+
+@dataclass
+class Budget:
+    """A run-level spending limit. Each request reserves its worst case (prompt estimate +
+    max output tokens) before it is sent, so concurrent calls never overshoot."""
+
+    max_tokens: int | None = None
+    max_cost: float | None = None
+    price: tuple[float, float] = (0.0, 0.0)
+    spent_tokens: int = 0
+    spent_cost: float = 0.0
+    reserved_tokens: int = 0
+    reserved_cost: float = 0.0
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.price[0] + completion_tokens * self.price[1]) / 1e6
+
+    def reserve(self, prompt_estimate: int, max_output: int) -> bool:
+        tokens = prompt_estimate + max_output
+        cost = self.cost(prompt_estimate, max_output)
+        if (
+            self.max_tokens is not None
+            and self.spent_tokens + self.reserved_tokens + tokens > self.max_tokens
+        ):
+            return False
+        if (
+            self.max_cost is not None
+            and self.spent_cost + self.reserved_cost + cost > self.max_cost
+        ):
+            return False
+        self.reserved_tokens += tokens
+        self.reserved_cost += cost
+        return True
+
+    def settle(
+        self, prompt_estimate: int, max_output: int, prompt_tokens: int, completion_tokens: int
+    ) -> None:
+        self.reserved_tokens -= prompt_estimate + max_output
+        self.reserved_cost -= self.cost(prompt_estimate, max_output)
+        self.spent_tokens += prompt_tokens + completion_tokens
+        self.spent_cost += self.cost(prompt_tokens, completion_tokens)
+
+
+class BudgetExhausted(Exception):
+    pass
+
+
+class RateLimiter:
+    """Requests/min and tokens/min as two token buckets refilled continuously."""
+
+    def __init__(self, requests_per_minute: float | None, tokens_per_minute: float | None) -> None:
+        self.rates = {"requests": requests_per_minute, "tokens": tokens_per_minute}
+        self.level = {name: (rate or 0.0) for name, rate in self.rates.items()}
+        self.stamp = time.monotonic()
+        self.lock = asyncio.Lock()
+
+    async def acquire(self, tokens: int) -> None:
+        need = {"requests": 1.0, "tokens": float(tokens)}
+        async with self.lock:
+            while True:
+                now = time.monotonic()
+                elapsed, self.stamp = now - self.stamp, now
+                wait = 0.0
+                for name, rate in self.rates.items():
+                    if not rate:
+                        continue
+                    self.level[name] = min(rate, self.level[name] + elapsed * rate / 60.0)
+                    amount = min(need[name], rate)
+                    if self.level[name] < amount:
+                        wait = max(wait, (amount - self.level[name]) * 60.0 / rate)
+                if wait <= 0:
+                    for name, rate in self.rates.items():
+                        if rate:
+                            self.level[name] -= min(need[name], rate)
+                    return
+                await asyncio.sleep(wait)
+
+
+@dataclass
+class Stats:
+    total: int = 0
+    done: int = 0
+    invalid: int = 0
+    failed: int = 0
+    cached: int = 0
+    requests: int = 0
+    retries: int = 0
+    repairs: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    stopped: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    temperature: float = 0.0
+    max_tokens: int = 400
+    seed: int | None = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {key: value for key, value in vars(self).items() if value is not None}
+
+
+class AgentRunner:
+    """Runs agents over instances with one backend, one store and an optional cache."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        store: RunStore,
+        *,
+        labels: LabelSet,
+        prompts: PromptSet | None = None,
+        fields: FieldConfig | None = None,
+        cache: ResponseCache | None = None,
+        limits: Limits | None = None,
+        budget: Budget | None = None,
+        params: GenerationParams | None = None,
+        on_update: Callable[[Stats], None] | None = None,
+    ) -> None:
+        self.backend = backend
+        self.store = store
+        self.cache = cache
+        self.labels = labels
+        self.prompts = prompts or PromptSet.load()
+        self.fields = fields or FieldConfig()
+        self.limits = limits or Limits()
+        self.budget = budget or Budget()
+        self.params = params or GenerationParams()
+        self.on_update = on_update or (lambda stats: None)
+        self.stats = Stats()
+        self.limiter = RateLimiter(self.limits.requests_per_minute, self.limits.tokens_per_minute)
+        self.formats = response_formats(answer_schema(labels))
+        self.format_index = 0
+        self._stop = False
+
+    # -- messages -------------------------------------------------------------------
+
+    def messages(
+        self, instance: Instance, agent: str
+    ) -> tuple[list[dict[str, str]], dict[str, Any]] | None:
+        """The agent's messages and generation params, or ``None`` when it has no input."""
+        view = instance.view(self.fields.for_agent(agent))
+        if not view:
+            return None
+        labels = ", ".join(self.labels.labels)
+        if self.backend.kind == "scorer":
+            prompt = self.prompts.render("scorer", descriptors=delimit(view))
+            blank = self.prompts.render("scorer", descriptors=delimit(dict.fromkeys(view, "N/A")))
+            params = {"labels": list(self.labels.labels), "content_free": blank}
+            return [{"role": "user", "content": prompt}], params
+        system = self.prompts.render(
+            "system",
+            agent_name=agent,
+            modality=MODALITY_NAMES.get(agent, agent),
+            labels=labels,
+            max_candidates=len(self.labels),
+        )
+        user = self.prompts.render(agent, descriptors=delimit(view), labels=labels)
+        return [
+            {"role": "system", "content": system},
+            {"role": "user", "content": user},
+        ], self.params.as_dict()
+
+    def repair_messages(
+        self, messages: list[dict[str, str]], raw: str, error: str
+    ) -> list[dict[str, str]]:
+        note = self.prompts.render("repair", error=error, labels=", ".join(self.labels.labels))
+        return [*messages, {"role": "assistant", "content": raw}, {"role": "user", "content": note}]
+
+    # -- one call -----------------------------------------------------------------------
+
+    def _key(self, messages: list[dict[str, str]], params: Mapping[str, Any]) -> str:
+        return cache_key(
+            base_url=self.backend.base_url,
+            model=self.backend.model,
+            messages=messages,
+            params=params,
+            prompt_version=self.prompts.version,
+        )
+
+    async def call(
+        self,
+        instance: Instance,
+        agent: str,
+        purpose: str,
+        messages: list[dict[str, str]],
+        params: Mapping[str, Any],
+    ) -> tuple[str, CachedResponse]:
+        """One logical call: from the run store, the cache, or the server (with retries)."""
+        key = self._key(messages, params)
+        request = {"messages": messages, "params": dict(params)}
+        record = partial(
+            self.store.record_call,
+            key,
+            instance_id=instance.instance_id,
+            agent=agent,
+            purpose=purpose,
+            request=request,
+        )
+        found = self.store.cached_call(key)
+        if found is None and self.cache is not None:
+            found = self.cache.get(key)
+            if found is not None:
+                record(
+                    response=found.response,
+                    prompt_tokens=found.prompt_tokens,
+                    completion_tokens=found.completion_tokens,
+                    status="ok",
+                    source="cache",
+                )
+        if found is not None:
+            self.stats.cached += 1
+            return key, found
+        if self._stop:
+            raise BudgetExhausted(self.stats.stopped or "stopped")
+        estimate = sum(len(m["content"]) for m in messages) // 4 + 1
+        max_output = int(params.get("max_tokens", 0))
+        if not self.budget.reserve(estimate, max_output):
+            self._stop = True
+            self.stats.stopped = "budget reached"
+            raise BudgetExhausted("budget reached")
+        completion, started = None, time.monotonic()
+        try:
+            completion, attempts = await self._send(messages, params)
+        except PermanentError as error:
+            record(
+                response=None,
+                latency_s=time.monotonic() - started,
+                status="error",
+                error=str(error),
+            )
+            raise
+        finally:
+            used = (
+                (completion.prompt_tokens, completion.completion_tokens) if completion else (0, 0)
+            )
+            self.budget.settle(estimate, max_output, *used)
+        self.stats.prompt_tokens += completion.prompt_tokens
+        self.stats.completion_tokens += completion.completion_tokens
+        self.stats.cost = self.budget.spent_cost
+        found = CachedResponse(
+            completion.text, completion.prompt_tokens, completion.completion_tokens
+        )
+        record(
+            response=completion.text,
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+            latency_s=time.monotonic() - started,
+            attempts=attempts,
+            status="ok",
+        )
+        if self.cache is not None:
+            self.cache.put(
+                key,
+                base_url=self.backend.base_url,
+                model=self.backend.model,
+                prompt_version=self.prompts.version,
+                request=request,
+                response=completion.text,
+                prompt_tokens=completion.prompt_tokens,
+                completion_tokens=completion.completion_tokens,
+            )
+        return key, found
+
+    async def _send(self, messages, params):
+        """Send with retries and response-format fallback; returns (completion, attempts)."""
+        attempt = 0
+        while True:
+            attempt += 1
+            estimate = sum(len(m["content"]) for m in messages) // 4 + int(
+                params.get("max_tokens", 0)
+            )
+            await self.limiter.acquire(estimate)
+            index = self.format_index
+            self.stats.requests += 1
+            try:
+                completion = await self.backend.complete(messages, params, self.formats[index])
+            except FormatRejected as error:
+                if index + 1 >= len(self.formats):
+                    raise PermanentError(str(error)) from None
+                self.format_index = max(self.format_index, index + 1)
+                attempt -= 1
+                continue
+            except TransientError as error:
+                if attempt > self.limits.max_retries:
+                    raise PermanentError(f"gave up after {attempt} attempts: {error}") from None
+                self.stats.retries += 1
+                if (
+                    error.retry_after is not None
+                ):  # the server said when: wait that, plus 0-10% jitter
+                    delay = min(self.limits.backoff_max * 4, error.retry_after) * random.uniform(
+                        1.0, 1.1
+                    )
+                else:  # exponential backoff with full jitter
+                    backoff = min(
+                        self.limits.backoff_max, self.limits.backoff_base * 2 ** (attempt - 1)
+                    )
+                    delay = random.uniform(0, backoff)
+                await asyncio.sleep(delay)
+                continue
+            return completion, attempt
+
+    # -- one answer ------------------------------------------------------------------------
+
+    async def answer(self, instance: Instance, agent: str) -> None:
+        built = self.messages(instance, agent)
+        if built is None:
+            self.store.record_answer(
+                instance.instance_id,
+                agent,
+                status="missing",
+                answer=None,
+                raw=None,
+                call_key=None,
+                error="no descriptor for this agent",
+            )
+            return
+        messages, params = built
+        try:
+            key, found = await self.call(instance, agent, "answer", messages, params)
+            try:
+                parsed: AgentAnswer = parse_answer(found.response, self.labels)
+            except AnswerError as first_error:
+                self.stats.repairs += 1
+                repair = self.repair_messages(messages, found.response, str(first_error))
+                key, found = await self.call(instance, agent, "repair", repair, params)
+                try:
+                    parsed = parse_answer(found.response, self.labels)
+                except AnswerError as error:
+                    self.stats.invalid += 1
+                    self.store.record_answer(
+                        instance.instance_id,
+                        agent,
+                        status="invalid",
+                        answer=None,
+                        raw=found.response,
+                        call_key=key,
+                        error=str(error),
+                    )
+                    return
+        except PermanentError as error:
+            self.stats.failed += 1
+            if len(self.stats.errors) < 20:
+                self.stats.errors.append(f"{instance.instance_id}/{agent}: {error}")
+            self.store.record_answer(
+                instance.instance_id,
+                agent,
+                status="error",
+                answer=None,
+                raw=None,
+                call_key=None,
+                error=str(error),
+            )
+            return
+        self.stats.done += 1
+        self.store.record_answer(
+            instance.instance_id,
+            agent,
+            status="ok",
+            answer=parsed.model_dump(),
+            raw=found.response,
+            call_key=key,
+        )
+
+    # -- all answers -------------------------------------------------------------------
+
+    async def run(self, instances: list[Instance], agents: list[str]) -> Stats:
+        for agent in agents:
+            self.fields.for_agent(agent)
+            if self.backend.kind != "scorer" and agent not in self.prompts.templates:
+                raise InputError(
+                    f"no prompt template for agent '{agent}'",
+                    hint=f"add {agent}.txt to a --prompts folder",
+                )
+        finished = self.store.done()
+        pending = [
+            (instance, agent)
+            for instance in instances
+            for agent in agents
+            if (instance.instance_id, agent) not in finished
+        ]
+        self.stats.total = len(pending)
+        queue: asyncio.Queue = asyncio.Queue()
+        for item in pending:
+            queue.put_nowait(item)
+
+        async def worker() -> None:
+            while not queue.empty() and not self._stop:
+                instance, agent = queue.get_nowait()
+                try:
+                    await self.answer(instance, agent)
+                except BudgetExhausted:
+                    return
+                self.on_update(self.stats)
+
+        workers = [asyncio.create_task(worker()) for _ in range(max(1, self.limits.concurrency))]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+        self.on_update(self.stats)
+        return self.stats

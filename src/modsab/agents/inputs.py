@@ -1,0 +1,210 @@
+"""Descriptor inputs of the agents: one row per instance, text fields per modality.
+
+Rows come from JSON Lines, CSV, Parquet, or a JSON list such as the MELD
+descriptions file (``meld_annotation.json``), whose fields may hold Python
+literals as strings; those are parsed with :func:`ast.literal_eval`, never eval.
+
+Which fields each agent reads is configuration (:data:`DEFAULT_FIELDS`, overridable
+per agent); it is recorded in the run metadata. Gold and label-naming fields
+(:data:`FORBIDDEN_FIELDS`) are never sent to a model.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from modsab.errors import InputError
+from modsab.labels import Leak, LeakageChecker
+
+#: Fields each agent reads by default, in prompt order. Both the MELD-descriptions
+#: names and the generic names are accepted; absent fields are skipped.
+DEFAULT_FIELDS: dict[str, tuple[str, ...]] = {
+    "text": ("transcript",),
+    "audio": ("audio_description",),
+    "vision": (
+        "visual_expression_description",
+        "face_units",
+        "visual_objective_description",
+        "face_description",
+    ),
+}
+DEFAULT_FIELDS["tav"] = DEFAULT_FIELDS["text"] + DEFAULT_FIELDS["audio"] + DEFAULT_FIELDS["vision"]
+
+AGENT_KINDS: tuple[str, ...] = tuple(DEFAULT_FIELDS)
+
+#: Fields that hold or name the answer: never sent, whatever the configuration says.
+FORBIDDEN_FIELDS = frozenset(
+    {"gold", "true_label", "label", "emotion", "fine-grained_summary", "fine_grained_summary"}
+)
+
+_ID_FIELDS = ("instance_id", "video_id", "id")
+_GOLD_FIELDS = ("gold", "true_label")
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One instance: its id, gold (never shown to a model) and descriptor texts."""
+
+    instance_id: str
+    fields: Mapping[str, str]
+    gold: str | None = None
+    dataset: str | None = None
+    line: int | None = None
+
+    def view(self, names: Iterable[str]) -> dict[str, str]:
+        """The descriptor texts an agent with these field names sees (absent ones skipped)."""
+        return {name: self.fields[name] for name in names if self.fields.get(name)}
+
+
+def render_value(value: object) -> str:
+    """Descriptor value -> prompt text. Python-literal strings are parsed safely first."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text[:1] in "[{(" and text[-1:] in "]})":
+            try:
+                value = ast.literal_eval(text)
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                return text
+        else:
+            return text
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    if isinstance(value, dict):
+        return ", ".join(f"{key}: {render_value(item)}" for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return "; ".join(render_value(item) for item in value)
+    return str(value)
+
+
+def _instance_id(row: Mapping[str, object], where: str, line: int | None) -> str:
+    for name in _ID_FIELDS:
+        value = row.get(name)
+        if value not in (None, ""):
+            text = str(value).strip()
+            return text[:-4] if name == "video_id" and text.endswith(".mp4") else text
+    raise InputError(
+        "row has no instance_id",
+        path=where,
+        line=line,
+        hint="each row needs instance_id (or video_id)",
+    )
+
+
+def _rows(path: Path) -> list[tuple[int | None, dict]]:
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        import pandas as pd
+
+        return [(i + 1, row) for i, row in enumerate(pd.read_parquet(path).to_dict("records"))]
+    if suffix == ".csv":
+        import pandas as pd
+
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        return [(i + 2, row) for i, row in enumerate(frame.to_dict("records"))]
+    text = path.read_text(encoding="utf-8")
+    if suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise InputError(f"invalid JSON: {error.msg}", path=path, line=error.lineno) from None
+        if isinstance(data, dict):
+            data = [dict(value, instance_id=key) for key, value in data.items()]
+        if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
+            raise InputError("expected a list of objects", path=path)
+        return [(None, row) for row in data]
+    rows = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except json.JSONDecodeError as error:
+            raise InputError(f"invalid JSON: {error.msg}", path=path, line=number) from None
+        if not isinstance(row, dict):
+            raise InputError("expected one JSON object per line", path=path, line=number)
+        rows.append((number, row))
+    return rows
+
+
+def load_descriptors(path: str | Path, *, dataset: str | None = None) -> list[Instance]:
+    """Read descriptor rows into :class:`Instance` objects, validated once here."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file not found", path=path)
+    rows = _rows(path)
+    if not rows:
+        raise InputError("no rows", path=path, hint="expected one descriptor row per instance")
+    if dataset is None and path.name == "meld_annotation.json":
+        dataset = "meld"
+    instances: list[Instance] = []
+    seen: dict[str, int | None] = {}
+    for line, row in rows:
+        instance_id = _instance_id(row, str(path), line)
+        if instance_id in seen:
+            raise InputError(f"instance '{instance_id}' appears twice", path=path, line=line)
+        seen[instance_id] = line
+        gold = next(
+            (str(row[g]).strip() for g in _GOLD_FIELDS if row.get(g) not in (None, "")), None
+        )
+        fields = {
+            name: render_value(value)
+            for name, value in row.items()
+            if name not in _ID_FIELDS and name not in FORBIDDEN_FIELDS and name != "dataset"
+        }
+        row_dataset = row.get("dataset")
+        instances.append(
+            Instance(instance_id, fields, gold, str(row_dataset) if row_dataset else dataset, line)
+        )
+    return instances
+
+
+@dataclass(frozen=True)
+class FieldConfig:
+    """Which descriptor fields each agent reads."""
+
+    fields: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_FIELDS))
+
+    @classmethod
+    def parse(cls, specs: Iterable[str] = ()) -> FieldConfig:
+        """``["vision=face_units,face_description", ...]`` overrides the defaults per agent."""
+        fields = dict(DEFAULT_FIELDS)
+        for spec in specs:
+            agent, sep, names = spec.partition("=")
+            agent = agent.strip()
+            if not sep or not agent or not names.strip():
+                raise InputError(f"bad --fields value '{spec}'", hint="use AGENT=field1,field2")
+            chosen = tuple(name.strip() for name in names.split(",") if name.strip())
+            forbidden = [name for name in chosen if name in FORBIDDEN_FIELDS]
+            if forbidden:
+                raise InputError(
+                    f"field '{forbidden[0]}' holds the answer and is never sent",
+                    item=f"--fields {spec}",
+                )
+            fields[agent] = chosen
+        return cls(fields)
+
+    def for_agent(self, agent: str) -> tuple[str, ...]:
+        if agent not in self.fields:
+            raise InputError(
+                f"no descriptor fields configured for agent '{agent}'",
+                hint=f"use --fields {agent}=field1,field2",
+            )
+        return self.fields[agent]
+
+
+def find_leaks(
+    instances: Iterable[Instance], used: Iterable[str], labels: Iterable[str]
+) -> dict[str, int]:
+    """Count, per sent field, the instances whose text contains a label word or synonym."""
+    checker = LeakageChecker(labels)
+    used = tuple(dict.fromkeys(used))
+    counts: dict[str, int] = {}
+    for instance in instances:
+        leaks: list[Leak] = checker.check(instance.view(used))
+        for name in {leak.field for leak in leaks}:
+            counts[name] = counts.get(name, 0) + 1
+    return counts

@@ -1,0 +1,79 @@
+"""Prompt templates, one per agent kind, stored as package data and versioned.
+
+Templates use :class:`string.Template` placeholders (``$labels``, ``$descriptors``,
+...). The version of a prompt set is part of every cache key: the built-in set is
+``builtin-v{PROMPT_VERSION}``; a user directory given with ``--prompts`` overrides
+any of the files and its version is ``user-`` plus a hash of the effective texts.
+Bump :data:`PROMPT_VERSION` whenever a built-in template changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from string import Template
+
+from modsab.errors import InputError
+
+PROMPT_VERSION = "1"
+TEMPLATE_NAMES = ("system", "text", "audio", "vision", "tav", "repair", "scorer")
+
+#: Human names of the modality an agent kind sees, used in the system prompt.
+MODALITY_NAMES = {
+    "text": "transcript",
+    "audio": "voice (audio)",
+    "vision": "face and scene (visual)",
+    "tav": "transcript, voice and visual",
+}
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    templates: dict[str, str]
+    version: str
+
+    @classmethod
+    def load(cls, override_dir: str | Path | None = None) -> PromptSet:
+        texts = {
+            name: files(__name__).joinpath(f"{name}.txt").read_text("utf-8")
+            for name in TEMPLATE_NAMES
+        }
+        if override_dir is None:
+            return cls(texts, f"builtin-v{PROMPT_VERSION}")
+        directory = Path(override_dir)
+        if not directory.is_dir():
+            raise InputError(
+                "prompt directory not found",
+                path=directory,
+                hint=f"a folder with any of {', '.join(n + '.txt' for n in TEMPLATE_NAMES)}",
+            )
+        for path in directory.glob("*.txt"):
+            if path.stem in texts:
+                texts[path.stem] = path.read_text("utf-8")
+        digest = hashlib.sha256("\0".join(texts[n] for n in TEMPLATE_NAMES).encode()).hexdigest()
+        return cls(texts, f"user-{digest[:12]}")
+
+    def render(self, name: str, **values: object) -> str:
+        if name not in self.templates:
+            raise InputError(
+                f"no prompt template for agent kind '{name}'",
+                hint=f"agent kinds: {', '.join(MODALITY_NAMES)}; or add {name}.txt with --prompts",
+            )
+        return (
+            Template(self.templates[name])
+            .safe_substitute({key: str(value) for key, value in values.items()})
+            .strip()
+        )
+
+
+def delimit(fields: dict[str, str]) -> str:
+    """Wrap each descriptor in tags so that its text stays data; tags inside are defused."""
+    blocks = []
+    for name, text in fields.items():
+        safe = text.replace("<descriptor", "&lt;descriptor").replace(
+            "</descriptor", "&lt;/descriptor"
+        )
+        blocks.append(f'<descriptor name="{name}">\n{safe}\n</descriptor>')
+    return "\n".join(blocks)

@@ -1,0 +1,224 @@
+"""One agents run end to end: config, store, backend, runner, predictions file.
+
+``RUN_DIR`` holds ``run.sqlite`` (the store), ``run.json`` (the config, readable) and
+``predictions.jsonl`` (the foundation's predictions contract, one line per
+(instance, agent); ``modsab diagnose RUN_DIR`` reads it). Running the same command
+again resumes: pairs with a final answer are skipped and every completed call is
+served from the store, so nothing is asked twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modsab.agents.engine import AgentRunner, Budget, GenerationParams, Limits, Stats
+from modsab.agents.inputs import FieldConfig, Instance, find_leaks
+from modsab.agents.prompts import PromptSet
+from modsab.agents.store import ResponseCache, RunStore
+from modsab.errors import InputError
+from modsab.labels import LabelSet
+
+PREDICTIONS = "predictions.jsonl"
+
+#: Config keys that must match when a run directory is reused (resume); fields are
+#: compared for the agents both runs share.
+_IDENTITY = ("base_url", "model", "labels", "prompt_version", "params")
+
+
+@dataclass
+class RunConfig:
+    model: str
+    labels: LabelSet
+    agents: Sequence[str] = ("text", "audio", "vision", "tav")
+    base_url: str | None = None
+    api_key_env: str | None = None
+    fields: FieldConfig = field(default_factory=FieldConfig)
+    prompts_dir: str | None = None
+    params: GenerationParams = field(default_factory=GenerationParams)
+    limits: Limits = field(default_factory=Limits)
+    max_tokens_budget: int | None = None
+    max_cost: float | None = None
+    price: tuple[float, float] | None = None
+    timeout: float = 120.0
+    cache_dir: str | None = None
+
+
+def default_cache_dir() -> Path:
+    """``$MODSAB_CACHE_DIR`` or ``~/.cache/modsab``."""
+    return Path(os.environ.get("MODSAB_CACHE_DIR") or Path.home() / ".cache" / "modsab")
+
+
+def make_backend(config: RunConfig):
+    if config.base_url:
+        from modsab.agents.backends import OpenAIBackend
+
+        key = None
+        if config.api_key_env:
+            key = os.environ.get(config.api_key_env)
+            if not key:
+                raise InputError(
+                    f"environment variable {config.api_key_env} is not set",
+                    item="--api-key-env",
+                    hint="export it, or drop --api-key-env for servers without keys",
+                )
+        return OpenAIBackend(
+            base_url=config.base_url, model=config.model, api_key=key, timeout=config.timeout
+        )
+    from modsab.agents.local import local_backend
+
+    return local_backend(config.model, labels=config.labels, params=config.params)
+
+
+def _price(config: RunConfig, backend) -> tuple[float, float]:
+    from modsab.agents.engine import PRICES
+
+    if config.price is not None:
+        return config.price
+    if backend.base_url.startswith("local:"):
+        return (0.0, 0.0)
+    if config.max_cost is not None and config.model not in PRICES:
+        raise InputError(
+            f"no price known for model '{config.model}'",
+            item="--max-cost",
+            hint="give --price-in and --price-out (USD per million tokens)",
+        )
+    return PRICES.get(config.model, (0.0, 0.0))
+
+
+def prediction_records(store: RunStore, instances: Sequence[Instance]) -> list[dict[str, Any]]:
+    """Answers in the predictions contract; invalid and missing answers abstain (no candidates)."""
+    by_id = {instance.instance_id: instance for instance in instances}
+    records = []
+    for row in store.answers():
+        if row["status"] == "error" or row["instance_id"] not in by_id:
+            continue
+        instance = by_id[row["instance_id"]]
+        answer = json.loads(row["answer"]) if row["answer"] else None
+        record: dict[str, Any] = {
+            "instance_id": instance.instance_id,
+            "agent": row["agent"],
+            "gold": instance.gold,
+            "candidates": answer["candidates"] if answer else [],
+            "quality": answer["quality"] if answer else 0,
+            "dataset": instance.dataset,
+            "status": row["status"],
+            "raw_ref": row["call_key"],
+        }
+        if answer:
+            record.update(
+                primary_label=answer.get("primary_label"),
+                issues=answer.get("issues", []),
+                reason=answer.get("reason", ""),
+            )
+        records.append(record)
+    return records
+
+
+def write_predictions(run_dir: Path, records: list[dict[str, Any]]) -> Path:
+    path = run_dir / PREDICTIONS
+    tmp = path.with_suffix(".jsonl.tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+    return path
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    stats: Stats
+    predictions: Path
+    leaks: dict[str, int]
+    config: dict[str, Any]
+
+
+def run_agents(
+    instances: Sequence[Instance],
+    config: RunConfig,
+    run_dir: str | Path,
+    *,
+    on_update: Callable[[Stats], None] | None = None,
+    use_cache: bool = True,
+) -> RunResult:
+    """Run every agent on every instance into ``run_dir``; resumes what is there."""
+    run_dir = Path(run_dir)
+    prompts = PromptSet.load(config.prompts_dir)
+    agents = list(dict.fromkeys(config.agents))
+    used_fields = {agent: list(config.fields.for_agent(agent)) for agent in agents}
+    leaks = find_leaks(
+        instances, [f for names in used_fields.values() for f in names], config.labels
+    )
+    backend = make_backend(config)
+    meta = {
+        "base_url": backend.base_url,
+        "model": backend.model,
+        "backend_kind": backend.kind,
+        "labels": list(config.labels.labels),
+        "agents": agents,
+        "fields": used_fields,
+        "prompt_version": prompts.version,
+        "params": config.params.as_dict(),
+        "api_key_env": config.api_key_env,
+        "limits": vars(config.limits),
+        "max_tokens_budget": config.max_tokens_budget,
+        "max_cost": config.max_cost,
+        "leakage_warning": leaks,
+        "n_instances": len(instances),
+    }
+    store = RunStore(run_dir)
+    cache = ResponseCache(config.cache_dir or default_cache_dir()) if use_cache else None
+    try:
+        previous = store.config()
+        if previous is not None:
+            changed = [key for key in _IDENTITY if previous.get(key) != meta.get(key)]
+            old_fields = previous.get("fields", {})
+            if any(old_fields.get(agent, names) != names for agent, names in used_fields.items()):
+                changed.append("fields")
+            if changed:
+                raise InputError(
+                    f"this run directory was made with a different {', '.join(changed)}",
+                    path=run_dir,
+                    hint="use a new --run directory, or the same options",
+                )
+            meta["agents"] = list(dict.fromkeys([*previous.get("agents", []), *agents]))
+            meta["fields"] = {**previous.get("fields", {}), **used_fields}
+        store.set_config(meta)
+        (run_dir / "run.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        budget = Budget(
+            max_tokens=config.max_tokens_budget,
+            max_cost=config.max_cost,
+            price=_price(config, backend),
+        )
+        runner = AgentRunner(
+            backend,
+            store,
+            labels=config.labels,
+            prompts=prompts,
+            fields=config.fields,
+            cache=cache,
+            limits=config.limits,
+            budget=budget,
+            params=config.params,
+            on_update=on_update,
+        )
+
+        async def main() -> Stats:
+            try:
+                return await runner.run(list(instances), agents)
+            finally:
+                await backend.aclose()
+
+        stats = asyncio.run(main())
+        path = write_predictions(run_dir, prediction_records(store, instances))
+    finally:
+        store.close()
+        if cache is not None:
+            cache.close()
+    return RunResult(run_dir, stats, path, leaks, meta)

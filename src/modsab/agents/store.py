@@ -1,0 +1,299 @@
+"""Durable run store and shared response cache, both SQLite in WAL mode.
+
+Run store (``RUN_DIR/run.sqlite``)::
+
+    meta(key PRIMARY KEY, value)                  -- the run's config as JSON, created_at
+    calls(cache_key PRIMARY KEY, instance_id, agent, purpose, request, response,
+          prompt_tokens, completion_tokens, latency_s, attempts, status, error,
+          source, created_at)                     -- every request and its raw answer
+    answers(instance_id, agent, status, answer, raw, call_key, error, created_at,
+            PRIMARY KEY (instance_id, agent))     -- the parsed answer per (instance, agent)
+
+Cache (``CACHE_DIR/cache.sqlite``)::
+
+    responses(cache_key PRIMARY KEY, base_url, model, prompt_version, request, response,
+              prompt_tokens, completion_tokens, created_at, hits, last_hit)
+
+Every write commits at once (autocommit), so a crash loses at most the calls in
+flight. Only successful responses are cached; failed calls are retried next run.
+The cache key (:func:`cache_key`) hashes base URL, model, messages, generation
+parameters and prompt version; never an API key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+def cache_key(
+    *,
+    base_url: str,
+    model: str,
+    messages: list[dict[str, str]],
+    params: Mapping[str, Any],
+    prompt_version: str,
+) -> str:
+    payload = json.dumps(
+        {
+            "base_url": base_url.rstrip("/"),
+            "model": model,
+            "messages": messages,
+            "params": dict(params),
+            "prompt_version": prompt_version,
+        },
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    connection.row_factory = sqlite3.Row
+    return connection
+
+
+@dataclass(frozen=True)
+class CachedResponse:
+    response: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+RUN_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS calls (
+    cache_key TEXT PRIMARY KEY, instance_id TEXT NOT NULL, agent TEXT NOT NULL,
+    purpose TEXT NOT NULL, request TEXT NOT NULL, response TEXT,
+    prompt_tokens INTEGER DEFAULT 0, completion_tokens INTEGER DEFAULT 0,
+    latency_s REAL, attempts INTEGER DEFAULT 0, status TEXT NOT NULL, error TEXT,
+    source TEXT NOT NULL, created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS answers (
+    instance_id TEXT NOT NULL, agent TEXT NOT NULL, status TEXT NOT NULL,
+    answer TEXT, raw TEXT, call_key TEXT, error TEXT, created_at REAL NOT NULL,
+    PRIMARY KEY (instance_id, agent)
+);
+"""
+
+CACHE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    cache_key TEXT PRIMARY KEY, base_url TEXT NOT NULL, model TEXT NOT NULL,
+    prompt_version TEXT NOT NULL, request TEXT NOT NULL, response TEXT NOT NULL,
+    prompt_tokens INTEGER DEFAULT 0, completion_tokens INTEGER DEFAULT 0,
+    created_at REAL NOT NULL, hits INTEGER DEFAULT 0, last_hit REAL
+);
+"""
+
+
+class _Database:
+    FILENAME = ""
+    SCHEMA = ""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.path = Path(folder) / self.FILENAME
+        self.db = _connect(self.path)
+        self.db.executescript(self.SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _response(self, sql: str, key: str) -> CachedResponse | None:
+        row = self.db.execute(sql, (key,)).fetchone()
+        return None if row is None else CachedResponse(row[0], row[1], row[2])
+
+
+class RunStore(_Database):
+    """One run's SQLite file: config, calls, answers."""
+
+    FILENAME = "run.sqlite"
+    SCHEMA = RUN_SCHEMA
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        super().__init__(run_dir)
+
+    # -- config ------------------------------------------------------------------
+
+    def config(self) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()
+        return None if row is None else json.loads(row["value"])
+
+    def set_config(self, config: Mapping[str, Any]) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('config', ?)", (json.dumps(config),))
+        self.db.execute("INSERT OR IGNORE INTO meta VALUES ('created_at', ?)", (str(time.time()),))
+
+    # -- calls ---------------------------------------------------------------------
+
+    def cached_call(self, key: str) -> CachedResponse | None:
+        return self._response(
+            "SELECT response, prompt_tokens, completion_tokens FROM calls "
+            "WHERE cache_key = ? AND status = 'ok'",
+            key,
+        )
+
+    def record_call(
+        self,
+        key: str,
+        *,
+        instance_id: str,
+        agent: str,
+        purpose: str,
+        request: Mapping[str, Any],
+        response: str | None,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        latency_s: float | None = None,
+        attempts: int = 0,
+        status: str,
+        error: str | None = None,
+        source: str = "network",
+    ) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO calls VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                key,
+                instance_id,
+                agent,
+                purpose,
+                json.dumps(request, ensure_ascii=False),
+                response,
+                prompt_tokens,
+                completion_tokens,
+                latency_s,
+                attempts,
+                status,
+                error,
+                source,
+                time.time(),
+            ),
+        )
+
+    # -- answers ---------------------------------------------------------------------
+
+    def done(self) -> set[tuple[str, str]]:
+        """(instance, agent) pairs with a final answer (ok or invalid)."""
+        rows = self.db.execute(
+            "SELECT instance_id, agent FROM answers WHERE status IN ('ok','invalid')"
+        )
+        return {(row[0], row[1]) for row in rows}
+
+    def record_answer(
+        self,
+        instance_id: str,
+        agent: str,
+        *,
+        status: str,
+        answer: Mapping | None,
+        raw: str | None,
+        call_key: str | None,
+        error: str | None = None,
+    ) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO answers VALUES (?,?,?,?,?,?,?,?)",
+            (
+                instance_id,
+                agent,
+                status,
+                None if answer is None else json.dumps(answer),
+                raw,
+                call_key,
+                error,
+                time.time(),
+            ),
+        )
+
+    def answers(self) -> Iterator[sqlite3.Row]:
+        yield from self.db.execute("SELECT * FROM answers ORDER BY rowid")
+
+    def counts(self) -> dict[str, int]:
+        rows = self.db.execute("SELECT status, COUNT(*) FROM answers GROUP BY status")
+        return {row[0]: row[1] for row in rows}
+
+    def usage(self) -> tuple[int, int, int]:
+        """Network calls, prompt tokens and completion tokens spent by this run so far."""
+        row = self.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(prompt_tokens),0), COALESCE(SUM(completion_tokens),0) "
+            "FROM calls WHERE source = 'network'"
+        ).fetchone()
+        return row[0], row[1], row[2]
+
+
+class ResponseCache(_Database):
+    """Responses shared across runs, keyed by :func:`cache_key`."""
+
+    FILENAME = "cache.sqlite"
+    SCHEMA = CACHE_SCHEMA
+
+    def get(self, key: str) -> CachedResponse | None:
+        found = self._response(
+            "SELECT response, prompt_tokens, completion_tokens FROM responses WHERE cache_key = ?",
+            key,
+        )
+        if found is not None:
+            self.db.execute(
+                "UPDATE responses SET hits = hits + 1, last_hit = ? WHERE cache_key = ?",
+                (time.time(), key),
+            )
+        return found
+
+    def put(
+        self,
+        key: str,
+        *,
+        base_url: str,
+        model: str,
+        prompt_version: str,
+        request: Mapping[str, Any],
+        response: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+    ) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?,?,0,NULL)",
+            (
+                key,
+                base_url,
+                model,
+                prompt_version,
+                json.dumps(request, ensure_ascii=False),
+                response,
+                prompt_tokens,
+                completion_tokens,
+                time.time(),
+            ),
+        )
+
+    def groups(self) -> list[dict[str, Any]]:
+        """One row per (base URL, model, prompt version): entries, tokens, hits, dates."""
+        rows = self.db.execute(
+            "SELECT base_url, model, prompt_version, COUNT(*) AS entries, "
+            "SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens, "
+            "SUM(hits) AS hits, MIN(created_at) AS first, MAX(created_at) AS last "
+            "FROM responses GROUP BY base_url, model, prompt_version ORDER BY last DESC"
+        )
+        return [dict(row) for row in rows]
+
+    def clear(self, *, model: str | None = None, older_than_s: float | None = None) -> int:
+        clauses, args = [], []
+        if model is not None:
+            clauses.append("model = ?")
+            args.append(model)
+        if older_than_s is not None:
+            clauses.append("created_at < ?")
+            args.append(time.time() - older_than_s)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        removed = self.db.execute(f"DELETE FROM responses{where}", args).rowcount
+        self.db.execute("VACUUM")
+        return removed

@@ -1,0 +1,203 @@
+"""``modsab agents run``: per-modality LLM agents into a run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+DEFAULT_MODEL = "local:gemma-scorer"
+
+agents_app = typer.Typer(
+    help="Run per-modality LLM agents (any OpenAI-compatible server, or offline).",
+    no_args_is_help=True,
+)
+
+
+@agents_app.command("run")
+def run(
+    descriptors: Path = typer.Argument(
+        ..., help="Descriptor rows: JSONL, CSV, Parquet or a JSON list (e.g. meld_annotation.json)."
+    ),
+    labels: str = typer.Option(
+        "meld", "--labels", help="Label set: a,b,c or a preset (meld, ravdess, ...)."
+    ),
+    model: str = typer.Option(
+        DEFAULT_MODEL,
+        "--model",
+        "-m",
+        help="Server model name with --base-url; without it a local model: "
+        "local:gemma-scorer (default), local:smollm2, local:qwen, local:qwen-scorer.",
+    ),
+    base_url: str = typer.Option(
+        None,
+        "--base-url",
+        help="OpenAI-compatible endpoint, e.g. "
+        "http://localhost:8080/v1. Omitted: run offline in-process.",
+    ),
+    agents: str = typer.Option(
+        "text,audio,vision,tav", "--agents", help="Agents to run, comma-separated."
+    ),
+    run_dir: Path = typer.Option(..., "--run", help="Run directory (created; reused to resume)."),
+    fields: list[str] = typer.Option(
+        None,
+        "--fields",
+        help="AGENT=field1,field2 overrides the descriptor fields an agent reads (repeatable).",
+    ),
+    prompts: Path = typer.Option(
+        None, "--prompts", help="Folder of prompt templates overriding the built-in ones."
+    ),
+    api_key_env: str = typer.Option(
+        None,
+        "--api-key-env",
+        help="Name of the environment variable holding "
+        "the API key (the key itself is never stored).",
+    ),
+    concurrency: int = typer.Option(4, "--concurrency", min=1, help="Requests in flight at once."),
+    rpm: float = typer.Option(None, "--rpm", help="Requests per minute limit."),
+    tpm: float = typer.Option(None, "--tpm", help="Tokens per minute limit."),
+    max_retries: int = typer.Option(
+        6, "--max-retries", min=0, help="Retries on 429/5xx/time-outs."
+    ),
+    timeout: float = typer.Option(120.0, "--timeout", help="Seconds per request."),
+    max_cost: float = typer.Option(
+        None, "--max-cost", help="Stop cleanly before spending more (USD)."
+    ),
+    max_tokens_budget: int = typer.Option(
+        None, "--max-tokens", help="Stop cleanly before using more tokens."
+    ),
+    price_in: float = typer.Option(None, "--price-in", help="USD per million prompt tokens."),
+    price_out: float = typer.Option(None, "--price-out", help="USD per million completion tokens."),
+    temperature: float = typer.Option(0.0, "--temperature"),
+    max_output_tokens: int = typer.Option(
+        400, "--max-output-tokens", help="max_tokens of each answer."
+    ),
+    seed: int = typer.Option(0, "--seed"),
+    cache_dir: Path = typer.Option(
+        None,
+        "--cache-dir",
+        help="Shared response cache (default $MODSAB_CACHE_DIR or ~/.cache/modsab).",
+    ),
+    no_cache: bool = typer.Option(
+        False, "--no-cache", help="Do not read or write the shared cache."
+    ),
+    limit: int = typer.Option(None, "--limit", help="Only the first N instances."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Run every agent on every instance into RUN/predictions.jsonl; rerun to resume."""
+    from rich.console import Console
+
+    from modsab.agents.engine import GenerationParams, Limits
+    from modsab.agents.inputs import FieldConfig, load_descriptors
+    from modsab.agents.run import RunConfig, run_agents
+    from modsab.errors import InputError
+    from modsab.labels import LabelSet
+
+    console = Console(stderr=True, highlight=False)
+    if (price_in is None) != (price_out is None):
+        raise InputError("give both --price-in and --price-out", item="--price-in/--price-out")
+    if base_url is None and not model.startswith("local:"):
+        raise InputError(
+            f"model '{model}' needs --base-url",
+            item="--model",
+            hint="give --base-url URL, or a local model such as local:gemma-scorer",
+        )
+    label_set = LabelSet.parse(labels)
+    instances = load_descriptors(descriptors)
+    if limit is not None:
+        instances = instances[:limit]
+    config = RunConfig(
+        model=model,
+        labels=label_set,
+        agents=[a.strip() for a in agents.split(",") if a.strip()],
+        base_url=base_url,
+        api_key_env=api_key_env,
+        fields=FieldConfig.parse(fields or []),
+        prompts_dir=None if prompts is None else str(prompts),
+        params=GenerationParams(temperature=temperature, max_tokens=max_output_tokens, seed=seed),
+        limits=Limits(
+            concurrency=concurrency,
+            requests_per_minute=rpm,
+            tokens_per_minute=tpm,
+            max_retries=max_retries,
+        ),
+        max_tokens_budget=max_tokens_budget,
+        max_cost=max_cost,
+        price=None if price_in is None else (price_in, price_out),
+        timeout=timeout,
+        cache_dir=None if cache_dir is None else str(cache_dir),
+    )
+    with _progress(console, progress) as update:
+        result = run_agents(instances, config, run_dir, on_update=update, use_cache=not no_cache)
+    for name, count in result.leaks.items():
+        console.print(
+            f"[yellow]leakage warning:[/] field '{name}' names an emotion in {count} "
+            f"of {len(instances)} instances; an agent reading it may see the answer"
+        )
+    stats = result.stats
+    console.print(
+        f"{stats.done} answered, {stats.invalid} invalid, {stats.failed} failed, "
+        f"{stats.cached} from cache, {stats.requests} requests, {stats.tokens} tokens, "
+        f"${stats.cost:.4f} -> {result.predictions}"
+    )
+    for error in stats.errors[:5]:
+        console.print(f"[red]failed:[/] {error}")
+    if stats.stopped:
+        console.print(
+            f"[yellow]stopped: {stats.stopped}[/]; "
+            "run the same command with a larger budget to go on"
+        )
+        raise typer.Exit(3)
+    if stats.failed:
+        console.print("some calls failed; run the same command again to retry them")
+        raise typer.Exit(1)
+
+
+class _progress:
+    """A rich progress bar fed by the runner's stats (a no-op when disabled)."""
+
+    def __init__(self, console, enabled: bool) -> None:
+        self.console, self.enabled, self.bar, self.task = console, enabled, None, None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("agents"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=False,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task("", total=None)
+        return self.update
+
+    def update(self, stats) -> None:
+        if self.bar is None:
+            return
+        finished = stats.done + stats.invalid + stats.failed
+        self.bar.update(
+            self.task,
+            total=stats.total or None,
+            completed=finished,
+            description=f"done {stats.done} invalid {stats.invalid} failed {stats.failed} "
+            f"cached {stats.cached} | {stats.tokens} tok ${stats.cost:.4f}",
+        )
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(agents_app, name="agents")

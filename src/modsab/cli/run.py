@@ -1,0 +1,44 @@
+"""``modsab run``: the whole study from one TOML config (see modsab.pipeline)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def run_command(
+    config: Path = typer.Argument(..., help="Run configuration (TOML); see the README, 'Run configuration'."),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
+    limit: int = typer.Option(None, "--limit", help="Only the first N instances of the dataset."),
+    split: str = typer.Option(None, "--split", help="Only this split (loader-specific, e.g. test, actor01)."),
+    agents: str = typer.Option(None, "--agents", help="Comma-separated subset of the config's agents."),
+    as_json: bool = typer.Option(False, "--json", help="Print the diagnosis JSON on stdout instead of tables."),
+) -> None:
+    """Describe, run the agents, fuse, audit and report: every stage cached and resumable."""
+    import json
+
+    from rich.console import Console
+
+    from modsab.config import load_config
+    from modsab.pipeline import run_pipeline
+    from modsab.render import print_summary
+
+    resolved = load_config(config).narrowed(
+        limit=limit, split=split, agents=[a.strip() for a in agents.split(",") if a.strip()] if agents else None
+    )
+    if print_config:
+        typer.echo(resolved.to_toml())
+        return
+    err = Console(stderr=True)
+    outcome = run_pipeline(resolved, log=lambda text: err.print(f"[dim]{text}[/]"), progress=err.is_terminal)
+    if as_json:
+        typer.echo(json.dumps(outcome.diagnosis, ensure_ascii=False))
+    else:
+        print_summary(outcome.diagnosis)
+    stages = ", ".join(f"{name} {sec:.1f} s" for name, sec in outcome.stage_seconds.items())
+    err.print(f"run directory: {outcome.run_dir}  ({stages})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run_command)
