@@ -16,10 +16,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-PIP="python -m pip install -q --disable-pip-version-check"
-# torch for the text probe: the CPU build (on this machine kind the wheel is on local disk)
-python -c "import torch" 2>/dev/null || $PIP "torch==2.13.0"
-# llama-cpp-python builds from source (~5 min); a portable build, no -march=native
-python -c "import llama_cpp" 2>/dev/null || CMAKE_ARGS="-DGGML_NATIVE=OFF" $PIP "llama-cpp-python[server]==0.3.36"
-$PIP -e ".[all,test,browser]"
+bash scripts/install.sh "all,test,browser"
 python -m pytest "$@"
