@@ -158,3 +158,14 @@ def test_instances_table(records, write_jsonl, tmp_path, suffix):
         assert frame["fused_top1"].iloc[0] == ranking[0]
     direct = diagnose(write_jsonl(records), labels="meld", bootstrap=0).to_dict()
     assert frame["hit_at_1"].mean() == pytest.approx(direct["fusion_topk"]["1"])
+
+
+def test_run_directory_keeps_its_recorded_label_order(records, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    as_parquet(records, run / "predictions.parquet")
+    order = ["fear", "disgust", "sadness", "anger", "surprise", "joy", "neutral"]
+    (run / "dataset.json").write_text(json.dumps({"labels": order}))
+    out = diagnose(run, bootstrap=0).to_dict()
+    assert out["labels"] == order and "dataset.json" in out["label_source"]
+    assert diagnose(run, labels="meld", bootstrap=0).to_dict()["labels"][0] == "neutral"  # --labels wins

@@ -740,6 +740,8 @@ def load_predictions(
         labels = LabelSet.parse(labels, synonyms=synonym_map)
     elif labels is not None and synonym_map and not labels.synonyms:
         labels = LabelSet(labels.labels, synonym_map, source=labels.source)
+    if labels is None:
+        labels = run_labels(path, synonyms=synonym_map)
     resolved = _resolve_path(path)
     fmt = _format(resolved)
     try:
@@ -748,6 +750,22 @@ def load_predictions(
         flat = _exact(resolved, fmt, scale, skip_invalid)
     options = dict(labels=labels, synonyms=synonym_map, scale=scale, strict=strict, skip_invalid=skip_invalid)
     return _Assembler(flat, resolved, **options).build()
+
+
+def run_labels(path: str | Path, *, synonyms: Mapping[str, str] | None = None) -> LabelSet | None:
+    """The label set a run directory recorded (``dataset.json`` of ``modsab run``, or
+    ``run.json`` of ``modsab agents run``), so its label order is kept; else ``None``."""
+    path = Path(path)
+    if not path.is_dir():
+        return None
+    for name in ("dataset.json", "run.json"):
+        try:
+            labels = json.loads((path / name).read_text(encoding="utf-8")).get("labels")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(labels, list) and labels and all(isinstance(label, str) for label in labels):
+            return LabelSet(tuple(labels), synonyms or {}, source=f"recorded in {path / name}")
+    return None
 
 
 def load_synonyms(synonyms: Mapping[str, str] | str | Path | None) -> dict[str, str]:
