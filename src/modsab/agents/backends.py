@@ -128,12 +128,14 @@ class OpenAIBackend:
         except openai.APIStatusError as error:
             status = error.status_code
             message = self._scrub(f"HTTP {status}: {error.message}")
+            if response_format is not None and (
+                status in (400, 422) or (status >= 500 and "response_format" in message)
+            ):  # llama.cpp's server answers an unsupported json_schema with a 500
+                raise FormatRejected(message) from None
             if status == 429 or status >= 500 or status == 408:
                 raise TransientError(
                     message, retry_after=parse_retry_after(error.response.headers)
                 ) from None
-            if status in (400, 422) and response_format is not None:
-                raise FormatRejected(message) from None
             raise PermanentError(message) from None
         except (openai.APITimeoutError, openai.APIConnectionError) as error:
             raise TransientError(self._scrub(f"{type(error).__name__}: {error}")) from None

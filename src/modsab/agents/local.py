@@ -19,6 +19,7 @@ import asyncio
 import importlib.util
 import json
 import math
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -100,6 +101,15 @@ LOCAL_MODELS: dict[str, LocalModel] = {
     "qwen": LocalModel("chat", qwen_path, "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"),
     "qwen-scorer": LocalModel("scorer", qwen_path, "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"),
 }
+
+
+def _threads() -> int:
+    """Threads per model: ``$MODSAB_LLAMA_THREADS``, default 1. On a shared 2-core machine
+    two OpenMP threads spin against other work and ran 1.5-15x slower than one."""
+    try:
+        return max(1, int(os.environ.get("MODSAB_LLAMA_THREADS", "1")))
+    except ValueError:
+        return 1
 
 
 def _load_llama(path: Path, *, n_ctx: int):
