@@ -115,7 +115,9 @@ def bench_local(data: Path, n: int) -> None:
         print(f"local: skipped ({data} not found)")
         return
     instances = load_descriptors(data)[:n]
-    for model in ("local:gemma-scorer", "local:smollm2"):
+    from modsab.cli.agents import DEFAULT_MODEL
+
+    for model in (DEFAULT_MODEL,):
         for agent in ("text", "tav"):
             with tempfile.TemporaryDirectory() as tmp:
                 config = RunConfig(
@@ -132,6 +134,18 @@ def bench_local(data: Path, n: int) -> None:
             )
 
 
+def default_data() -> Path:
+    """``$MODSAB_DATA`` or the shared data folder beside the checkout (or a worktree)."""
+    tail = Path("meld_descriptions") / "meld_annotation.json"
+    if os.environ.get("MODSAB_DATA"):
+        return Path(os.environ["MODSAB_DATA"]) / tail
+    here = Path(__file__).resolve().parents[1]
+    for root in (here.parent, here.parent.parent):
+        if (root / "shared" / "data" / tail).exists():
+            return root / "shared" / "data" / tail
+    return here.parent / "shared" / "data" / tail
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000)
@@ -139,15 +153,7 @@ def main() -> None:
     parser.add_argument("--capacity", type=int, default=16)
     parser.add_argument("--concurrency", type=int, default=None, help="default: capacity")
     parser.add_argument("--local-n", type=int, default=20)
-    parser.add_argument(
-        "--data",
-        type=Path,
-        default=Path(__file__).resolve().parents[2]
-        / "shared"
-        / "data"
-        / "meld_descriptions"
-        / "meld_annotation.json",
-    )
+    parser.add_argument("--data", type=Path, default=default_data())
     args = parser.parse_args()
     bench_engine(args.n, args.latency, args.capacity, args.concurrency or args.capacity)
     bench_local(args.data, args.local_n)

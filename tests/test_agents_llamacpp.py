@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from modsab.agents.answer import AgentAnswer
-from modsab.agents.engine import GenerationParams
+from modsab.agents.engine import GenerationParams, Limits
 from modsab.agents.inputs import Instance, load_descriptors
 from modsab.agents.run import RunConfig, run_agents
 from modsab.labels import LabelSet
@@ -65,7 +65,9 @@ def server(smollm2, tmp_path_factory):
             "--n_ctx",
             "4096",
             "--n_threads",
-            "2",
+            "1",
+            "--n_threads_batch",
+            "1",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -100,6 +102,8 @@ def config(url: str, tmp_path: Path, agents=("text", "audio", "vision", "tav")) 
         base_url=url,
         cache_dir=str(tmp_path / "cache"),
         params=GenerationParams(max_tokens=MAX_OUTPUT),
+        limits=Limits(concurrency=1),  # llama.cpp's server answers one request at a time
+        timeout=600.0,
     )
 
 
@@ -150,6 +154,10 @@ def test_sigkill_mid_run_resumes_without_repeating_a_call(server, meld_descripti
         "--cache-dir",
         str(cache),
         "--no-progress",
+        "--concurrency",
+        "1",
+        "--timeout",
+        "600",
     ]
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     process = subprocess.Popen(
