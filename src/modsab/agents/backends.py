@@ -120,9 +120,13 @@ class OpenAIBackend:
     async def complete(self, messages, params, response_format):
         import openai
 
-        kwargs: dict[str, Any] = {"model": self.model, "messages": messages, **params}
+        # Messages and response_format go in extra_body, which the client sends as they
+        # are: through the typed parameters it walks them against its TypedDicts on every
+        # call (~20 ms of CPU per request here, the whole budget of a fast server).
+        body: dict[str, Any] = {"messages": messages}
         if response_format is not None:
-            kwargs["response_format"] = response_format
+            body["response_format"] = response_format
+        kwargs: dict[str, Any] = {"model": self.model, "messages": [], **params, "extra_body": body}
         try:
             response = await self.client.chat.completions.create(**kwargs)
         except openai.APIStatusError as error:
