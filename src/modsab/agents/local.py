@@ -201,6 +201,7 @@ class LocalScorerBackend(_LocalBackend):
         limit = llm.n_ctx() - 8
         if len(tokens) > limit:
             tokens = tokens[:1] + tokens[len(tokens) - limit + 1 :]
+        self.prompt_tokens = len(tokens)
         llm.reset()
         llm.eval(tokens)
         base = llm.n_tokens
@@ -236,6 +237,7 @@ class LocalScorerBackend(_LocalBackend):
         prompt = messages[-1]["content"]
         blank = params.get("content_free")
         probabilities = self._normalise(self._label_logprobs(prompt, labels))
+        prompt_tokens = self.prompt_tokens
         if blank:
             key = (blank, labels)
             if key not in self._priors:
@@ -253,8 +255,7 @@ class LocalScorerBackend(_LocalBackend):
             "issues": ["scorer agent: quality is not self-reported"],
             "reason": "normalised label probabilities" + (", calibrated" if blank else ""),
         }
-        n_prompt = len(prompt) // 4
-        return Completion(json.dumps(answer), n_prompt, len(labels), "stop")
+        return Completion(json.dumps(answer), prompt_tokens, len(labels), "stop")
 
 
 def local_backend(model: str, *, labels=None, params=None, n_ctx: int = 4096):
