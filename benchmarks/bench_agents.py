@@ -6,7 +6,8 @@ Prints wall time of N calls against the ideal N*L/C (the stub answers after L se
 C at a time, in its own process), the same with 10% of answers being 429s (Retry-After
 50 ms, answered at once), a fully cached rerun (must make zero requests), and tokens/s
 of the offline default agent on this machine (skipped when llama-cpp-python or the
-MELD descriptions are absent).
+MELD descriptions are absent). The client keeps 2 x C requests in flight by default,
+so the server's slots stay busy while the client does its own bookkeeping.
 """
 
 from __future__ import annotations
@@ -106,6 +107,8 @@ def bench_engine(n: int, latency: float, capacity: int, concurrency: int) -> Non
 
 
 def bench_local(data: Path, n: int) -> None:
+    if n <= 0:
+        return
     try:
         import llama_cpp  # noqa: F401
     except ImportError:
@@ -115,7 +118,9 @@ def bench_local(data: Path, n: int) -> None:
         print(f"local: skipped ({data} not found)")
         return
     instances = load_descriptors(data)[:n]
-    for model in ("local:gemma-scorer", "local:smollm2"):
+    from modsab.cli.agents import DEFAULT_MODEL
+
+    for model in (DEFAULT_MODEL,):
         for agent in ("text", "tav"):
             with tempfile.TemporaryDirectory() as tmp:
                 config = RunConfig(
@@ -132,24 +137,28 @@ def bench_local(data: Path, n: int) -> None:
             )
 
 
+def default_data() -> Path:
+    """``$MODSAB_DATA`` or the shared data folder beside the checkout (or a worktree)."""
+    tail = Path("meld_descriptions") / "meld_annotation.json"
+    if os.environ.get("MODSAB_DATA"):
+        return Path(os.environ["MODSAB_DATA"]) / tail
+    here = Path(__file__).resolve().parents[1]
+    for root in (here.parent, here.parent.parent):
+        if (root / "shared" / "data" / tail).exists():
+            return root / "shared" / "data" / tail
+    return here.parent / "shared" / "data" / tail
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--capacity", type=int, default=16)
-    parser.add_argument("--concurrency", type=int, default=None, help="default: capacity")
+    parser.add_argument("--concurrency", type=int, default=None, help="default: 2 x capacity")
     parser.add_argument("--local-n", type=int, default=20)
-    parser.add_argument(
-        "--data",
-        type=Path,
-        default=Path(__file__).resolve().parents[2]
-        / "shared"
-        / "data"
-        / "meld_descriptions"
-        / "meld_annotation.json",
-    )
+    parser.add_argument("--data", type=Path, default=default_data())
     args = parser.parse_args()
-    bench_engine(args.n, args.latency, args.capacity, args.concurrency or args.capacity)
+    bench_engine(args.n, args.latency, args.capacity, args.concurrency or 2 * args.capacity)
     bench_local(args.data, args.local_n)
 
 

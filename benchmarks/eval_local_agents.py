@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -21,6 +22,9 @@ from modsab.agents.engine import Limits
 from modsab.agents.inputs import load_descriptors
 from modsab.agents.run import RunConfig, run_agents
 from modsab.labels import LabelSet
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_agents import default_data  # noqa: E402
 
 MELD = LabelSet.parse("meld")
 
@@ -57,15 +61,7 @@ def evaluate(records: list[dict], agents: list[str]) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument(
-        "--data",
-        type=Path,
-        default=Path(__file__).resolve().parents[2]
-        / "shared"
-        / "data"
-        / "meld_descriptions"
-        / "meld_annotation.json",
-    )
+    parser.add_argument("--data", type=Path, default=default_data())
     parser.add_argument("--n", type=int, default=191)
     parser.add_argument("--options", default="local:gemma-scorer,local:smollm2")
     parser.add_argument("--agents", default="text,audio,vision,tav")

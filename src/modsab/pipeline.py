@@ -35,7 +35,6 @@ from modsab.labels import LabelSet
 
 #: Descriptor fields the LLM agents read, by modality (descriptor table names).
 TEXT_FIELDS = ("transcript",)
-DEFAULT_LOCAL_MODEL = "local:gemma-scorer"
 
 
 @dataclass
@@ -151,6 +150,7 @@ def _records_for_llm(
     """Run LLM / scorer agents, one run store per (model, endpoint)."""
     from modsab.agents.inputs import FieldConfig
     from modsab.agents.inputs import Instance as AgentInstance
+    from modsab.agents.local import DEFAULT_MODEL
     from modsab.agents.run import RunConfig as AgentRunConfig
     from modsab.agents.run import run_agents
 
@@ -171,7 +171,7 @@ def _records_for_llm(
     ]
     groups: dict[tuple[str, str | None, str | None], list[AgentSection]] = {}
     for agent in agents:
-        groups.setdefault((agent.model or DEFAULT_LOCAL_MODEL, agent.base_url, agent.api_key_env), []).append(agent)
+        groups.setdefault((agent.model or DEFAULT_MODEL, agent.base_url, agent.api_key_env), []).append(agent)
     records: list[dict[str, Any]] = []
     for (model, base_url, key_env), members in groups.items():
         specs = [f"{a.name}={','.join(a.reads)}" for a in members if a.reads]

@@ -108,11 +108,15 @@ class RateLimiter:
 
     def __init__(self, requests_per_minute: float | None, tokens_per_minute: float | None) -> None:
         self.rates = {"requests": requests_per_minute, "tokens": tokens_per_minute}
-        self.level = {name: (rate or 0.0) for name, rate in self.rates.items()}
+        #: burst size: one second's worth (at least one request), so the rate holds from the start
+        self.capacity = {name: max(1.0, rate / 60.0) for name, rate in self.rates.items() if rate}
+        self.level = dict(self.capacity)
         self.stamp = time.monotonic()
         self.lock = asyncio.Lock()
 
     async def acquire(self, tokens: int) -> None:
+        if not any(self.rates.values()):
+            return
         need = {"requests": 1.0, "tokens": float(tokens)}
         async with self.lock:
             while True:
@@ -122,14 +126,15 @@ class RateLimiter:
                 for name, rate in self.rates.items():
                     if not rate:
                         continue
-                    self.level[name] = min(rate, self.level[name] + elapsed * rate / 60.0)
-                    amount = min(need[name], rate)
+                    capacity = self.capacity[name]
+                    self.level[name] = min(capacity, self.level[name] + elapsed * rate / 60.0)
+                    amount = min(need[name], capacity)
                     if self.level[name] < amount:
                         wait = max(wait, (amount - self.level[name]) * 60.0 / rate)
                 if wait <= 0:
                     for name, rate in self.rates.items():
                         if rate:
-                            self.level[name] -= min(need[name], rate)
+                            self.level[name] -= min(need[name], self.capacity[name])
                     return
                 await asyncio.sleep(wait)
 

