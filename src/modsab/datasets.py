@@ -181,7 +181,7 @@ def descriptor_text(value: Any) -> str:
             except (ValueError, SyntaxError, MemoryError, RecursionError):
                 return text
         return text
-    if value is None:
+    if value is None or (isinstance(value, float) and value != value):
         return ""
     if isinstance(value, dict):
         return ", ".join(f"{key}: {descriptor_text(item)}" for key, item in value.items())

@@ -11,12 +11,11 @@ per agent); it is recorded in the run metadata. Gold and label-naming fields
 
 from __future__ import annotations
 
-import ast
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modsab.datasets import descriptor_text, read_rows
 from modsab.errors import InputError
 from modsab.labels import Leak, LeakageChecker
 
@@ -60,24 +59,8 @@ class Instance:
         return {name: self.fields[name] for name in names if self.fields.get(name)}
 
 
-def render_value(value: object) -> str:
-    """Descriptor value -> prompt text. Python-literal strings are parsed safely first."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text[:1] in "[{(" and text[-1:] in "]})":
-            try:
-                value = ast.literal_eval(text)
-            except (ValueError, SyntaxError, MemoryError, RecursionError):
-                return text
-        else:
-            return text
-    if value is None or (isinstance(value, float) and value != value):
-        return ""
-    if isinstance(value, dict):
-        return ", ".join(f"{key}: {render_value(item)}" for key, item in value.items())
-    if isinstance(value, list | tuple):
-        return "; ".join(render_value(item) for item in value)
-    return str(value)
+#: Descriptor value -> prompt text (Python-literal strings parsed safely); shared with the loaders.
+render_value = descriptor_text
 
 
 def _instance_id(row: Mapping[str, object], where: str, line: int | None) -> str:
@@ -94,48 +77,12 @@ def _instance_id(row: Mapping[str, object], where: str, line: int | None) -> str
     )
 
 
-def _rows(path: Path) -> list[tuple[int | None, dict]]:
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        import pandas as pd
-
-        return [(i + 1, row) for i, row in enumerate(pd.read_parquet(path).to_dict("records"))]
-    if suffix == ".csv":
-        import pandas as pd
-
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        return [(i + 2, row) for i, row in enumerate(frame.to_dict("records"))]
-    text = path.read_text(encoding="utf-8")
-    if suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise InputError(f"invalid JSON: {error.msg}", path=path, line=error.lineno) from None
-        if isinstance(data, dict):
-            data = [dict(value, instance_id=key) for key, value in data.items()]
-        if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
-            raise InputError("expected a list of objects", path=path)
-        return [(None, row) for row in data]
-    rows = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        if not raw.strip():
-            continue
-        try:
-            row = json.loads(raw)
-        except json.JSONDecodeError as error:
-            raise InputError(f"invalid JSON: {error.msg}", path=path, line=number) from None
-        if not isinstance(row, dict):
-            raise InputError("expected one JSON object per line", path=path, line=number)
-        rows.append((number, row))
-    return rows
-
-
 def load_descriptors(path: str | Path, *, dataset: str | None = None) -> list[Instance]:
     """Read descriptor rows into :class:`Instance` objects, validated once here."""
     path = Path(path)
     if not path.exists():
         raise InputError("file not found", path=path)
-    rows = _rows(path)
+    rows = read_rows(path)
     if not rows:
         raise InputError("no rows", path=path, hint="expected one descriptor row per instance")
     if dataset is None and path.name == "meld_annotation.json":
