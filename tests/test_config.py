@@ -81,3 +81,11 @@ def test_narrowing(tmp_path):
     assert config.fusion.baseline is None
     with pytest.raises(InputError, match="unknown agent 'video'"):
         load_config(write(tmp_path, GOOD)).narrowed(agents=["video"])
+
+
+def test_absolute_paths_are_kept(tmp_path):
+    text = GOOD.replace('dir = "runs/x"', f'dir = "{tmp_path / "abs"}"\ncache_dir = "{tmp_path / "c"}"')
+    text += f'\n[[agents]]\nname = "base"\nkind = "precomputed"\npath = "{tmp_path / "p.jsonl"}"\n'
+    config = load_config(write(tmp_path, text))
+    assert config.run.dir == tmp_path / "abs" and config.run.cache_dir == tmp_path / "c"
+    assert config.agents[-1].path == tmp_path / "p.jsonl"

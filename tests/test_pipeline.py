@@ -176,3 +176,26 @@ report = ""
           f" (chance 0.125)")
     assert out["n_instances"] == 1440
     assert low > 0.25
+
+
+def test_precomputed_agents_from_a_manifest_run_without_media(tmp_path):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("\n".join(json.dumps({"instance_id": f"i{i}", "gold": g}) for i, g in
+                                  enumerate(["joy", "anger", "joy"])))
+    answers = tmp_path / "answers.csv"
+    answers.write_text(
+        "instance_id,agent,candidates\n"
+        'i0,base,"[{""label"": ""joy"", ""confidence"": 90}]"\n'
+        'i1,base,"[{""label"": ""joy"", ""confidence"": 80}]"\n'
+        'i2,base,"[{""label"": ""happy"", ""confidence"": 70}]"\n'
+        'i0,other,"[{""label"": ""anger"", ""confidence"": 90}]"\n'
+    )
+    config = tmp_path / "run.toml"
+    config.write_text(f'[run]\ndir = "{tmp_path / "run"}"\n[dataset]\nloader = "manifest"\npath = "{manifest}"\n'
+                      f'labels = "meld"\n[[agents]]\nname = "base"\nkind = "precomputed"\npath = "{answers}"\n'
+                      '[outputs]\nreport = ""\n')
+    result = CliRunner().invoke(app, ["run", str(config), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert list(out["agents"]) == ["base"]  # the other agent's rows are not taken
+    assert out["agents"]["base"]["n"] == 3 and out["fusion_topk"]["1"] == 2 / 3

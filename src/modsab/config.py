@@ -125,14 +125,16 @@ class RunConfig(_Section):
         """Make relative paths relative to ``base`` (the config file's folder)."""
 
         def fix(path: Path | None) -> Path | None:
-            return None if path is None or path.is_absolute() else Path(os.path.normpath(base / path))
+            if path is None or path.is_absolute():
+                return path
+            return Path(os.path.normpath(base / path))
 
         data = self.model_copy(deep=True)
-        data.run.dir = fix(data.run.dir) or data.run.dir
-        data.run.cache_dir = fix(data.run.cache_dir) if data.run.cache_dir else None
-        data.dataset.path = fix(data.dataset.path) or data.dataset.path
+        data.run.dir = fix(data.run.dir)
+        data.run.cache_dir = fix(data.run.cache_dir)
+        data.dataset.path = fix(data.dataset.path)
         for agent in data.agents:
-            agent.path = fix(agent.path) if agent.path else None
+            agent.path = fix(agent.path)
         return data
 
     def narrowed(
