@@ -16,15 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 
 import numpy as np
 
 from modsab import audit, cache, fusion
 from modsab.predictions import PredictionSet
 
-#: Floats held at once by one batch of coalition fusions (about 128 MiB).
-BATCH_FLOATS = 1 << 24
+#: Floats held at once by one batch of coalition fusions (1 MiB: a batch stays in cache).
+BATCH_FLOATS = 1 << 17
 
 
 @dataclass(frozen=True)
@@ -61,29 +60,32 @@ class Coalitions:
     def n_agents(self) -> int:
         return self.contrib.shape[1]
 
-    @cached_property
-    def _blocks(self) -> list[tuple[slice, np.ndarray]]:
+    def _blocks(self, n_coalitions: int):
         """Batches of rows, each a contiguous ``[m, k, rows]`` copy of ``contrib``: fused
-        coalitions come out as ``[S, k, rows]`` from one BLAS product, and every reduction
-        over labels runs along long contiguous rows of instances. The batch size fits all
-        ``2^M`` coalitions (Shapley) in :data:`BATCH_FLOATS`."""
+        coalitions come out as ``[S, k, rows]`` from one BLAS product and every reduction
+        over labels is element-wise over long rows of instances. A batch of all
+        ``n_coalitions`` fusions holds about :data:`BATCH_FLOATS` floats, so it stays in cache."""
         n, m, k = self.contrib.shape
-        step = max(1, BATCH_FLOATS // ((1 << min(m, 10)) * k))
-        return [
-            (rows, np.ascontiguousarray(self.contrib[rows].transpose(1, 2, 0)))
-            for rows in (slice(start, min(n, start + step)) for start in range(0, n, step))
-        ]
+        step = max(64, BATCH_FLOATS // (max(n_coalitions, 1) * k))
+        for start in range(0, n, step):
+            rows = slice(start, min(n, start + step))
+            yield rows, np.ascontiguousarray(self.contrib[rows].transpose(1, 2, 0))
 
     @staticmethod
-    def _fuse_block(masks: np.ndarray, block: np.ndarray) -> np.ndarray:
+    def _fuse_block(masks: np.ndarray, block: np.ndarray, *, rounded: bool = True) -> np.ndarray:
+        """``[S, k, r]`` fused scores, rounded as :func:`modsab.fusion.fuse` rounds (or, with
+        ``rounded=False``, the integers ``rint(s * 10^TIE_DECIMALS)`` they are rounded to)."""
         m, k, r = block.shape
         out = (masks.astype(np.float64) @ block.reshape(m, k * r)).reshape(masks.shape[0], k, r)
-        return np.round(out, fusion.TIE_DECIMALS, out=out)
+        if rounded:
+            return np.round(out, fusion.TIE_DECIMALS, out=out)
+        out *= 10.0**fusion.TIE_DECIMALS
+        return np.rint(out, out=out)
 
     def fused(self, masks: np.ndarray) -> np.ndarray:
         """``[S, k, n]`` fused scores of each coalition (``masks[S, m]`` 0/1)."""
         out = np.empty((masks.shape[0], self.contrib.shape[2], self.contrib.shape[0]))
-        for rows, block in self._blocks:
+        for rows, block in self._blocks(masks.shape[0]):
             out[:, :, rows] = self._fuse_block(masks, block)
         return out
 
@@ -93,6 +95,20 @@ class Coalitions:
 
         Each coalition is fused once per :class:`Coalitions` and remembered, so the
         counterfactual, pairwise and Shapley views share their fusions."""
+        codes = self._fuse_missing(masks)
+        return {
+            value: np.stack([self._memo[int(c)][v] for c in codes], axis=1).astype(np.float64)
+            for v, value in enumerate(("correct", "gold_probability"))
+        }
+
+    def correct_rows(self, masks: np.ndarray) -> np.ndarray:
+        """``[S, n]`` bool: the fused top-1 of coalition s is gold (no float copy, as
+        :meth:`value_table` makes)."""
+        codes = self._fuse_missing(masks)
+        return np.stack([self._memo[int(c)][0] for c in codes])
+
+    def _fuse_missing(self, masks: np.ndarray) -> np.ndarray:
+        """Coalition codes of ``masks`` (bit m = agent m), fusing those not yet remembered."""
         codes = masks.astype(np.int64) @ (1 << np.arange(self.n_agents, dtype=np.int64))
         missing = sorted({int(c) for c in codes} - set(self._memo))
         if missing:
@@ -100,26 +116,31 @@ class Coalitions:
             correct, gold_probability = self._compute(todo)
             for i, code in enumerate(missing):
                 self._memo[code] = (correct[i], gold_probability[i])
-        return {
-            value: np.stack([self._memo[int(c)][v] for c in codes], axis=1).astype(np.float64)
-            for v, value in enumerate(("correct", "gold_probability"))
-        }
+        return codes
 
     def _compute(self, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(correct[S, n], gold_probability[S, n])``. Correct means the gold label is the
-        fused top-1: above 0, no label higher, no earlier label equal (the tie rule)."""
+        fused top-1: above 0, no label higher, no earlier label equal (the tie rule).
+
+        Scores are compared as the integers they are rounded to, each extended by the
+        label's position (``key = score * k + (k - 1 - label)``), so that the tie rule is
+        built in and "gold is the top-1" is one comparison with the largest key."""
         n, _, k = self.contrib.shape
-        correct = np.empty((masks.shape[0], n), dtype=bool)
-        gold_probability = np.empty((masks.shape[0], n))
-        labels = np.arange(k)[None, :, None]
-        for rows, block in self._blocks:
-            scores = self._fuse_block(masks, block)  # [S, k, r]
-            gold = self.gold[rows][None, None, :]
-            gold_score = np.take_along_axis(scores, gold, axis=1)  # [S, 1, r]
-            ahead = (scores > gold_score) | ((scores == gold_score) & (labels < gold))
-            correct[:, rows] = (gold_score[:, 0] > 0) & ~ahead.any(axis=1)
-            total = scores.sum(axis=1)
-            gold_probability[:, rows] = np.where(total > 0, gold_score[:, 0] / np.where(total > 0, total, 1.0), 0.0)
+        s = masks.shape[0]
+        correct = np.empty((s, n), dtype=bool)
+        gold_probability = np.empty((s, n))
+        later = (k - 1 - np.arange(k, dtype=np.float64))[None, :, None]
+        for rows, block in self._blocks(s):
+            r = block.shape[2]
+            score = self._fuse_block(masks, block, rounded=False)  # [S, k, r]
+            at_gold = (self.gold[rows] * r + np.arange(r))[None, :] + (np.arange(s) * (k * r))[:, None]  # [S, r]
+            gold_score = score.ravel()[at_gold]
+            total = score.sum(axis=1)
+            gold_probability[:, rows] = np.where(total > 0, gold_score / np.where(total > 0, total, 1.0), 0.0)
+            key = score
+            key *= k
+            key += later
+            correct[:, rows] = (key.ravel()[at_gold] >= key.max(axis=1)) & (gold_score > 0)
         return correct, gold_probability
 
     def values(self, masks: np.ndarray, value: str = "correct") -> np.ndarray:
@@ -135,7 +156,7 @@ class Coalitions:
         """``[n]`` fused top-1 of all agents together (the paper's ``y_hat``): ties to the
         earlier label, -1 when nothing scored above 0 (as :func:`modsab.fusion.top_label`)."""
         out = np.empty(self.contrib.shape[0], dtype=np.int64)
-        for rows, block in self._blocks:
+        for rows, block in self._blocks(1):
             scores = self._fuse_block(self.full_mask(), block)[0]  # [k, r]
             best = np.zeros(scores.shape[1], dtype=np.int64)
             top = scores[0].copy()

@@ -39,6 +39,18 @@ class FusionRule:
             return pset.scores
         return pset.scores[:, agents, :]
 
+    def block_scores(self, pset: PredictionSet, agents: Sequence[int], rows: slice) -> np.ndarray:
+        """:meth:`scores` of the instances in ``rows`` only (``[rows, len(agents), k]``).
+
+        Diagnostics that fuse a strategy many times walk the set in blocks of rows small
+        enough to stay in cache; a rule that transforms answers per instance overrides
+        this so that no whole-set copy is made. The default slices :meth:`scores`."""
+        if type(self).scores is FusionRule.scores:
+            agents = list(agents)
+            block = pset.scores[rows]
+            return block if agents == list(range(block.shape[1])) else block[:, agents, :]
+        return self.scores(pset, agents)[rows]
+
     def fuse(self, pset: PredictionSet, agents: Sequence[int]) -> np.ndarray:
         return fuse(self.scores(pset, agents), self.weights(pset, agents))
 
@@ -50,8 +62,10 @@ class QualityWeighted(FusionRule):
 
     def weights(self, pset: PredictionSet, agents: Sequence[int]) -> np.ndarray:
         agents = list(agents)
-        quality = pset.quality[:, agents]
-        needed = pset.answered[:, agents] & np.isnan(quality)
+        every = agents == list(range(pset.quality.shape[1]))
+        quality = pset.quality if every else pset.quality[:, agents]
+        unknown = np.isnan(quality)
+        needed = (pset.answered if every else pset.answered[:, agents]) & unknown
         if needed.any():
             row, col = (int(v[0]) for v in np.nonzero(needed))
             raise InputError(
@@ -59,7 +73,7 @@ class QualityWeighted(FusionRule):
                 item=pset.where(row, agents[col]),
                 hint="add 'quality' (0-100) to every record, or use --weights uniform",
             )
-        return np.nan_to_num(quality, nan=0.0)
+        return np.where(unknown, 0.0, quality)
 
 
 RULES: dict[str, type[FusionRule]] = {"uniform": FusionRule, "quality": QualityWeighted}

@@ -32,9 +32,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from modsab import audit, cache, fusion, metrics
-from modsab.attribution import Coalitions
 from modsab.calibration import Recalibrated, folds
-from modsab.counterfactual import LeaveOneOut
 from modsab.fusion import FusionRule, QualityWeighted
 from modsab.predictions import PredictionSet
 
@@ -46,15 +44,18 @@ class _CrossFitted(FusionRule):
         self.n_folds, self.seed = n_folds, seed
 
     def learn(self, pset: PredictionSet, agents: list[int], train: np.ndarray) -> np.ndarray:
+        """``[len(agents)]`` weights learned on the instances where ``train`` is True."""
         raise NotImplementedError
+
+    def fold_weights(self, pset: PredictionSet, agents: list[int], fold: np.ndarray) -> np.ndarray:
+        """``[n_folds, len(agents)]``: row f learned on every fold but f."""
+        return np.stack([self.learn(pset, agents, fold != f) for f in range(self.n_folds)])
 
     def weights(self, pset: PredictionSet, agents: Sequence[int]) -> np.ndarray:
         agents = list(agents)
-        fold = folds(pset.n_instances, self.n_folds, self.seed)
-        out = np.ones((pset.n_instances, len(agents)))
-        for f in range(self.n_folds):
-            out[fold == f] = self.learn(pset, agents, fold != f)
-        return out
+        key = ("folds", pset.n_instances, self.n_folds, self.seed)
+        fold = cache.remember(pset, key, lambda: folds(pset.n_instances, self.n_folds, self.seed))
+        return self.fold_weights(pset, agents, fold)[fold]
 
 
 class LearnedWeights(_CrossFitted):
@@ -87,17 +88,28 @@ class ReliabilityWeighted(_CrossFitted):
 
     name = "reliability"
 
-    def weights(self, pset: PredictionSet, agents: Sequence[int]) -> np.ndarray:
-        top, _ = cache.agent_top(pset, list(agents))
-        self._answered, self._right = top >= 0, top == pset.gold[:, None]  # every fold reads its rows
-        return super().weights(pset, agents)
-
     def learn(self, pset: PredictionSet, agents: list[int], train: np.ndarray) -> np.ndarray:
-        answered = self._answered[train].sum(axis=0)
-        accuracy = self._right[train].sum(axis=0) / np.maximum(answered, 1)
+        top, _ = cache.agent_top(pset, agents)
+        return self._skill(pset, (top[train] >= 0).sum(axis=0), (top[train] == pset.gold[train, None]).sum(axis=0))
+
+    def fold_weights(self, pset: PredictionSet, agents: list[int], fold: np.ndarray) -> np.ndarray:
+        """Per-fold tallies once, then each fold's training counts are the total minus its own."""
+        top, _ = cache.agent_top(pset, agents)
+        tally = np.stack(
+            [
+                [np.bincount(fold, weights=column, minlength=self.n_folds) for column in (top >= 0).T],
+                [np.bincount(fold, weights=column, minlength=self.n_folds) for column in (top == pset.gold[:, None]).T],
+            ]
+        )  # [2, m, folds]
+        train = tally.sum(axis=2, keepdims=True) - tally
+        return np.stack([self._skill(pset, train[0, :, f], train[1, :, f]) for f in range(self.n_folds)])
+
+    @staticmethod
+    def _skill(pset: PredictionSet, answered: np.ndarray, right: np.ndarray) -> np.ndarray:
+        accuracy = right / np.maximum(answered, 1)
         chance = 1 / len(pset.labels)
         skill = np.clip((accuracy - chance) / (1 - chance), 0, None)
-        return skill if skill.sum() > 0 else np.ones(len(agents))
+        return skill if skill.sum() > 0 else np.ones(len(answered))
 
 
 class CappedInfluence(FusionRule):
@@ -106,7 +118,10 @@ class CappedInfluence(FusionRule):
     name = "cap"
 
     def scores(self, pset: PredictionSet, agents: Sequence[int]) -> np.ndarray:
-        scores = pset.scores[:, list(agents), :]
+        return self.block_scores(pset, agents, slice(None))
+
+    def block_scores(self, pset: PredictionSet, agents: Sequence[int], rows: slice) -> np.ndarray:
+        scores = FusionRule().block_scores(pset, agents, rows)
         top = scores.max(axis=2)
         answered = (top > 0).sum(axis=1, keepdims=True)
         others = np.maximum(answered - (top > 0), 1)
@@ -125,12 +140,15 @@ class AgreementOverride(FusionRule):
     def weights(self, pset: PredictionSet, agents: Sequence[int]) -> np.ndarray:
         agents = list(agents)
         top, confidence = cache.agent_top(pset, agents)
-        named = pset.candidate[:, agents, :]  # [n, m, k]
+        k = len(pset.labels)
+        every = agents == list(range(pset.candidate.shape[1]))
+        named = (pset.candidate if every else pset.candidate[:, agents, :]).reshape(pset.n_instances, -1)
         safe_top = np.maximum(top, 0)
-        # how many fused agents name each agent's top label: [n, m(top owner), m(namer)]
-        names_it = np.take_along_axis(named.transpose(0, 2, 1), safe_top[:, :, None], axis=1)
-        support = names_it.sum(axis=2) - 1  # minus the agent itself
-        lone = (np.nan_to_num(confidence, nan=0) >= self.tau - audit.TAU_TOLERANCE) & (support < 1) & (top >= 0)
+        # how many fused agents name each agent's top label (itself included when it answered)
+        support = sum(np.take_along_axis(named, i * k + safe_top, axis=1).astype(np.int64) for i in range(len(agents)))
+        support -= top >= 0
+        confident = np.nan_to_num(confidence, nan=0) >= self.tau - audit.TAU_TOLERANCE
+        lone = confident & (support < 1) & (top >= 0)
         return np.where(lone, self.lone_weight, 1.0)
 
 
@@ -148,13 +166,67 @@ def default_strategies(*, tau: float = 0.70, n_folds: int = 5, seed: int | None 
     ]
 
 
-def _indicators(pset: PredictionSet, rule: FusionRule, agents: list[int], tau: float, k: int, agent_top) -> dict:
-    coalitions = Coalitions.from_rule(pset, rule, agents, tau=tau, agent_top=agent_top)
-    rank = fusion.gold_rank(coalitions.fused(coalitions.full_mask())[0].T, pset.gold)
-    role = audit.roles(coalitions.top, coalitions.confidence, pset.gold, coalitions.fused_top(), tau=tau)
-    out = {f"top{j}": (rank < j).astype(np.int64) for j in range(1, k + 1)}
-    out["successful_sabotage"] = (role == audit.Role.SUCCESSFUL_SABOTAGE).any(axis=1).astype(np.int64)
-    out["causal_sabotage"] = (LeaveOneOut().attribute(coalitions) < 0).any(axis=1).astype(np.int64)
+#: Rows fused at once by :func:`outcomes`: small enough that a block's arrays stay in cache.
+BLOCK_ROWS = 1 << 13
+
+
+def outcomes(
+    pset: PredictionSet,
+    rule: FusionRule,
+    agents: Sequence[int],
+    *,
+    tau: float = 0.70,
+    k: int = 5,
+    agent_top: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """``[n]`` small code of what ``rule`` does on each instance: ``min(gold rank, k)``
+    (``rank < j`` is a top-j hit), ``+ (k + 1)`` when some agent is a successful saboteur
+    (the paper's rule), ``+ 2 (k + 1)`` when some agent is a causal saboteur (the fused
+    top-1 is wrong with all agents and right without that one).
+
+    One pass over the set in blocks of :data:`BLOCK_ROWS` instances, label-major
+    (``[labels, rows]``) so that every reduction over labels is an element-wise one.
+    Each block's weighted answers are summed once and every leave-one-out fusion is that
+    sum minus one agent's share. Fused scores are compared as the integers
+    ``rint(s * 10^TIE_DECIMALS)`` (what :func:`~modsab.fusion.fuse` rounds to), each
+    extended by the label's position so that equal scores rank the earlier label first:
+    then "gold is the top-1" is one comparison with the largest key."""
+    agents = list(agents)
+    top, confidence = agent_top or cache.agent_top(pset, agents)
+    confident = np.nan_to_num(confidence, nan=-1.0) >= tau - audit.TAU_TOLERANCE
+    weights = rule.weights(pset, agents)
+    n, n_labels, m = pset.n_instances, len(pset.labels), len(agents)
+    scale = 10.0**fusion.TIE_DECIMALS
+    later = (n_labels - 1 - np.arange(n_labels, dtype=np.float64))[:, None]  # tie-break: earlier label wins
+
+    def keys(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        score = np.rint(raw * scale)
+        return score, score * n_labels + later
+
+    out = np.empty(n, dtype=np.int16)
+    for start in range(0, n, BLOCK_ROWS):
+        rows = slice(start, min(n, start + BLOCK_ROWS))
+        gold = pset.gold[rows]
+        b = gold.size
+        at_gold = gold * b + np.arange(b)  # flat index of (gold label, row) in a [labels, rows] array
+        contrib = np.empty((m, n_labels, b))
+        np.multiply(rule.block_scores(pset, agents, rows).transpose(1, 2, 0), weights[rows].T[:, None, :], out=contrib)
+        raw = contrib.sum(axis=0)
+        score, key = keys(raw)
+        best = key.max(axis=0)
+        gold_key = key.ravel()[at_gold]
+        rank = np.where(score.ravel()[at_gold] > 0, (key > gold_key).sum(axis=0), n_labels)
+        block_top = top[rows]
+        answered_top = np.maximum(block_top, 0)
+        followed = key.ravel()[answered_top * b + np.arange(b)[:, None]] == best[:, None]  # [b, m]
+        wrong_followed = (block_top >= 0) & (block_top != gold[:, None]) & followed & (score.max(axis=0) > 0)[:, None]
+        successful = (wrong_followed & confident[rows]).any(axis=1)
+        causal = np.zeros(b, dtype=bool)
+        for j in range(m):
+            score_j, key_j = keys(raw - contrib[j])
+            causal |= (key_j.ravel()[at_gold] >= key_j.max(axis=0)) & (score_j.ravel()[at_gold] > 0)
+        causal &= rank > 0
+        out[rows] = np.minimum(rank, k) + (k + 1) * (successful + 2 * causal)
     return out
 
 
@@ -175,39 +247,37 @@ def compare(
     agents = list(agents)
     strategies = list(strategies or default_strategies(tau=tau, n_folds=n_folds, seed=seed))
     k = min(k, len(pset.labels))
-    columns: dict[str, np.ndarray] = {"n": np.ones(pset.n_instances, dtype=np.int64)}
-    ratios: dict[str, tuple[str, str]] = {}
-    figures: list[str] = []
+    figures = [f"top{j}" for j in range(1, k + 1)] + ["successful_sabotage", "causal_sabotage"]
+    width = 4 * (k + 1)  # distinct outcome codes
+    code = np.arange(width)
+    indicator = np.column_stack(  # [code, figure] 0/1
+        [(code % (k + 1)) < j for j in range(1, k + 1)] + [(code // (k + 1)) % 2 == 1, code // (2 * (k + 1)) == 1]
+    ).astype(np.float64)
     agent_top = cache.agent_top(pset, agents)
-    for rule in strategies:
-        for figure, values in _indicators(pset, rule, agents, tau, k, agent_top).items():
-            columns[f"{rule.name}.{figure}"] = values
-            ratios[f"{rule.name}.{figure}"] = (f"{rule.name}.{figure}", "n")
-            if figure not in figures:
-                figures.append(figure)
+    codes = [outcomes(pset, rule, agents, tau=tau, k=k, agent_top=agent_top) for rule in strategies]
     base = strategies[0].name
-    differences = {
-        f"{rule.name}.diff.{figure}": (f"{rule.name}.{figure}", f"{base}.{figure}")
-        for rule in strategies[1:]
-        for figure in figures
-    }
-    # each strategy resamples jointly with the baseline only: paired, with few distinct patterns
+    tail = (1 - level) / 2 * 100
     point, ci = {}, {}
-    for rule in strategies:
-        names = {rule.name, base}
-        own = {key: pair for key, pair in ratios.items() if key.split(".")[0] in names}
-        diffs = {key: pair for key, pair in differences.items() if key.split(".")[0] == rule.name}
-        needed = {"n"} | {f"{name}.{figure}" for name in names for figure in figures}
-        p, c = metrics.ratio_intervals(
-            {name: columns[name] for name in needed},
-            own,
-            differences=diffs,
-            resamples=resamples,
-            seed=seed,
-            level=level,
-        )
-        point |= p
-        ci |= {key: value for key, value in c.items() if key.split(".")[0] == rule.name}
+    for rule, own in zip(strategies, codes, strict=True):
+        # each strategy resamples jointly with the baseline only: paired, over <= width^2 cells
+        tally = np.bincount(own.astype(np.int64) * width + codes[0], minlength=width * width)
+        cells = np.flatnonzero(tally)
+        counts = tally[cells]
+        mine, theirs = indicator[cells // width], indicator[cells % width]
+        total = counts.sum()
+        for f, figure in enumerate(figures):
+            point[f"{rule.name}.{figure}"] = float(counts @ mine[:, f]) / total
+            point[f"{rule.name}.diff.{figure}"] = float(counts @ (mine[:, f] - theirs[:, f])) / total
+        if not resamples:
+            continue
+        draws = metrics.resample_counts(counts, resamples=resamples, seed=seed).astype(np.float64)
+        rates, base_rates = draws @ mine / total, draws @ theirs / total
+        bounds = np.percentile(rates, [tail, 100 - tail], axis=0)
+        diff_bounds = np.percentile(rates - base_rates, [tail, 100 - tail], axis=0)
+        for f, figure in enumerate(figures):
+            ci[f"{rule.name}.{figure}"] = [float(bounds[0, f]), float(bounds[1, f])]
+            if rule.name != base:
+                ci[f"{rule.name}.diff.{figure}"] = [float(diff_bounds[0, f]), float(diff_bounds[1, f])]
     table = {}
     for rule in strategies:
         entry = {figure: point[f"{rule.name}.{figure}"] for figure in figures}
