@@ -253,11 +253,11 @@ def _cached_embeddings(texts: list[str | None], cache_dir: Path, embed) -> np.nd
 
 
 def _records_for_precomputed(agent: AgentSection) -> list[dict[str, Any]]:
-    from modsab.predictions import _format, _records, _resolve_path
+    from modsab.predictions import records, resolve_path
 
-    path = _resolve_path(agent.path)
+    path = resolve_path(agent.path)
     out = []
-    for line, raw in _records(path, _format(path)):
+    for line, raw in records(path):
         if isinstance(raw, dict) and raw.get("agent") in (agent.name, agent.options.get("source_agent")):
             out.append(dict(raw, agent=agent.name))
         elif isinstance(raw, Exception):

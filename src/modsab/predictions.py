@@ -369,6 +369,20 @@ def _blank_to_null(column: pa.Array) -> pa.Array:
 # -- exact reader ------------------------------------------------------------------------
 
 
+def resolve_path(path: str | Path) -> Path:
+    """The predictions file that ``path`` names (a file, or a run directory holding one);
+    an :class:`InputError` naming the path when there is none."""
+    return _resolve_path(path)
+
+
+def records(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """``(line, raw record)`` of a predictions file (any supported format) before any
+    checking; a record that could not be parsed is an :class:`InputError` instance, so the
+    caller decides whether to stop or skip. For other tools that read the same files."""
+    resolved = _resolve_path(path)
+    yield from _records(resolved, _format(resolved))
+
+
 def _records(path: Path, fmt: str) -> Iterator[tuple[int, Any]]:
     """Yield (line number, raw object) pairs; a raw object may be an exception."""
     if fmt == "jsonl":

@@ -7,30 +7,23 @@ from pathlib import Path
 
 import typer
 
+from modsab.cli import options
+
 
 def diagnose_command(
-    predictions: Path = typer.Argument(
-        ..., help="Predictions file (.jsonl, .csv, .parquet) or a run directory holding predictions.*"
-    ),
-    labels: str = typer.Option(
-        None,
-        "--labels",
-        help="Comma-separated label set in tie-break order, or a preset (meld, ravdess, iemocap4, "
-        "iemocap6). Default: the sorted set of gold values.",
-    ),
-    scale: str = typer.Option("percent", "--scale", help="'percent' reads 0-100, 'unit' reads 0-1."),
-    synonyms: Path = typer.Option(None, "--synonyms", help="JSON map of extra label synonyms."),
-    strict: bool = typer.Option(False, "--strict", help="A candidate label outside the set is an error."),
-    skip_invalid: bool = typer.Option(
-        False, "--skip-invalid", help="Skip invalid records (counted and listed) instead of failing."
-    ),
-    weights: str = typer.Option("uniform", "--weights", help="'uniform' (w=1) or 'quality' (w=q/100)."),
-    fuse: str = typer.Option(None, "--fuse", help="Comma-separated agents to fuse. Default: all."),
-    baseline: str = typer.Option(None, "--baseline", help="Agent whose own top-1 is reported as Base T1."),
-    tau: float = typer.Option(0.70, "--tau", help="Confidence threshold of potential sabotage."),
-    k: int = typer.Option(5, "--k", help="Largest k of fused top-k (capped at the number of labels)."),
-    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples (0: no intervals)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+    predictions: Path = typer.Argument(..., help=options.PREDICTIONS_HELP),
+    labels: str = options.LABELS,
+    scale: str = options.SCALE,
+    synonyms: Path = options.SYNONYMS,
+    strict: bool = options.STRICT,
+    skip_invalid: bool = options.SKIP_INVALID,
+    weights: str = options.WEIGHTS,
+    fuse: str = options.FUSE,
+    baseline: str = options.BASELINE,
+    tau: float = options.TAU,
+    k: int = options.K,
+    bootstrap: int = options.BOOTSTRAP,
+    seed: int = options.SEED,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout instead of tables."),
     instances: Path = typer.Option(None, "--instances", help="Write one row per instance to .parquet, .csv or .jsonl."),
     causal: bool = typer.Option(
@@ -69,7 +62,7 @@ def diagnose_command(
             strict=strict,
             skip_invalid=skip_invalid,
             weights=weights,
-            fuse=[a.strip() for a in fuse.split(",") if a.strip()] if fuse else None,
+            fuse=options.agent_list(fuse),
             baseline=baseline,
             tau=tau,
             k=k,

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from modsab.cli import options
+
 
 def report_command(
     run: Path = typer.Argument(
@@ -17,16 +19,18 @@ def report_command(
     figures: Path = typer.Option(
         None, "--figures", help="Also write each figure as PNG and SVG (matplotlib) into this directory."
     ),
-    labels: str = typer.Option(
-        None, "--labels", help="Comma-separated label set in tie-break order, or a preset (meld, ravdess, iemocap4...)."
-    ),
-    scale: str = typer.Option("percent", "--scale", help="'percent' reads 0-100, 'unit' reads 0-1."),
-    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip invalid records instead of failing."),
-    weights: str = typer.Option("uniform", "--weights", help="'uniform' (w=1) or 'quality' (w=q/100)."),
-    fuse: str = typer.Option(None, "--fuse", help="Comma-separated agents to fuse. Default: all but the baseline."),
-    baseline: str = typer.Option(None, "--baseline", help="Agent whose own top-1 is reported as Base T1."),
-    tau: float = typer.Option(0.70, "--tau", help="Confidence threshold of potential sabotage."),
-    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the intervals (0: none)."),
+    labels: str = options.LABELS,
+    scale: str = options.SCALE,
+    synonyms: Path = options.SYNONYMS,
+    strict: bool = options.STRICT,
+    skip_invalid: bool = options.SKIP_INVALID,
+    weights: str = options.WEIGHTS,
+    fuse: str = options.FUSE,
+    baseline: str = options.BASELINE,
+    tau: float = options.TAU,
+    k: int = options.K,
+    bootstrap: int = options.BOOTSTRAP,
+    seed: int = options.SEED,
     title: str = typer.Option(None, "--title", help="Page title. Default: from the run directory name."),
 ) -> None:
     """Write one offline HTML report: headline, reliability profile, sabotage heatmap, instance browser."""
@@ -43,12 +47,16 @@ def report_command(
             title=title,
             labels=labels,
             scale=scale,
+            synonyms=synonyms,
+            strict=strict,
             skip_invalid=skip_invalid,
             weights=weights,
-            fuse=[a.strip() for a in fuse.split(",") if a.strip()] if fuse else None,
+            fuse=options.agent_list(fuse),
             baseline=baseline,
             tau=tau,
+            k=k,
             bootstrap=bootstrap,
+            seed=seed,
         )
     size = written.stat().st_size / 1e6
     err.print(f"report written to {written} ({size:.1f} MB)")

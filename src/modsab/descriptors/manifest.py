@@ -2,21 +2,18 @@
 
 Columns: ``instance_id`` (required), ``audio_path`` and/or ``video_path`` (at least one
 per row), optional ``speaker`` and ``transcript``. Relative paths are relative to the
-manifest file. CSV, JSONL and Parquet are read; other columns are ignored.
+manifest file. CSV, TSV, JSONL, a JSON list and Parquet are read (the reader `modsab run` uses);
+other columns are ignored.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
 from modsab.errors import InputError
-
-_READERS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 
 
 @dataclass(frozen=True)
@@ -37,30 +34,15 @@ def _text(value: object) -> str | None:
     return text or None
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    kind = _READERS.get(path.suffix.lower())
-    if kind is None:
-        raise InputError(f"unknown manifest format '{path.suffix}'", path=path,
-                         hint="use .csv, .jsonl or .parquet")
-    if not path.is_file():
-        raise InputError("manifest not found", path=path)
-    try:
-        if kind == "csv":
-            return pd.read_csv(path, dtype=str, keep_default_na=False)
-        if kind == "jsonl":
-            return pd.read_json(path, lines=True, dtype=False)
-        return pd.read_parquet(path)
-    except (ValueError, OSError) as error:
-        raise InputError(f"cannot read the manifest: {error}", path=path) from error
-
-
 def items_from_records(records: Iterable[Mapping[str, object]], *, base: Path | None = None,
-                       source: Path | None = None, first_line: int = 1) -> list[MediaItem]:
-    """Validate manifest rows (mappings) into :class:`MediaItem`s, resolving paths."""
+                       source: Path | None = None, first_line: int = 1,
+                       lines: Sequence[int] | None = None) -> list[MediaItem]:
+    """Validate manifest rows (mappings) into :class:`MediaItem`s, resolving paths; errors
+    name ``source`` and the row's line (``lines[i]``, else ``first_line + i``)."""
     items: list[MediaItem] = []
     seen: set[str] = set()
     for offset, record in enumerate(records):
-        line = first_line + offset
+        line = lines[offset] if lines is not None else first_line + offset
         instance_id = _text(record.get("instance_id"))
         if instance_id is None:
             raise InputError("row has no instance_id", path=source, line=line,
@@ -83,16 +65,23 @@ def items_from_records(records: Iterable[Mapping[str, object]], *, base: Path | 
 
 
 def read_manifest(path: str | Path) -> list[MediaItem]:
-    """Read and validate a CSV / JSONL / Parquet manifest (paths relative to its folder)."""
+    """Read and validate a CSV / JSONL / Parquet manifest (paths relative to its folder).
+
+    The table is read by :func:`modsab.datasets.read_rows`, the reader ``modsab run``'s
+    manifest loader uses; describing is stricter: every row needs a media file."""
+    from modsab.datasets import read_rows
+
     path = Path(path)
-    table = _read_table(path)
-    if "instance_id" not in table.columns:
+    if not path.is_file():
+        raise InputError("manifest not found", path=path)
+    rows = read_rows(path)
+    columns = set().union(*(row.keys() for _, row in rows)) if rows else set()
+    if "instance_id" not in columns:
         raise InputError("the manifest has no 'instance_id' column", path=path,
                          hint="columns: instance_id, audio_path and/or video_path, "
                               "optional speaker, transcript")
-    if not {"audio_path", "video_path"} & set(table.columns):
+    if not {"audio_path", "video_path"} & columns:
         raise InputError("the manifest has neither an 'audio_path' nor a 'video_path' column",
                          path=path)
-    first_line = 2 if _READERS[path.suffix.lower()] == "csv" else 1
-    return items_from_records(table.to_dict("records"), base=path.resolve().parent, source=path,
-                              first_line=first_line)
+    return items_from_records([row for _, row in rows], base=path.resolve().parent, source=path,
+                              lines=[line for line, _ in rows])

@@ -1,0 +1,38 @@
+"""Options shared by the commands that fuse and audit predictions (``diagnose``, ``report``).
+
+One definition each, so the commands cannot drift apart in name, default or help.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+PREDICTIONS_HELP = "Predictions file (.jsonl, .csv, .parquet) or a run directory holding predictions.*"
+
+LABELS = typer.Option(
+    None,
+    "--labels",
+    help="Comma-separated label set in tie-break order, or a preset (meld, ravdess, iemocap4, "
+    "iemocap6). Default: a run directory's recorded labels, else the sorted set of gold values.",
+)
+SCALE = typer.Option("percent", "--scale", help="'percent' reads 0-100, 'unit' reads 0-1.")
+SYNONYMS: Path = typer.Option(None, "--synonyms", help="JSON map of extra label synonyms.")
+STRICT = typer.Option(False, "--strict", help="A candidate label outside the set is an error.")
+SKIP_INVALID = typer.Option(
+    False, "--skip-invalid", help="Skip invalid records (counted and listed) instead of failing."
+)
+WEIGHTS = typer.Option("uniform", "--weights", help="'uniform' (w=1) or 'quality' (w=q/100).")
+FUSE = typer.Option(None, "--fuse", help="Comma-separated agents to fuse. Default: all but the baseline.")
+BASELINE = typer.Option(None, "--baseline", help="Agent whose own top-1 is reported as Base T1.")
+TAU = typer.Option(0.70, "--tau", help="Confidence threshold of potential sabotage.")
+K = typer.Option(5, "--k", help="Largest k of fused top-k (capped at the number of labels).")
+BOOTSTRAP = typer.Option(1000, "--bootstrap", help="Bootstrap resamples (0: no intervals).")
+SEED = typer.Option(0, "--seed", help="Seed of the bootstrap.")
+
+
+def agent_list(text: str | None) -> list[str] | None:
+    """``"a, b"`` -> ``["a", "b"]``; None or empty -> None (the default)."""
+    names = [name.strip() for name in (text or "").split(",") if name.strip()]
+    return names or None
