@@ -253,6 +253,8 @@ def fusion_compare_table(section: dict[str, Any]) -> list[Table]:
         if "diff" in entry:
             diffs = [_signed(entry["diff"][f], entry["diff_ci"][f]) for f in section["figures"]]
             table.add_row(Text("  diff", style="dim"), *diffs)
+    if section.get("skipped"):
+        table.caption = "left out: " + "; ".join(f"{name} ({why})" for name, why in section["skipped"].items())
     return [table]
 
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from modsab import audit, cache, fusion, metrics
 from modsab.calibration import Recalibrated, folds
+from modsab.errors import InputError
 from modsab.fusion import FusionRule, QualityWeighted
 from modsab.predictions import PredictionSet
 
@@ -106,6 +107,8 @@ class ReliabilityWeighted(_CrossFitted):
 
     @staticmethod
     def _skill(pset: PredictionSet, answered: np.ndarray, right: np.ndarray) -> np.ndarray:
+        if len(pset.labels) < 2:  # one label: no skill above chance to measure
+            return np.ones(len(answered))
         accuracy = right / np.maximum(answered, 1)
         chance = 1 / len(pset.labels)
         skill = np.clip((accuracy - chance) / (1 - chance), 0, None)
@@ -254,7 +257,17 @@ def compare(
         [(code % (k + 1)) < j for j in range(1, k + 1)] + [(code // (k + 1)) % 2 == 1, code // (2 * (k + 1)) == 1]
     ).astype(np.float64)
     agent_top = cache.agent_top(pset, agents)
-    codes = [outcomes(pset, rule, agents, tau=tau, k=k, agent_top=agent_top) for rule in strategies]
+    codes, kept, skipped = [], [], {}
+    for i, rule in enumerate(strategies):
+        try:
+            codes.append(outcomes(pset, rule, agents, tau=tau, k=k, agent_top=agent_top))
+        except InputError as error:  # e.g. quality weighting without quality scores: leave that rule out
+            if i == 0:
+                raise
+            skipped[rule.name] = str(error)
+            continue
+        kept.append(rule)
+    strategies = kept
     base = strategies[0].name
     tail = (1 - level) / 2 * 100
     point, ci = {}, {}
@@ -292,4 +305,5 @@ def compare(
         "n_instances": pset.n_instances,
         "n_folds": n_folds,
         "strategies": table,
+        "skipped": skipped,
     }

@@ -77,6 +77,8 @@ def _fusion_compare(section: dict[str, Any]) -> str:
                 [f"  diff vs {section.get('baseline')}"] + [with_ci(diff.get(f), diff_ci.get(f)) for f in figures]
             )
     note = "Differences are paired over the same bootstrap resamples."
+    for name, why in (section.get("skipped") or {}).items():
+        note += f" Left out: {escape(str(name))} ({escape(str(why))})."
     return table(["strategy", *[f.replace("_", " ") for f in figures]], rows) + f'<p class="note">{note}</p>'
 
 

@@ -1,0 +1,47 @@
+"""Fusion comparison on the inputs real users bring: optional fields missing, tiny label sets."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+
+from modsab.diagnosis import diagnose
+from modsab.strategies import compare
+from modsab.synth import prediction_set
+
+
+def _records(path, with_quality: bool) -> None:
+    rows = []
+    for i in range(6):
+        text = {"label": "joy" if i % 2 else "anger", "confidence": 80}
+        rows.append({"instance_id": f"i{i}", "agent": "text", "gold": "joy", "candidates": [text]})
+        rows.append({"instance_id": f"i{i}", "agent": "audio", "candidates": [{"label": "anger", "confidence": 90}]})
+        if with_quality:
+            for row in rows[-2:]:
+                row["quality"] = 70
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+
+
+def test_quality_weighting_is_left_out_with_its_reason_when_answers_have_no_quality(tmp_path):
+    path = tmp_path / "p.jsonl"
+    _records(path, with_quality=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no division-by-zero or NaN warnings either
+        section = diagnose(path, labels="joy,anger", bootstrap=20, fusion_compare=True).to_dict()["fusion_compare"]
+    assert "quality" not in section["strategies"]
+    assert "quality weighting needs a quality score" in section["skipped"]["quality"]
+    assert "p.jsonl:1" in section["skipped"]["quality"]
+    assert {"uniform", "cap", "agreement", "reliability", "learned"} <= set(section["strategies"])
+    _records(path, with_quality=True)
+    section = diagnose(path, labels="joy,anger", bootstrap=20, fusion_compare=True).to_dict()["fusion_compare"]
+    assert "quality" in section["strategies"] and section["skipped"] == {}
+
+
+def test_one_label_sets_compare_without_warnings():
+    pset = prediction_set(np.array([[[0.9], [0.4]], [[0.2], [0.0]]]), np.array([0, 0]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        section = compare(pset, range(2), resamples=20)
+    assert section["strategies"]["reliability"]["top1"] == 1.0
