@@ -37,6 +37,14 @@ def run(diagnosis: Diagnosis, names: tuple[str, ...], *, n_folds: int = 5) -> di
     d, o = diagnosis, diagnosis.options
     pset = d.pset
     agents = [pset.agent_index(name) for name in d.fused_agents]
+    from modsab.shapley import MAX_AGENTS
+
+    if "shapley" in names and len(agents) > MAX_AGENTS:  # before anything is computed
+        raise InputError(
+            f"exact Shapley values fuse every subset of agents (2^{len(agents)} here); "
+            f"{len(agents)} fused agents is more than {MAX_AGENTS}",
+            hint="fuse at most 10 agents (--fuse), or name the diagnostics you want instead of --all / --shapley",
+        )
     rule = d.rule or fusion.rule(o.weights)
     every_agent = tuple(range(len(pset.agents)))
     cache.remember(pset, ("agent_top", every_agent), lambda: (d.top, d.confidence))  # the audit has them

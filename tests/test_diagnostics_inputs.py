@@ -1,4 +1,5 @@
-"""Fusion comparison on the inputs real users bring: optional fields missing, tiny label sets."""
+"""The diagnostics beyond the paper on the inputs real users bring: optional fields missing, tiny label
+sets, more agents than exact Shapley values allow."""
 
 from __future__ import annotations
 
@@ -45,3 +46,23 @@ def test_one_label_sets_compare_without_warnings():
         warnings.simplefilter("error")
         section = compare(pset, range(2), resamples=20)
     assert section["strategies"]["reliability"]["top1"] == 1.0
+
+
+def test_shapley_over_more_than_ten_agents_is_a_clear_input_error(tmp_path, capsys):
+    import pytest
+
+    from modsab.cli import main
+
+    rows = [
+        {"instance_id": f"i{i}", "agent": f"a{a}", "gold": "joy", "candidates": [{"label": "joy", "confidence": 60}]}
+        for i in range(4)
+        for a in range(11)
+    ]
+    path = tmp_path / "many.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    with pytest.raises(SystemExit) as info:
+        main(["diagnose", str(path), "--all", "--bootstrap", "0"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "11 fused agents is more than 10" in err and "Traceback" not in err
+    result = diagnose(path, bootstrap=0, causal=True, tau_sweep=True).to_dict()
+    assert len(result["causal"]["pairs"]) == 55
