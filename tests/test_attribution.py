@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from modsab.attribution import Coalitions, PaperRule
-from modsab.counterfactual import LeaveOneOut, causal_report, pair_effects
+from modsab.counterfactual import LeaveOneOut, agent_pairs, causal_report, coalition_rows, pair_effects
 from modsab.fusion import FusionRule
 from modsab.shapley import Shapley, shapley_matrix, subset_masks
 from modsab.synth import prediction_set
@@ -62,6 +62,72 @@ def test_causal_report_counts_disagreement():
     assert entry["causal_sabotage_rate"] == 0.0
     assert entry["disagreement"] == {"both": 0, "paper_only": 3, "causal_only": 0}
     assert report["pairs"]["agent2+agent3"]["only_jointly_rate"] == 1.0
+
+
+def _ratio(numerator, denominator):
+    return numerator / denominator if denominator else None
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    scores=arrays(np.float64, (12, 4, 3), elements=st.sampled_from([0.0, 0.2, 0.5, 0.8])),
+    gold=arrays(np.int64, 12, elements=st.integers(0, 2)),
+    tau=st.sampled_from([0.5, 0.7]),
+)
+def test_causal_report_matches_the_attributions(scores, gold, tau):
+    c = coalitions(scores, gold, tau)
+    answered = c.top >= 0
+    report = causal_report(c, answered=answered, resamples=30, seed=2)
+    loo, paper = LeaveOneOut().attribute(c), PaperRule().attribute(c)
+    for j, name in enumerate(c.agents):
+        entry, n = report["agents"][name], int(answered[:, j].sum())
+        causal, contribution, successful = loo[:, j] < 0, loo[:, j] > 0, paper[:, j] < 0
+        both = int((causal & successful).sum())
+        assert entry["n"] == n
+        assert entry["causal_sabotage_rate"] == _ratio(causal.sum(), n)
+        assert entry["causal_contribution_rate"] == _ratio(contribution.sum(), n)
+        assert entry["paper_successful_sabotage_rate"] == _ratio(successful.sum(), n)
+        assert entry["causal_given_paper"] == _ratio(both, successful.sum())
+        assert entry["disagreement"] == {
+            "both": both,
+            "paper_only": int(successful.sum()) - both,
+            "causal_only": int(causal.sum()) - both,
+        }
+    # pairs against the coalition values read through the public table
+    m, pairs = 4, agent_pairs(4)
+    full = c.values(c.full_mask())[:, 0] == 1
+    without = c.values(1 - np.eye(m, dtype=np.int8)) == 1
+    without_pair = c.values(np.array([[int(i not in p) for i in range(m)] for p in pairs], dtype=np.int8)) == 1
+    joint = ~full[:, None] & without_pair
+    single = ~full[:, None] & without
+    only = joint & ~single[:, [a for a, _ in pairs]] & ~single[:, [b for _, b in pairs]]
+    got_joint, got_only = pair_effects(c)
+    assert np.array_equal(got_joint, joint) and np.array_equal(got_only, only)
+    for p, (a, b) in enumerate(pairs):
+        entry = report["pairs"][f"{c.agents[a]}+{c.agents[b]}"]
+        assert entry["jointly_causal"] == joint[:, p].sum() and entry["only_jointly"] == only[:, p].sum()
+        assert entry["jointly_causal_rate"] == joint[:, p].mean()
+        assert entry["only_jointly_rate"] == only[:, p].mean()
+    for key, (low, high) in report["ci"].items():
+        assert key.startswith(("agents.", "pairs.")) and (low is None or 0 <= low <= high <= 1)
+
+
+def test_coalition_rows_without_a_memo_read_the_value_table():
+    c = coalitions(TWO_BACK_WRONG * 2, [0, 1])
+
+    class NoMemo:  # only the public interface
+        gold, n_agents = c.gold, c.n_agents
+        value_table = c.value_table
+
+    masks = subset_masks(4)
+    correct, gold_probability = coalition_rows(c, masks)
+    plain_correct, plain_gold_probability = coalition_rows(NoMemo(), masks)
+    table = c.value_table(masks)
+    for s in range(len(masks)):
+        assert correct[s].dtype == bool and np.array_equal(correct[s], table["correct"][:, s] == 1)
+        assert np.array_equal(plain_correct[s], correct[s])
+        assert np.array_equal(gold_probability[s], table["gold_probability"][:, s])
+        assert np.array_equal(plain_gold_probability[s], gold_probability[s])
 
 
 def test_shapley_matrix_matches_two_agent_formula():

@@ -353,3 +353,28 @@ def percentile_columns(samples: np.ndarray, *, level: float = 0.95) -> list[list
         low, high = np.percentile(values, [tail, 100 - tail])
         out[column] = [float(low), float(high)]
     return out
+
+
+def pattern_ratio_intervals(
+    counts: np.ndarray,
+    ratios: dict[str, tuple[np.ndarray, np.ndarray]],
+    *,
+    resamples: int,
+    rng: np.random.Generator,
+    level: float = 0.95,
+) -> tuple[dict[str, float | None], dict[str, list[float | None]]]:
+    """As :func:`ratio_intervals`, from distinct patterns already counted: ``ratios`` maps a
+    figure to ``(numerator, denominator)``, each a ``[patterns]`` array of per-instance
+    values; the resamples (one multinomial shared by these figures) are drawn from ``rng``."""
+    names = list(ratios)
+    counts = np.asarray(counts)
+    numerators = np.column_stack([ratios[key][0] for key in names]).astype(np.float64)
+    denominators = np.column_stack([ratios[key][1] for key in names]).astype(np.float64)
+    values = _ratio(counts @ numerators, counts @ denominators)  # exact: integer sums below 2^53
+    point = {key: _nan_to_none(float(value)) for key, value in zip(names, values, strict=True)}
+    ci: dict[str, list[float | None]] = {}
+    if resamples:
+        draws = draw_counts(counts, resamples=resamples, rng=rng).astype(np.float64)
+        samples = _ratio(draws @ numerators, draws @ denominators)
+        ci = dict(zip(names, percentile_columns(samples, level=level), strict=True))
+    return point, ci
