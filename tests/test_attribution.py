@@ -8,10 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from modsab import shapley
 from modsab.attribution import Coalitions, PaperRule
 from modsab.counterfactual import LeaveOneOut, agent_pairs, causal_report, coalition_rows, pair_effects
 from modsab.fusion import FusionRule
-from modsab.shapley import Shapley, shapley_matrix, subset_masks
+from modsab.shapley import Shapley, shapley_matrix, shapley_report, subset_masks
 from modsab.synth import prediction_set
 
 
@@ -164,6 +165,52 @@ def test_causal_saboteur_needs_a_wrong_fusion_and_a_wrong_agent(scores, gold):
     assert not (loo > 0)[~correct].any()
     # an agent whose top label is gold can never be a causal saboteur
     assert not ((loo < 0) & (c.top == gold[:, None])).any()
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    m=st.integers(1, 5),
+    scores=arrays(np.float64, (40, 5, 3), elements=st.sampled_from([0.0, 0.1, 0.3, 0.6, 0.9])),
+    gold=arrays(np.int64, 40, elements=st.integers(0, 2)),
+    split=st.integers(0, 40),
+)
+def test_shapley_report_means_are_the_plain_means_of_phi(m, scores, gold, split):
+    c = coalitions(scores[:, :m], gold)
+    groups = {"first": np.arange(split), "rest": np.arange(split, 40)}
+    report = shapley_report(c, groups=groups, resamples=40, seed=5)
+    plain = shapley._plain_report(c, groups=groups, resamples=40, seed=5)
+    phis = {value: Shapley(value).attribute(c) for value in shapley.VALUES}
+    for group, rows in ({"all": np.arange(40)} | groups).items():
+        entry = report["groups"][group]
+        assert entry["n_instances"] == plain["groups"][group]["n_instances"] == rows.size
+        for value, phi in phis.items():
+            for j, name in enumerate(c.agents):
+                got = entry["agents"][name][value]
+                if rows.size == 0:
+                    assert got == {"mean": None, "ci": [None, None]}
+                    continue
+                assert got["mean"] == pytest.approx(phi[rows, j].mean(), abs=1e-12)
+                assert got["mean"] == pytest.approx(plain["groups"][group]["agents"][name][value]["mean"], abs=1e-12)
+                low, high = got["ci"]
+                assert low <= high
+                if np.ptp(phi[rows, j]) < 1e-12:  # every resample has the same mean
+                    assert low == pytest.approx(got["mean"]) and high == pytest.approx(got["mean"])
+            total = entry[f"total_{value}"]
+            assert (total is None) if rows.size == 0 else total == pytest.approx(phi[rows].sum(axis=1).mean())
+
+
+def test_shapley_report_without_packed_codes_is_the_plain_report(monkeypatch):
+    c = coalitions(TWO_BACK_WRONG * 3 + [[[0.2, 0.5, 0], [0.3, 0, 0], [0, 0.1, 0], [0.9, 0, 0]]], [0, 0, 0, 1])
+    monkeypatch.setattr(shapley, "PACKED_MAX_AGENTS", 0)
+    assert shapley_report(c, resamples=30) == shapley._plain_report(c, resamples=30)
+
+
+def test_gridded_phi_refuses_non_finite_values():
+    rows = [np.array([0.0, 0.5]), np.array([np.nan, 1.0])]
+    assert shapley._gridded_phi(rows, shapley_matrix(1)) == (None, None, None)
+    phi, cells, grid = shapley._gridded_phi([np.zeros(3), np.array([0.0, 0.5, 1.0])], shapley_matrix(1))
+    step = 1 / (shapley.GOLD_PROBABILITY_CELLS - 1)
+    assert phi.tolist() == [[0.0, 0.5, 1.0]] and np.abs(grid[0, cells[0]] - phi[0]).max() <= step / 2 + 1e-15
 
 
 def test_unknown_shapley_value():
