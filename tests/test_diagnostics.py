@@ -6,10 +6,14 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from typer.testing import CliRunner
 
+from modsab import metrics
 from modsab.attribution import Coalitions, PaperRule
-from modsab.audit import Role
+from modsab.audit import Role, roles
 from modsab.beyond import DIAGNOSTICS
 from modsab.cli import app
 from modsab.diagnosis import diagnose
@@ -104,8 +108,6 @@ def test_tau_sweep_rates_fall_with_tau_and_role_changes_add_up(mixed):
         change = point["changed_from_previous"]
         assert change["pairs"] == sum(change["per_agent"].values()) >= change["instances"]
     # against the foundation audit run at each tau
-    from modsab.audit import roles
-
     for before, after in zip(section["points"], section["points"][1:], strict=False):
         old = roles(d.top, d.confidence, mixed.gold, d.fused_top, tau=before["tau"])
         new = roles(d.top, d.confidence, mixed.gold, d.fused_top, tau=after["tau"])
@@ -114,6 +116,81 @@ def test_tau_sweep_rates_fall_with_tau_and_role_changes_add_up(mixed):
             answered = (new[:, j] != Role.ABSTAINED).sum()
             rate = (new[:, j] == Role.SUCCESSFUL_SABOTAGE).sum() / answered
             assert after["agents"][name]["successful_sabotage_rate"] == pytest.approx(rate)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    top=arrays(np.int64, (30, 3), elements=st.integers(-1, 2)),
+    confidence=arrays(np.float64, (30, 3), elements=st.sampled_from([np.nan, 0.3, 0.5, 0.55, 0.7, 0.95, 1.0])),
+    gold=arrays(np.int64, 30, elements=st.integers(0, 2)),
+    fused_top=arrays(np.int64, 30, elements=st.integers(-1, 2)),
+)
+def test_tau_sweep_matches_the_audit_at_every_tau(top, confidence, gold, fused_top):
+    agents = ("a", "b", "c")
+    grid = (0.5, 0.7, 0.95, 0.6)
+    section = tau_sweep(top, confidence, gold, fused_top, agents, grid=grid, resamples=40, seed=3)
+    assert section["grid"] == sorted(grid)
+    previous = None
+    for point in section["points"]:
+        role = roles(top, confidence, gold, fused_top, tau=point["tau"])
+        successful = role == Role.SUCCESSFUL_SABOTAGE
+        answered = (role != Role.ABSTAINED).sum(axis=0)
+        for j, name in enumerate(agents):
+            entry = point["agents"][name]
+            with np.errstate(invalid="ignore"):
+                expected = {
+                    "potential_sabotage_rate": (role[:, j] >= Role.POTENTIAL_SABOTAGE).sum() / answered[j],
+                    "successful_sabotage_rate": successful[:, j].sum() / answered[j],
+                    "successful_sabotage_share": successful[:, j].sum() / successful.sum(),
+                }
+            for key, value in expected.items():
+                if np.isfinite(value):
+                    assert entry[key] == pytest.approx(value, abs=1e-12)
+                    low, high = entry["ci"][key]
+                    assert 0 <= low <= high <= 1
+                else:
+                    assert entry[key] is None
+        if previous is not None:
+            change = point["changed_from_previous"]
+            assert change["pairs"] == int((role != previous).sum())
+            assert change["instances"] == int((role != previous).any(axis=1).sum())
+            assert list(change["per_agent"].values()) == (role != previous).sum(axis=0).tolist()
+        previous = role
+
+
+def test_tau_sweep_interval_is_the_point_when_every_instance_is_alike():
+    top = np.array([[1, 0]] * 50)
+    confidence = np.full((50, 2), 0.9)
+    section = tau_sweep(top, confidence, np.zeros(50, dtype=np.int64), np.ones(50, dtype=np.int64), ("a", "b"))
+    point = section["points"][0]["agents"]["a"]
+    assert point["successful_sabotage_rate"] == 1.0 and point["ci"]["successful_sabotage_rate"] == [1.0, 1.0]
+    assert point["ci"]["successful_sabotage_share"] == [1.0, 1.0]
+    assert section["points"][0]["agents"]["b"]["ci"]["potential_sabotage_rate"] == [0.0, 0.0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=arrays(np.int64, st.tuples(st.integers(1, 60), st.integers(1, 4)), elements=st.integers(0, 5)))
+def test_column_patterns_are_the_distinct_rows(rows):
+    spans = [6] * rows.shape[1]
+    unique, counts = metrics.column_patterns([rows[:, f] for f in range(rows.shape[1])], spans)
+    expected, expected_counts = np.unique(rows, axis=0, return_counts=True)
+    order = np.lexsort(unique.T[::-1])
+    assert np.array_equal(unique[order], expected) and np.array_equal(counts[order], expected_counts)
+    code = metrics.pack_columns([rows[:, f] == 1 for f in range(rows.shape[1])], [2] * rows.shape[1])
+    assert np.array_equal(code, (rows == 1) @ (1 << np.arange(rows.shape[1])))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    samples=arrays(
+        np.float64,
+        st.tuples(st.integers(1, 30), st.integers(1, 5)),
+        elements=st.one_of(st.floats(-1, 1), st.sampled_from([np.nan, np.inf])),
+    )
+)
+def test_percentile_columns_match_percentile_intervals(samples):
+    expected = metrics.percentile_intervals({str(i): samples[:, i] for i in range(samples.shape[1])}, level=0.9)
+    assert metrics.percentile_columns(samples, level=0.9) == list(expected.values())
 
 
 def test_cli_all_json(tmp_path):

@@ -263,3 +263,118 @@ def mean_interval(
 
 def _nan_to_none(value: float) -> float | None:
     return None if np.isnan(value) else value
+
+
+# -- packed codes: distinct rows of a few small columns without an [n, F] int64 copy ---------
+
+
+def _code_dtype(size: int) -> np.dtype:
+    """The smallest unsigned integer type holding every code below ``size``."""
+    for dtype in (np.uint8, np.uint16, np.uint32, np.uint64):
+        if size <= int(np.iinfo(dtype).max) + 1:
+            return np.dtype(dtype)
+    raise ValueError(f"a code space of {size} does not fit 64 bits")
+
+
+def pack_columns(columns: Sequence[np.ndarray], spans: Sequence[int]) -> np.ndarray:
+    """One integer per instance for ``F`` small non-negative integer (or boolean) ``[n]``
+    columns, column f below ``spans[f]``: ``code = sum_f column_f * prod(spans[:f])``
+    (for booleans, with spans of 2, the bits of the code). The code space
+    ``prod(spans)`` must fit 64 bits; the code takes the smallest unsigned type that holds it."""
+    size = 1
+    for span in spans:
+        size *= int(span)
+    dtype = _code_dtype(size)
+    code = np.zeros(np.shape(columns[0])[0], dtype=dtype)
+    radix = 1
+    for column, span in zip(columns, spans, strict=True):
+        part = np.asarray(column).astype(dtype)
+        if radix > 1:
+            part *= dtype.type(radix)
+        code += part
+        radix *= int(span)
+    return code
+
+
+def code_counts(code: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(distinct codes, counts)`` of codes below ``size``: a histogram when the code
+    space is small (O(n), no sort), else a sort."""
+    if code.dtype != np.uint64 and size <= max(1 << 22, 4 * code.size):
+        tally = np.bincount(code, minlength=size)
+        present = np.flatnonzero(tally)
+        return present, tally[present]
+    return np.unique(code, return_counts=True)
+
+
+def column_patterns(columns: Sequence[np.ndarray], spans: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """``(distinct_rows[P, F], counts)`` of ``F`` small non-negative integer ``[n]`` columns,
+    column f below ``spans[f]``: as :func:`row_patterns` of their ``column_stack``, but each
+    row is packed into one small integer (:func:`pack_columns`) and counted, with no
+    ``[n, F]`` int64 copy. Rows come in increasing code order."""
+    size = 1
+    for span in spans:
+        size *= int(span)
+    if size > 1 << 64:
+        return row_patterns(np.column_stack(columns))
+    codes, counts = code_counts(pack_columns(columns, spans), size)
+    rows = np.empty((codes.size, len(spans)), dtype=np.int64)
+    rest = codes.astype(np.uint64)
+    for f, span in enumerate(spans):
+        rows[:, f] = (rest % np.uint64(span)).astype(np.int64)
+        rest //= np.uint64(span)
+    return rows, counts
+
+
+def draw_counts(pattern_counts: np.ndarray, *, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """``[resamples, patterns]`` bootstrap resamples of the instances behind ``pattern_counts``
+    (a multinomial, as :func:`resample_counts`), drawn from ``rng``: several groups of figures
+    resampled one after another from one generator get independent draws."""
+    pattern_counts = np.asarray(pattern_counts)
+    n = int(pattern_counts.sum())
+    if n == 0:
+        return np.zeros((resamples, pattern_counts.size), dtype=np.int64)
+    return rng.multinomial(n, pattern_counts / n, size=resamples)
+
+
+def percentile_columns(samples: np.ndarray, *, level: float = 0.95) -> list[list[float | None]]:
+    """:func:`percentile_intervals` of each column of ``samples[B, K]`` (NaN resamples
+    ignored), with one vectorised percentile over the columns that are all finite."""
+    tail = (1 - level) / 2 * 100
+    samples = np.asarray(samples, dtype=np.float64)
+    finite = np.isfinite(samples)
+    out: list[list[float | None]] = [[None, None] for _ in range(samples.shape[1])]
+    full = np.flatnonzero(finite.all(axis=0)) if samples.shape[0] else np.zeros(0, dtype=np.int64)
+    if full.size:
+        low, high = np.percentile(samples[:, full], [tail, 100 - tail], axis=0)
+        for i, column in enumerate(full.tolist()):
+            out[column] = [float(low[i]), float(high[i])]
+    for column in np.flatnonzero(~finite.all(axis=0) & finite.any(axis=0)).tolist():
+        values = samples[finite[:, column], column]
+        low, high = np.percentile(values, [tail, 100 - tail])
+        out[column] = [float(low), float(high)]
+    return out
+
+
+def pattern_ratio_intervals(
+    counts: np.ndarray,
+    ratios: dict[str, tuple[np.ndarray, np.ndarray]],
+    *,
+    resamples: int,
+    rng: np.random.Generator,
+    level: float = 0.95,
+) -> tuple[dict[str, float | None], dict[str, list[float | None]]]:
+    """As :func:`ratio_intervals`, from distinct patterns already counted: ``ratios`` maps a
+    figure to ``(numerator, denominator)``, each a ``[patterns]`` array of per-instance
+    values; the resamples (one multinomial shared by these figures) are drawn from ``rng``."""
+    names = list(ratios)
+    counts = np.asarray(counts)
+    numerators = np.column_stack([ratios[key][0] for key in names]).astype(np.float64)
+    denominators = np.column_stack([ratios[key][1] for key in names]).astype(np.float64)
+    values = _ratio(counts @ numerators, counts @ denominators)  # exact: integer sums below 2^53
+    point = {key: _nan_to_none(float(value)) for key, value in zip(names, values, strict=True)}
+    ci: dict[str, list[float | None]] = {}
+    if resamples:
+        draws = draw_counts(counts, resamples=resamples, rng=rng).astype(np.float64)
+        samples = _ratio(draws @ numerators, draws @ denominators)
+        ci = dict(zip(names, percentile_columns(samples, level=level), strict=True))
+    return point, ci
