@@ -19,10 +19,17 @@ DIAGNOSTICS = ("causal", "shapley", "calibration", "fusion_compare", "tau_sweep"
 
 
 def _groups(diagnosis: Diagnosis) -> dict[str, np.ndarray]:
-    dataset = diagnosis.pset.dataset
-    if dataset is None:
-        return {}
-    return {name: np.flatnonzero(dataset == name) for name in sorted(set(dataset.tolist()))}
+    """``{dataset: rows}``, once per diagnosis."""
+    if "groups" not in diagnosis.workspace:
+        dataset = diagnosis.pset.dataset
+        groups = {}
+        if dataset is not None:
+            names, codes = np.unique(dataset.astype(str), return_inverse=True)
+            order = np.argsort(codes, kind="stable")
+            bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+            groups = {str(name): order[bounds[i] : bounds[i + 1]] for i, name in enumerate(names)}
+        diagnosis.workspace["groups"] = groups
+    return diagnosis.workspace["groups"]
 
 
 def run(diagnosis: Diagnosis, names: tuple[str, ...], *, n_folds: int = 5) -> dict[str, Any]:
@@ -50,7 +57,11 @@ def run(diagnosis: Diagnosis, names: tuple[str, ...], *, n_folds: int = 5) -> di
     cache.remember(pset, ("agent_top", every_agent), lambda: (d.top, d.confidence))  # the audit has them
     stats = {"resamples": o.bootstrap, "seed": o.seed, "level": o.level}
     out: dict[str, Any] = {}
-    coalitions = Coalitions.from_rule(pset, rule, agents, tau=o.tau) if {"causal", "shapley"} & set(names) else None
+    coalitions = None
+    if {"causal", "shapley"} & set(names):  # one set of coalition fusions per diagnosis, across extend() calls
+        if "coalitions" not in d.workspace:
+            d.workspace["coalitions"] = Coalitions.from_rule(pset, rule, agents, tau=o.tau)
+        coalitions = d.workspace["coalitions"]
     if "causal" in names:
         from modsab.counterfactual import causal_report
 

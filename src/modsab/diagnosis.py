@@ -81,6 +81,8 @@ class Diagnosis:
     rule: fusion.FusionRule | None = None
     #: Sections of the diagnostics beyond the paper, by JSON key (see :meth:`extend`).
     extras: dict[str, Any] = field(default_factory=dict)
+    #: Arrays the diagnostics share across :meth:`extend` calls (coalition fusions, groups).
+    workspace: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def extend(self, *names: str, n_folds: int = 5) -> Diagnosis:
         """Run diagnostics beyond the paper (``causal``, ``shapley``, ``calibration``,
