@@ -48,13 +48,18 @@ class Coalitions:
         *,
         tau: float = 0.70,
         agent_top: tuple[np.ndarray, np.ndarray] | None = None,
+        fused_top: np.ndarray | None = None,
     ) -> Coalitions:
         """Weighted answers of ``agents`` under ``rule``; ``agent_top`` is the
-        ``(top, confidence)`` of those agents when the caller already has it."""
+        ``(top, confidence)`` of those agents and ``fused_top`` the fused top-1 of all of
+        them under ``rule``, when the caller already has them (a diagnosis does)."""
         agents = list(agents)
         contrib = rule.scores(pset, agents) * rule.weights(pset, agents)[:, :, None]
         top, confidence = agent_top or cache.agent_top(pset, agents)
-        return cls(contrib, pset.gold, top, confidence, tuple(pset.agents[m] for m in agents), tau)
+        out = cls(contrib, pset.gold, top, confidence, tuple(pset.agents[m] for m in agents), tau)
+        if fused_top is not None:
+            out._memo["fused_top"] = fused_top
+        return out
 
     @property
     def n_agents(self) -> int:
@@ -101,16 +106,17 @@ class Coalitions:
             for v, value in enumerate(("correct", "gold_probability"))
         }
 
-    def correct_rows(self, masks: np.ndarray) -> np.ndarray:
-        """``[S, n]`` bool: the fused top-1 of coalition s is gold (no float copy, as
-        :meth:`value_table` makes)."""
-        codes = self._fuse_missing(masks)
-        return np.stack([self._memo[int(c)][0] for c in codes])
+    def rows(self, masks: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """``(correct, gold_probability)``: one ``[n]`` row (bool, float) per coalition of
+        ``masks``, the remembered arrays themselves (no ``[n, S]`` float table as
+        :meth:`value_table` builds; callers must not write to them)."""
+        entries = [self._memo[int(code)] for code in self._fuse_missing(masks)]
+        return [entry[0] for entry in entries], [entry[1] for entry in entries]
 
     def _fuse_missing(self, masks: np.ndarray) -> np.ndarray:
         """Coalition codes of ``masks`` (bit m = agent m), fusing those not yet remembered."""
         codes = masks.astype(np.int64) @ (1 << np.arange(self.n_agents, dtype=np.int64))
-        missing = sorted({int(c) for c in codes} - set(self._memo))
+        missing = sorted({int(c) for c in codes} - set(self._memo))  # int keys: coalitions
         if missing:
             todo = ((np.asarray(missing)[:, None] >> np.arange(self.n_agents)[None, :]) & 1).astype(np.int8)
             correct, gold_probability = self._compute(todo)
@@ -154,7 +160,13 @@ class Coalitions:
 
     def fused_top(self) -> np.ndarray:
         """``[n]`` fused top-1 of all agents together (the paper's ``y_hat``): ties to the
-        earlier label, -1 when nothing scored above 0 (as :func:`modsab.fusion.top_label`)."""
+        earlier label, -1 when nothing scored above 0 (as :func:`modsab.fusion.top_label`).
+        Computed once (or given to :meth:`from_rule` by a caller that has it)."""
+        if "fused_top" not in self._memo:
+            self._memo["fused_top"] = self._fused_top()
+        return self._memo["fused_top"]
+
+    def _fused_top(self) -> np.ndarray:
         out = np.empty(self.contrib.shape[0], dtype=np.int64)
         for rows, block in self._blocks(1):
             scores = self._fuse_block(self.full_mask(), block)[0]  # [k, r]

@@ -60,7 +60,8 @@ def run(diagnosis: Diagnosis, names: tuple[str, ...], *, n_folds: int = 5) -> di
     coalitions = None
     if {"causal", "shapley"} & set(names):  # one set of coalition fusions per diagnosis, across extend() calls
         if "coalitions" not in d.workspace:
-            d.workspace["coalitions"] = Coalitions.from_rule(pset, rule, agents, tau=o.tau)
+            known = {"agent_top": (d.top[:, agents], d.confidence[:, agents]), "fused_top": d.fused_top}
+            d.workspace["coalitions"] = Coalitions.from_rule(pset, rule, agents, tau=o.tau, **known)
         coalitions = d.workspace["coalitions"]
     if "causal" in names:
         from modsab.counterfactual import causal_report

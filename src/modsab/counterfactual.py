@@ -48,36 +48,9 @@ def agent_pairs(n_agents: int) -> list[tuple[int, int]]:
 
 
 def coalition_rows(coalitions: Coalitions, masks: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """``(correct, gold_probability)``: one ``[n]`` row (bool, float) per coalition of ``masks``.
-
-    The rows are read, read-only, from the fusions :class:`Coalitions` remembers
-    (``_memo[code] = (correct[n], gold_probability[n])``, filled by ``value_table``), so
-    no ``[n, S]`` float table is built for coalitions already fused. Without such a memo
-    the columns of ``value_table`` are used."""
-    n = len(coalitions.gold)
-    codes = [int(code) for code in masks.astype(np.int64) @ (1 << np.arange(coalitions.n_agents, dtype=np.int64))]
-    memo = getattr(coalitions, "_memo", None)
-    if isinstance(memo, dict):
-        missing = [i for i, code in enumerate(codes) if code not in memo and code not in codes[:i]]
-        if missing:
-            coalitions.value_table(masks[missing])  # fuses and remembers them
-        entries = [memo.get(code) for code in codes]
-        if all(_memo_entry(entry, n) for entry in entries):
-            return [entry[0] for entry in entries], [entry[1] for entry in entries]
-    table = coalitions.value_table(masks)
-    return (
-        [table["correct"][:, s] > 0.5 for s in range(len(codes))],
-        [table["gold_probability"][:, s] for s in range(len(codes))],
-    )
-
-
-def _memo_entry(entry, n: int) -> bool:
-    return (
-        isinstance(entry, tuple)
-        and len(entry) == 2
-        and all(isinstance(row, np.ndarray) and row.shape == (n,) for row in entry)
-        and entry[0].dtype == bool
-    )
+    """``(correct, gold_probability)``: one ``[n]`` row (bool, float) per coalition of
+    ``masks``, as :meth:`Coalitions.rows` remembers them (each coalition fused once)."""
+    return coalitions.rows(masks)
 
 
 def _effect_masks(n_agents: int) -> np.ndarray:
