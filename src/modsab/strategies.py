@@ -169,6 +169,13 @@ def default_strategies(*, tau: float = 0.70, n_folds: int = 5, seed: int | None 
     ]
 
 
+def _label_major(pset: PredictionSet, agents: list[int]) -> np.ndarray:
+    """``[agents, labels, n]`` copy of the answers, remembered per set."""
+    return cache.remember(
+        pset, ("label_major", tuple(agents)), lambda: np.ascontiguousarray(pset.scores[:, agents].transpose(1, 2, 0))
+    )
+
+
 #: Rows fused at once by :func:`outcomes`: small enough that a block's arrays stay in cache.
 BLOCK_ROWS = 1 << 13
 
@@ -202,10 +209,16 @@ def outcomes(
     scale = 10.0**fusion.TIE_DECIMALS
     later = (n_labels - 1 - np.arange(n_labels, dtype=np.float64))[:, None]  # tie-break: earlier label wins
 
-    def keys(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        score = np.rint(raw * scale)
-        return score, score * n_labels + later
+    def keys(raw: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """``rint(raw * 10^d) * k + (k - 1 - label)``: a score above 0 is a key >= k."""
+        np.multiply(raw, scale, out=out)
+        np.rint(out, out=out)
+        out *= n_labels
+        out += later
+        return out
 
+    # rules that fuse the answers as given read them label-major, copied once per set for all such rules
+    label_major = _label_major(pset, agents) if type(rule).block_scores is FusionRule.block_scores else None
     out = np.empty(n, dtype=np.int16)
     for start in range(0, n, BLOCK_ROWS):
         rows = slice(start, min(n, start + BLOCK_ROWS))
@@ -213,21 +226,26 @@ def outcomes(
         b = gold.size
         at_gold = gold * b + np.arange(b)  # flat index of (gold label, row) in a [labels, rows] array
         contrib = np.empty((m, n_labels, b))
-        np.multiply(rule.block_scores(pset, agents, rows).transpose(1, 2, 0), weights[rows].T[:, None, :], out=contrib)
-        raw = contrib.sum(axis=0)
-        score, key = keys(raw)
+        answers = label_major[:, :, rows] if label_major is not None else rule.block_scores(pset, agents, rows)
+        if label_major is None:
+            answers = answers.transpose(1, 2, 0)
+        np.multiply(answers, weights[rows].T[:, None, :], out=contrib)
+        raw = np.add.reduce(contrib, axis=0)
+        key = keys(raw, np.empty_like(raw))
         best = key.max(axis=0)
         gold_key = key.ravel()[at_gold]
-        rank = np.where(score.ravel()[at_gold] > 0, (key > gold_key).sum(axis=0), n_labels)
+        rank = np.where(gold_key >= n_labels, (key > gold_key).sum(axis=0), n_labels)
         block_top = top[rows]
-        answered_top = np.maximum(block_top, 0)
-        followed = key.ravel()[answered_top * b + np.arange(b)[:, None]] == best[:, None]  # [b, m]
-        wrong_followed = (block_top >= 0) & (block_top != gold[:, None]) & followed & (score.max(axis=0) > 0)[:, None]
+        followed = key.ravel()[np.maximum(block_top, 0) * b + np.arange(b)[:, None]] == best[:, None]  # [b, m]
+        wrong_followed = (block_top >= 0) & (block_top != gold[:, None]) & followed & (best >= n_labels)[:, None]
         successful = (wrong_followed & confident[rows]).any(axis=1)
         causal = np.zeros(b, dtype=bool)
+        without = np.empty_like(raw)
         for j in range(m):
-            score_j, key_j = keys(raw - contrib[j])
-            causal |= (key_j.ravel()[at_gold] >= key_j.max(axis=0)) & (score_j.ravel()[at_gold] > 0)
+            np.subtract(raw, contrib[j], out=without)
+            key_j = keys(without, without)
+            gold_j = key_j.ravel()[at_gold]
+            causal |= (gold_j >= key_j.max(axis=0)) & (gold_j >= n_labels)
         causal &= rank > 0
         out[rows] = np.minimum(rank, k) + (k + 1) * (successful + 2 * causal)
     return out
