@@ -66,3 +66,20 @@ def test_shapley_over_more_than_ten_agents_is_a_clear_input_error(tmp_path, caps
     assert info.value.code == 2 and "11 fused agents is more than 10" in err and "Traceback" not in err
     result = diagnose(path, bootstrap=0, causal=True, tau_sweep=True).to_dict()
     assert len(result["causal"]["pairs"]) == 55
+
+
+def test_same_seed_same_json_in_fresh_processes_whatever_the_hash_seed():
+    """Intervals must not depend on Python's per-process string hashing (set or dict order)."""
+    import os
+    import subprocess
+    import sys
+    from importlib.resources import files
+
+    path = str(files("modsab") / "data" / "demo_predictions.jsonl")
+    outputs = []
+    for hash_seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=hash_seed)
+        command = [sys.executable, "-m", "modsab", "diagnose", path, "--labels", "meld", "--all", "--json"]
+        done = subprocess.run([*command, "--bootstrap", "200"], env=env, capture_output=True, text=True, check=True)
+        outputs.append(json.loads(done.stdout))
+    assert outputs[0] == outputs[1]
