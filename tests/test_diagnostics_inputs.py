@@ -7,6 +7,7 @@ import json
 import warnings
 
 import numpy as np
+import pytest
 
 from modsab.diagnosis import diagnose
 from modsab.strategies import compare
@@ -83,3 +84,26 @@ def test_same_seed_same_json_in_fresh_processes_whatever_the_hash_seed():
         done = subprocess.run([*command, "--bootstrap", "200"], env=env, capture_output=True, text=True, check=True)
         outputs.append(json.loads(done.stdout))
     assert outputs[0] == outputs[1]
+
+
+def test_instances_table_carries_causal_flags_and_shapley_values_when_run(tmp_path):
+    import pandas as pd
+
+    from modsab.synth import SynthConfig, generate
+
+    pset, _ = generate(SynthConfig(n_instances=400, scenario="mixed", seed=5))
+    plain = diagnose(pset, bootstrap=0).instances()
+    assert not any(c.endswith((".causal", ".shapley_correct")) for c in plain.columns)
+    d = diagnose(pset, bootstrap=0, causal=True, shapley=True)
+    d.write_instances(tmp_path / "i.parquet")
+    table = pd.read_parquet(tmp_path / "i.parquet")
+    section, causal = d.to_dict()["shapley"]["groups"]["all"]["agents"], d.to_dict()["causal"]["agents"]
+    phi_sum = sum(table[f"{a}.shapley_correct"] for a in pset.agents)
+    assert np.allclose(phi_sum, table["hit_at_1"].astype(float))  # efficiency, instance by instance
+    for agent in pset.agents:
+        mean = section[agent]["gold_probability"]["mean"]
+        assert table[f"{agent}.shapley_gold_probability"].mean() == pytest.approx(mean)
+        saboteur = (table[f"{agent}.causal"] == "saboteur").sum()
+        answered = (table[f"{agent}.role"] != "abstained").sum()
+        assert saboteur / answered == pytest.approx(causal[agent]["causal_sabotage_rate"])
+        assert set(table[f"{agent}.causal"]) <= {"saboteur", "contributor", ""}

@@ -174,7 +174,33 @@ class Diagnosis:
             columns[f"{agent}.confidence"] = self.confidence[:, m]
             columns[f"{agent}.quality"] = quality[:, m]
             columns[f"{agent}.role"] = audit.ROLE_NAMES[self.role[:, m]]
+        columns.update(self._beyond_columns())
         return pd.DataFrame(columns)
+
+    def _beyond_columns(self) -> dict[str, np.ndarray]:
+        """Per-instance views of the causal and Shapley sections, when they were run:
+        ``<agent>.causal`` (``saboteur``, ``contributor`` or empty) and
+        ``<agent>.shapley_<value>`` for each fused agent."""
+        coalitions = self.workspace.get("coalitions")
+        if coalitions is None:
+            return {}
+        out: dict[str, np.ndarray] = {}
+        if "causal" in self.extras:
+            from modsab.counterfactual import LeaveOneOut
+
+            effect = LeaveOneOut().attribute(coalitions)
+            for j, agent in enumerate(coalitions.agents):
+                out[f"{agent}.causal"] = np.where(
+                    effect[:, j] < 0, "saboteur", np.where(effect[:, j] > 0, "contributor", "")
+                ).astype(object)
+        if "shapley" in self.extras:
+            from modsab.shapley import VALUES, Shapley
+
+            for value in VALUES:
+                phi = Shapley(value).attribute(coalitions)
+                for j, agent in enumerate(coalitions.agents):
+                    out[f"{agent}.shapley_{value}"] = phi[:, j]
+        return out
 
     def write_instances(self, path: str | Path) -> Path:
         """Write :meth:`instances` as Parquet, CSV (lists as JSON strings) or JSON Lines."""
