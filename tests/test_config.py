@@ -60,6 +60,9 @@ def test_good_config_resolves_paths(tmp_path):
         (('baseline = "text"', 'baseline = "tav"'), "", "unknown agent 'tav'"),
         (('features = "audio"', ""), "agents[0]", "needs 'features'"),
         (('path = "clips"', ""), "dataset.path", "missing key"),
+        (('baseline = "text"', 'baseline = "text"\n[audit]\ndiagnostics = ["causes"]'), "audit.diagnostics[0]",
+         "Input should be 'causal'"),
+        (('baseline = "text"', 'baseline = "text"\n[audit]\ndiagnostics = "every"'), "audit.diagnostics", 'or "all"'),
     ],
 )
 def test_errors_name_the_key(tmp_path, change, key, message):

@@ -199,3 +199,34 @@ def test_precomputed_agents_from_a_manifest_run_without_media(tmp_path):
     out = json.loads(result.stdout)
     assert list(out["agents"]) == ["base"]  # the other agent's rows are not taken
     assert out["agents"]["base"]["n"] == 3 and out["fusion_topk"]["1"] == 2 / 3
+
+
+def test_a_run_adds_the_diagnostics_its_config_asks_for(tmp_path):
+    """``[audit] diagnostics`` puts the sections in diagnosis.json, the instances table and the report."""
+    import pandas as pd
+
+    manifest = tmp_path / "m.jsonl"
+    golds = ["joy", "anger", "joy", "sadness", "neutral", "joy", "anger", "neutral", "joy", "sadness"]
+    manifest.write_text("\n".join(json.dumps({"instance_id": f"i{i}", "gold": g}) for i, g in enumerate(golds)))
+    answers = tmp_path / "answers.jsonl"
+    lines = []
+    for i, gold in enumerate(golds):
+        lines.append({"instance_id": f"i{i}", "agent": "a", "candidates": [{"label": gold, "confidence": 60}]})
+        lines.append({"instance_id": f"i{i}", "agent": "b", "candidates": [{"label": "anger", "confidence": 90}]})
+    answers.write_text("\n".join(json.dumps(line) for line in lines))
+    agents = "".join(f'[[agents]]\nname = "{a}"\nkind = "precomputed"\npath = "{answers}"\n' for a in "ab")
+    config = tmp_path / "run.toml"
+    config.write_text(
+        f'[run]\ndir = "{tmp_path / "run"}"\n[dataset]\nloader = "manifest"\npath = "{manifest}"\nlabels = "meld"\n'
+        f'{agents}[audit]\nbootstrap = 50\ndiagnostics = ["causal", "shapley", "tau_sweep"]\nfolds = 3\n'
+    )
+    result = CliRunner().invoke(app, ["run", str(config), "--json"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "run" / "diagnosis.json").read_text())
+    assert {"causal", "shapley", "tau_sweep"} <= set(saved) and "calibration" not in saved
+    # b's confident "anger" wins every tie-free instance it disagrees on: a causal saboteur there
+    assert saved["causal"]["agents"]["b"]["causal_sabotage_rate"] > 0
+    table = pd.read_parquet(tmp_path / "run" / "instances.parquet")
+    assert {"b.causal", "a.shapley_correct", "b.shapley_gold_probability"} <= set(table.columns)
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "Shapley contributions" in page and "Causal (counterfactual) sabotage" in page

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -80,11 +81,31 @@ class FusionSection(_Section):
     baseline: str | None = None
 
 
+Diagnostic = Literal["causal", "shapley", "calibration", "fusion_compare", "tau_sweep"]
+
+
 class AuditSection(_Section):
     tau: float = Field(0.70, ge=0, le=1)
     k: int = Field(5, ge=1)
     bootstrap: int = Field(1000, ge=0)
     seed: int = 0
+    #: Diagnostics beyond the paper to add to the run's JSON and report ("all" for the five).
+    diagnostics: list[Diagnostic] = Field(default_factory=list)
+    #: Seeded instance folds for what the diagnostics cross-fit (recalibration, learned weights).
+    folds: int = Field(5, ge=2)
+
+    @field_validator("diagnostics", mode="before")
+    @classmethod
+    def _all(cls, value: Any) -> Any:
+        if value == "all":
+            return list(typing.get_args(Diagnostic))
+        if isinstance(value, str):
+            raise ValueError(f"give a list of {', '.join(typing.get_args(Diagnostic))}, or \"all\"")
+        return value
+
+    def wanted(self) -> dict[str, bool]:
+        """``diagnose()`` keyword flags, one per diagnostic."""
+        return {name: name in self.diagnostics for name in typing.get_args(Diagnostic)}
 
 
 class OutputsSection(_Section):

@@ -345,7 +345,7 @@ def run_pipeline(
     audit, fusion = config.audit, config.fusion
     result = diagnose(
         predictions, labels=loaded.labels, weights=fusion.weights, fuse=fusion.fuse, baseline=fusion.baseline,
-        tau=audit.tau, k=audit.k, bootstrap=audit.bootstrap, seed=audit.seed,
+        tau=audit.tau, k=audit.k, bootstrap=audit.bootstrap, seed=audit.seed, n_folds=audit.folds, **audit.wanted(),
     )
     payload = result.to_dict()
     payload["run"] = {"config": str(config.source) if config.source else None, "dataset": config.dataset.loader,
