@@ -45,6 +45,9 @@ CLIP = 1e-4
 GRID = 1e-2  # resampling grid of confidences (exact for integer percent answers)
 EXACT = 1e-6  # confidences are compared on this grid for the point figures (counting, not sorting)
 METHODS = ("temperature", "isotonic")
+PERCENT = np.arange(101) / 100  # integer-percent answers as read (``p / 100``)
+STRICT = 1e-11  # scores this close to integer percents (in percent) give exact candidate-NLL cells
+BLOCK = 1 << 18  # scores per block of a pass over the score array
 
 
 # -- statistics ---------------------------------------------------------------------------------
@@ -88,12 +91,11 @@ def _calibration_errors(counts, confidence, correct, bin_of_cell, bins):
 def _auroc(counts, score, correct):
     """AUROC of ``score`` for ``correct`` from cell counts ``[..., C]`` (ties count half)."""
     order = np.argsort(score, kind="stable")
-    levels, level_of = np.unique(score[order], return_inverse=True)
-    onehot = np.zeros((order.size, levels.size))
-    onehot[np.arange(order.size), level_of] = 1
+    ranked = score[order]
+    starts = np.flatnonzero(np.concatenate([[True], ranked[1:] != ranked[:-1]]))  # first cell of each level
     counts = counts[..., order]
-    positive = (counts * correct[order]) @ onehot
-    negative = (counts * (1 - correct[order])) @ onehot
+    positive = np.add.reduceat(counts * correct[order], starts, axis=-1)
+    negative = np.add.reduceat(counts * (1 - correct[order]), starts, axis=-1)
     below = np.cumsum(negative, axis=-1) - negative
     with np.errstate(invalid="ignore", divide="ignore"):
         return (positive * (below + 0.5 * negative)).sum(axis=-1) / (positive.sum(-1) * negative.sum(-1))
@@ -142,45 +144,99 @@ def candidate_nll(scores: np.ndarray, gold: np.ndarray) -> np.ndarray:
     return -np.log((gold_score + CANDIDATE_EPS / k) / (scores.sum(axis=1) + CANDIDATE_EPS))
 
 
-def _cell_bootstrap(score, correct, figures, *, resamples, seed, level):
+def _quantiles(values: np.ndarray, weight: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``np.quantile(np.repeat(values, weight), q)`` (numpy's default ``linear`` method, the
+    same floating-point steps) from sorted distinct ``values`` and their positive counts."""
+    n = int(weight.sum())
+    virtual = (n - 1) * q
+    previous = np.floor(virtual)
+    above = virtual >= n - 1  # numpy takes the last value there
+    gamma = virtual - np.where(above, -1.0, previous)
+    cumulative = np.cumsum(weight)
+    lower = values[np.searchsorted(cumulative, np.where(above, n - 1, previous), side="right")]
+    upper = values[np.searchsorted(cumulative, np.where(above, n - 1, previous + 1), side="right")]
+    diff = upper - lower
+    return np.where(gamma >= 0.5, upper - diff * (1 - gamma), lower + diff * gamma)
+
+
+def _cells(code: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(cell code, cell correct, cell count)`` of a table ``counts[V, 2]`` whose values
+    have the (float, integer-valued) ``code``: distinct ``(code, correct)`` cells in the
+    order of :func:`modsab.metrics.row_patterns` (wrong answers first, then by code)."""
+    parts = []
+    for correct in (0, 1):
+        has = counts[:, correct] > 0
+        distinct, inverse = np.unique(code[has], return_inverse=True)
+        tally = np.bincount(inverse, counts[has, correct], distinct.size).astype(np.int64)
+        parts.append((distinct, np.full(distinct.size, correct), tally))
+    return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
+
+
+def _cell_bootstrap(values, counts, figures, *, resamples, seed, level):
     """Point figures on exact ``(score, correct)`` cells; intervals from a multinomial over
-    cells on a :data:`GRID` grid, shifted by the grid's rounding of each figure."""
-    cells, counts = metrics.row_patterns(np.column_stack([np.round(score / GRID), correct]))
-    cell_score, cell_correct = cells[:, 0] * GRID, cells[:, 1].astype(float)
-    on_grid = figures(counts.astype(float), cell_score, cell_correct)
-    if np.allclose(score, np.round(score / GRID) * GRID, rtol=0, atol=EXACT):
+    cells on a :data:`GRID` grid, shifted by the grid's rounding of each figure. The data
+    are a table: sorted distinct scores ``values[V]`` and ``counts[V, 2]`` (wrong, right)."""
+    grid = np.round(values / GRID)
+    code, correct, cell_counts = _cells(grid, counts)
+    cell_score, cell_correct = code * GRID, correct.astype(float)
+    on_grid = figures(cell_counts.astype(float), cell_score, cell_correct)
+    if np.allclose(values, grid * GRID, rtol=0, atol=EXACT):
         point = {key: float(value) for key, value in on_grid.items()}  # integer percent: the grid is exact
     else:
-        exact, exact_counts = metrics.row_patterns(np.column_stack([np.round(score / EXACT), correct]))
-        point = figures(exact_counts.astype(float), exact[:, 0] * EXACT, exact[:, 1].astype(float))
+        exact, exact_correct, exact_counts = _cells(np.round(values / EXACT), counts)
+        point = figures(exact_counts.astype(float), exact * EXACT, exact_correct.astype(float))
         point = {key: float(value) for key, value in point.items()}
     if not resamples:
         return point, {key: [None, None] for key in point}
     draws = figures(
-        metrics.resample_counts(counts, resamples=resamples, seed=seed).astype(float), cell_score, cell_correct
+        metrics.resample_counts(cell_counts, resamples=resamples, seed=seed).astype(float), cell_score, cell_correct
     )
     shifted = {key: draws[key] + (point[key] - float(on_grid[key])) for key in point}
     return point, metrics.percentile_intervals(shifted, level=level)
 
 
-def agent_statistics(
-    confidence: np.ndarray,
-    correct: np.ndarray,
-    *,
-    quality: np.ndarray | None = None,
-    nll: np.ndarray | None = None,
-    bins: int = 10,
-    resamples: int = 1000,
-    seed: int | None = 0,
-    level: float = 0.95,
-) -> dict:
-    """Every calibration figure of one agent's answered instances, with intervals."""
-    out: dict = {"n": int(confidence.size)}
-    if confidence.size == 0:
-        return out
-    edges = np.quantile(confidence, np.linspace(0, 1, bins + 1))
+def _mean_interval(values, counts, *, resamples, seed, level, max_cells: int = 512):
+    """:func:`modsab.metrics.mean_interval` of the data ``np.repeat(values, counts)`` (the
+    same grid, cells and draws), from the table."""
+    keep = (counts > 0) & np.isfinite(values)
+    values, counts = values[keep], counts[keep]
+    n = int(counts.sum())
+    if n == 0:
+        return None, [None, None]
+    point = float(counts.astype(float) @ values) / n
+    if not resamples:
+        return point, [None, None]
+    low, high = float(values.min()), float(values.max())
+    step = (high - low) / (max_cells - 1) if high > low else 1.0
+    distinct, inverse = np.unique(np.round((values - low) / step), return_inverse=True)
+    cell_counts = np.bincount(inverse, counts, distinct.size).astype(np.int64)
+    cell_value = distinct * step + low
+    draws = metrics.resample_counts(cell_counts, resamples=resamples, seed=seed) @ cell_value / n
+    shift = point - float(cell_counts @ cell_value) / n
+    return point, metrics.percentile_intervals({"mean": draws + shift}, level=level)["mean"]
 
-    def top_label_figures(counts, cell_conf, cell_correct):
+
+def _reliability(values, counts, bins: int, edges: np.ndarray | None) -> dict:
+    """:func:`reliability` of a table (equal width without ``edges``, else equal mass)."""
+    if edges is None:
+        edges, index = np.linspace(0, 1, bins + 1), bin_index(values, bins=bins, strategy="width")
+    else:
+        index = bin_index(values, bins=bins, strategy="mass", edges=edges)
+    weight = counts.sum(axis=1)
+    n_bin = np.bincount(index, weight, bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        conf = np.bincount(index, weight * values, bins) / n_bin
+        acc = np.bincount(index, counts[:, 1], bins) / n_bin
+    return {
+        "edges": [float(e) for e in edges],
+        "count": [int(c) for c in n_bin],
+        "confidence": [None if np.isnan(v) else float(v) for v in conf],
+        "accuracy": [None if np.isnan(v) else float(v) for v in acc],
+    }
+
+
+def _top_label_figures(bins: int, edges: np.ndarray):
+    def figures(counts, cell_conf, cell_correct):
         width_bins = bin_index(cell_conf, bins=bins, strategy="width")
         mass_bins = bin_index(cell_conf, bins=bins, strategy="mass", edges=edges)
         ece, mce = _calibration_errors(counts, cell_conf, cell_correct, width_bins, bins)
@@ -197,26 +253,142 @@ def agent_statistics(
             "confidence_auroc": _auroc(counts, cell_conf, cell_correct),
         }
 
+    return figures
+
+
+def _statistics(
+    values: np.ndarray,
+    counts: np.ndarray,
+    *,
+    quality: tuple[np.ndarray, np.ndarray] | None = None,
+    nll: tuple[np.ndarray, np.ndarray] | None = None,
+    bins: int = 10,
+    resamples: int = 1000,
+    seed: int | None = 0,
+    level: float = 0.95,
+    diagrams: bool = True,
+) -> dict:
+    """:func:`agent_statistics` of tables: top confidences ``values[V]`` with ``counts[V, 2]``
+    (wrong, right), quality the same way, candidate NLLs ``(values[W], counts[W])``."""
+    present = counts.sum(axis=1) > 0
+    values, counts = values[present], counts[present]
+    out: dict = {"n": int(counts.sum())}
+    if out["n"] == 0:
+        return out
+    edges = _quantiles(values, counts.sum(axis=1), np.linspace(0, 1, bins + 1))
     options = {"resamples": resamples, "seed": seed, "level": level}
-    point, ci = _cell_bootstrap(confidence, correct, top_label_figures, **options)
+    point, ci = _cell_bootstrap(values, counts, _top_label_figures(bins, edges), **options)
     out.update(point)
-    if quality is not None and np.isfinite(quality).any():
-        known = np.isfinite(quality)
+    if quality is not None and quality[1].sum() > 0:
+        known = quality[1].sum(axis=1) > 0
         q_point, q_ci = _cell_bootstrap(
-            quality[known], correct[known], lambda c, q, y: {"quality_auroc": _auroc(c, q, y)}, **options
+            quality[0][known], quality[1][known], lambda c, q, y: {"quality_auroc": _auroc(c, q, y)}, **options
         )
         out.update(q_point)
         ci.update(q_ci)
     if nll is not None:
-        out["candidate_nll"], ci["candidate_nll"] = metrics.mean_interval(
-            nll, resamples=resamples, seed=seed, level=level
-        )
-    out["reliability"] = {
-        "equal_width": reliability(confidence, correct, bins=bins, strategy="width"),
-        "equal_mass": reliability(confidence, correct, bins=bins, strategy="mass"),
-    }
+        out["candidate_nll"], ci["candidate_nll"] = _mean_interval(*nll, **options)
+    if diagrams:
+        out["reliability"] = {
+            "equal_width": _reliability(values, counts, bins, None),
+            "equal_mass": _reliability(values, counts, bins, edges),
+        }
     out["ci"] = ci
     return {key: (None if isinstance(v, float) and not np.isfinite(v) else v) for key, v in out.items()}
+
+
+def agent_statistics(
+    confidence: np.ndarray,
+    correct: np.ndarray,
+    *,
+    quality: np.ndarray | None = None,
+    nll: np.ndarray | None = None,
+    bins: int = 10,
+    resamples: int = 1000,
+    seed: int | None = 0,
+    level: float = 0.95,
+) -> dict:
+    """Every calibration figure of one agent's answered instances, with intervals."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct).astype(np.int64)
+    code, values = _codes(confidence, np.ones(confidence.shape, dtype=bool))
+    table = _count([(code, values.size + 1), (correct, 2)])[:-1]
+    tables = {}
+    for name, column in (("quality", quality), ("nll", nll)):
+        if column is not None:
+            column = np.asarray(column, dtype=np.float64)
+            column_code, column_values = _codes(column, np.isfinite(column))
+            columns = [(column_code, column_values.size + 1)] + ([(correct, 2)] if name == "quality" else [])
+            tables[name] = (column_values, _count(columns)[:-1])
+    options = {"bins": bins, "resamples": resamples, "seed": seed, "level": level}
+    return _statistics(values, table, **tables, **options)
+
+
+# -- tables of distinct values ------------------------------------------------------------------
+
+
+def _codes(values: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(code[n], distinct[V])``: each valid value's index among the sorted distinct valid
+    values, ``V`` elsewhere. Values read from integer percents (``p / 100`` to the last bit)
+    are coded on :data:`PERCENT` without sorting."""
+    x = np.where(valid, values, 0.0)
+    percent = np.rint(x * 100)
+    if percent.size and percent.min() >= 0 and percent.max() <= 100:
+        code = percent.astype(np.int64)
+        if np.array_equal(PERCENT[code], x):
+            code[~valid] = PERCENT.size
+            return code, PERCENT
+    distinct, inverse = np.unique(values[valid], return_inverse=True)
+    code = np.full(values.shape, distinct.size, dtype=np.int64)
+    code[valid] = inverse.reshape(-1)
+    return code, distinct
+
+
+def _count(columns: list[tuple[np.ndarray, int]], rows: np.ndarray | None = None) -> np.ndarray:
+    """How often each combination of the integer columns ``(code, size)`` occurs (over
+    ``rows``), as an array of shape ``(size, ...)``: one ``bincount``, no sort."""
+    shape = tuple(size for _, size in columns)
+    code = None
+    for column, size in columns:
+        column = column if rows is None else column[rows]
+        if code is None:
+            code = column.astype(np.int64)
+        else:
+            code *= size
+            code += column
+    return np.bincount(code, minlength=int(np.prod(shape))).reshape(shape)
+
+
+def _merge(values: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The table ``(sorted distinct values, counts[V, 2])`` of rows ``values[R]``, ``counts[R, 2]``."""
+    has = counts.sum(axis=1) > 0
+    distinct, inverse = np.unique(values[has], return_inverse=True)
+    merged = np.stack([np.bincount(inverse, counts[has, c], distinct.size) for c in (0, 1)], axis=1)
+    return distinct, merged.astype(np.int64)
+
+
+class _Groups:
+    """Counts per report group: one count keyed by group when the named groups are disjoint
+    and ``all`` is every instance (``all`` is then the sum), else one count per group."""
+
+    def __init__(self, n: int, groups: dict[str, np.ndarray], every: bool) -> None:
+        self.groups, self.every, self.key = groups, every, None
+        self.named = [name for name in groups if name != "all"]
+        if every and self.named:
+            key = np.full(n, len(self.named), dtype=np.int64)
+            for i, name in enumerate(self.named):
+                key[groups[name]] = i
+            if sum(len(groups[name]) for name in self.named) == np.count_nonzero(key < len(self.named)):
+                self.key = key
+
+    def rows(self, group: str) -> np.ndarray | None:
+        return None if group == "all" and self.every else self.groups[group]
+
+    def counts(self, columns: list[tuple[np.ndarray, int]]) -> dict[str, np.ndarray]:
+        if self.key is None:
+            return {group: _count(columns, self.rows(group)) for group in self.groups}
+        keyed = _count([(self.key, len(self.named) + 1), *columns])
+        return {"all": keyed.sum(axis=0)} | {name: keyed[i] for i, name in enumerate(self.named)}
 
 
 # -- recalibration ------------------------------------------------------------------------------
@@ -302,57 +474,122 @@ def crossfit(
 ) -> tuple[np.ndarray, dict[str, list[float]]]:
     """``(scores[n, len(agents), k], fitted)``: every fold's answers recalibrated by maps
     fitted on the other folds; ``fitted`` holds each agent's temperatures (or nothing).
-    Remembered per set (the calibration report and the fusion comparison share it)."""
+    Remembered per set; the calibration report shares the fits, not this array."""
     key = ("crossfit", tuple(agents), method, n_folds, seed)
     return cache.remember(pset, key, lambda: _crossfit(pset, agents, method, n_folds=n_folds, seed=seed))
 
 
-def _percent_codes(pset: PredictionSet, agents: list[int]) -> np.ndarray | None:
-    """Integer percent of every score of ``agents``, or None when they are not on that grid."""
+def _folds(pset: PredictionSet, n_folds: int, seed: int | None) -> np.ndarray:
+    return cache.remember(pset, ("folds", n_folds, seed), lambda: folds(pset.n_instances, n_folds, seed))
+
+
+def _fold_tally(pset: PredictionSet, agents: list[int], n_folds: int, seed: int | None) -> list[tuple]:
+    """Per agent ``(code[n], values[V], counts[folds, V, 2])``: its top confidences coded
+    by :func:`_codes` and the answered instances counted by fold and correctness."""
 
     def compute():
-        raw = pset.scores[:, agents]
-        percent = np.rint(raw * 100)
-        return percent.astype(np.int64) if _on_percent_grid(raw, percent) else None
+        top, confidence = cache.agent_top(pset, agents)
+        fold = _folds(pset, n_folds, seed)
+        out = []
+        for j in range(len(agents)):
+            code, values = _codes(confidence[:, j], top[:, j] >= 0)
+            counts = _count([(fold, n_folds), (code, values.size + 1), (top[:, j] == pset.gold, 2)])
+            out.append((code, values, counts[:, :-1]))
+        return out
 
-    return cache.remember(pset, ("percent", tuple(agents)), compute)
+    return cache.remember(pset, ("fold_tally", tuple(agents), n_folds, seed), compute)
+
+
+def _fits(pset: PredictionSet, agents: list[int], method: str, n_folds: int, seed: int | None):
+    """``(models, fitted)``: per agent, each fold's map fitted on the other folds (None when
+    they hold no answer), and the temperatures. Fitted on distinct confidences' counts."""
+    if method not in METHODS:
+        raise ValueError(f"unknown recalibration '{method}': use one of {', '.join(METHODS)}")
+    fit = _temperature if method == "temperature" else _isotonic
+    models: list[list] = []
+    fitted: dict[str, list[float]] = {}
+    for m, (_, values, counts) in zip(agents, _fold_tally(pset, agents, n_folds, seed), strict=True):
+        present = counts.sum(axis=(0, 2)) > 0
+        values, counts = values[present], counts[:, present]
+        total = counts.sum(axis=0)
+        per_fold, temperatures = [], []
+        for f in range(n_folds):
+            train = total - counts[f]
+            weight = train.sum(axis=1).astype(float)
+            if not weight.any():
+                per_fold.append(None)
+                continue
+            model = fit(values, weight, train[:, 1].astype(float))
+            per_fold.append(model)
+            if method == "temperature":
+                temperatures.append(float(model))
+        models.append(per_fold)
+        if temperatures:
+            fitted[pset.agents[m]] = temperatures
+    return models, fitted
+
+
+def _grid_tables(method: str, per_fold: list) -> np.ndarray:
+    """``[folds, 101]`` recalibrated value of each integer percent in each fold."""
+    return np.stack([PERCENT if model is None else _apply(method, model, PERCENT) for model in per_fold])
+
+
+def _score_pass(pset: PredictionSet, agents: list[int]) -> dict:
+    """One blockwise pass over the scores of ``agents``: ``on_grid`` (every score an integer
+    percent up to 1e-6 percent, as :func:`_on_percent_grid`), ``strict`` (up to
+    :data:`STRICT`) and, when strict, each agent's percent of the gold label and percent sum."""
+
+    def compute():
+        scores, gold = pset.scores, pset.gold
+        every = agents == list(range(scores.shape[1]))
+        n, k = scores.shape[0], scores.shape[2]
+        step = max(1, BLOCK // (len(agents) * k))
+        gold_code = np.zeros((n, len(agents)), dtype=np.int32)
+        total_code = np.zeros((n, len(agents)), dtype=np.int32)
+        ones = np.ones(k)
+        worst = 0.0
+        for start in range(0, n, step):
+            block = scores[start : start + step] if every else scores[start : start + step][:, agents]
+            scaled = block * 100
+            percent = np.rint(scaled)
+            np.subtract(scaled, percent, out=scaled)
+            np.abs(scaled, out=scaled)
+            worst = max(worst, float(scaled.max(initial=0.0)))
+            if not worst <= 1e-6:
+                return {"on_grid": False, "strict": False}
+            total_code[start : start + step] = (percent.reshape(-1, k) @ ones).reshape(-1, len(agents))
+            gold_code[start : start + step] = percent[np.arange(len(block)), :, gold[start : start + step]]
+        strict = worst <= STRICT
+        return {"on_grid": True, "strict": strict} | ({"gold": gold_code, "total": total_code} if strict else {})
+
+    return cache.remember(pset, ("score_pass", tuple(agents)), compute)
 
 
 def _crossfit(pset, agents, method, *, n_folds, seed):
-    if method not in METHODS:
-        raise ValueError(f"unknown recalibration '{method}': use one of {', '.join(METHODS)}")
     agents = list(agents)
-    top, confidence = cache.agent_top(pset, agents)
-    correct = top == pset.gold[:, None]
-    fold = folds(pset.n_instances, n_folds, seed)
-    codes = _percent_codes(pset, agents)
-    on_grid = codes is not None  # integer percent: one 101-entry table per fold
-    out = np.empty(codes.shape) if on_grid else np.array(pset.scores[:, agents], dtype=np.float64)
-    grid = np.arange(101) / 100
-    fitted: dict[str, list[float]] = {}
-    fit = _temperature if method == "temperature" else _isotonic
+    models, fitted = _fits(pset, agents, method, n_folds, seed)
+    fold = _folds(pset, n_folds, seed)
+    scores = pset.scores
+    if _score_pass(pset, agents)["on_grid"]:  # integer percent: one 101-entry table per agent and fold
+        n, k = scores.shape[0], scores.shape[2]
+        flat = np.concatenate([_grid_tables(method, per_fold).ravel() for per_fold in models])
+        offset = (np.arange(len(agents)) * (n_folds * 101))[None, :, None]
+        every = agents == list(range(scores.shape[1]))
+        out = np.empty((n, len(agents), k))
+        step = max(1, BLOCK // (len(agents) * k))
+        for start in range(0, n, step):
+            block = scores[start : start + step] if every else scores[start : start + step][:, agents]
+            index = np.rint(block * 100).astype(np.intp)
+            index += offset
+            index += (fold[start : start + step] * 101)[:, None, None]
+            np.take(flat, index, out=out[start : start + step], mode="clip")
+        return out, fitted
+    out = np.array(scores[:, agents], dtype=np.float64)
     for j, m in enumerate(agents):
-        answered = np.flatnonzero(top[:, j] >= 0)
-        values, inverse = np.unique(confidence[answered, j], return_inverse=True)  # once per agent
-        temperatures = []
-        tables = np.tile(grid, (n_folds, 1))
-        for f in range(n_folds):
-            train = (fold[answered] != f).astype(float)
-            if not train.any():
-                continue
-            weight = np.bincount(inverse, train, values.size)
-            model = fit(values, weight, np.bincount(inverse, train * correct[answered, j], values.size))
-            if method == "temperature":
-                temperatures.append(float(model))
-            if on_grid:
-                tables[f] = _apply(method, model, grid)
-            else:
+        for f, model in enumerate(models[j]):
+            if model is not None:
                 held_out = fold == f
-                out[held_out, j] = _apply(method, model, pset.scores[held_out, m])
-        if on_grid:
-            out[:, j, :] = tables[fold[:, None], codes[:, j, :]]
-        if temperatures:
-            fitted[pset.agents[m]] = temperatures
+                out[held_out, j] = _apply(method, model, scores[held_out, m])
     return out, fitted
 
 
@@ -378,15 +615,17 @@ def calibration_report(
     level: float = 0.95,
 ) -> dict:
     """The ``calibration`` JSON section: per group (``all`` and each dataset) and agent,
-    the raw figures and, for ``all``, per recalibration method, the held-out figures after it."""
+    the raw figures and, for ``all``, per recalibration method, the held-out figures after it.
+
+    Each agent's instances are counted once into small tables (distinct confidence and
+    correctness, quality, candidate-NLL cell) keyed by group; every figure and interval
+    comes from those tables."""
     agents = list(range(len(pset.agents)))
-    top, confidence = cache.agent_top(pset, agents)
-    correct = top == pset.gold[:, None]
-    recalibrated = {}
-    temperatures = {}
-    for method in METHODS:
-        scores, fitted = crossfit(pset, agents, method, n_folds=n_folds, seed=seed)
-        recalibrated[method] = np.take_along_axis(scores, np.maximum(top, 0)[..., None], axis=2)[..., 0]
+    n, k = pset.n_instances, pset.scores.shape[2]
+    top, _ = cache.agent_top(pset, agents)
+    fits = {method: _fits(pset, agents, method, n_folds, seed) for method in METHODS}
+    temperatures: dict[str, list[float]] = {}
+    for _, fitted in fits.values():
         temperatures |= fitted
     options = {"bins": bins, "resamples": resamples, "seed": seed, "level": level}
     out: dict = {
@@ -396,27 +635,55 @@ def calibration_report(
         "temperatures": temperatures,
         "groups": {},
     }
-    groups = {"all": np.arange(pset.n_instances)} | (groups or {})
-    for group, rows in groups.items():
-        entry = {}
-        for m, name in enumerate(pset.agents):
-            answered = rows[top[rows, m] >= 0]
-            hit = correct[answered, m]
-            stats = agent_statistics(
-                confidence[answered, m],
-                hit,
-                quality=pset.quality[answered, m],
-                nll=candidate_nll(pset.scores[answered, m], pset.gold[answered]),
+    every = "all" not in (groups or {})
+    groups = {"all": np.arange(n)} | {name: np.asarray(rows, dtype=np.intp) for name, rows in (groups or {}).items()}
+    layout = _Groups(n, groups, every)
+    scan = _score_pass(pset, agents)
+    fold = _folds(pset, n_folds, seed)
+    if scan["strict"]:  # candidate NLL is a function of (gold percent, percent sum): a grid of cells
+        width = 100 * k + 1
+        nll_values = -np.log((PERCENT[:, None] + CANDIDATE_EPS / k) / (np.arange(width) / 100 + CANDIDATE_EPS))
+        nll_values = nll_values.ravel()
+    entries: dict[str, dict] = {group: {} for group in groups}
+    for j, (name, (code, values, fold_counts)) in enumerate(
+        zip(pset.agents, _fold_tally(pset, agents, n_folds, seed), strict=True)
+    ):
+        answered = top[:, j] >= 0
+        correct = top[:, j] == pset.gold
+        conf = layout.counts([(code, values.size + 1), (correct, 2)])
+        quality = pset.quality[:, j]
+        q_code, q_values = _codes(quality, answered & np.isfinite(quality))
+        qual = layout.counts([(q_code, q_values.size + 1), (correct, 2)])
+        if scan["strict"]:
+            n_code = scan["gold"][:, j].astype(np.int64) * width + scan["total"][:, j]
+            n_code[~answered] = nll_values.size
+            n_values = nll_values
+        else:
+            n_code, n_values = _codes(candidate_nll(pset.scores[:, j], pset.gold), answered)
+        nll = layout.counts([(n_code, n_values.size + 1)])
+        for group in groups:
+            stats = _statistics(
+                values,
+                conf[group][:-1],
+                quality=(q_values, qual[group][:-1]),
+                nll=(n_values, nll[group][:-1]),
                 **options,
             )
-            if group != "all":
-                entry[name] = stats
-                continue
-            stats["recalibrated"] = {}
-            for method, conf in recalibrated.items():
-                after = agent_statistics(conf[answered, m], hit, **options)
-                after.pop("reliability", None)
-                stats["recalibrated"][method] = after
-            entry[name] = stats
-        out["groups"][group] = entry
+            if group == "all":
+                rows = layout.rows("all")
+                if rows is not None:
+                    fold_counts = _count([(fold, n_folds), (code, values.size + 1), (correct, 2)], rows)[:, :-1]
+                stats["recalibrated"] = {}
+                for method, (models, _) in fits.items():
+                    if scan["on_grid"]:
+                        mapped = _grid_tables(method, models[j])[:, np.rint(values * 100).astype(np.int64)]
+                        table = _merge(mapped.ravel(), fold_counts.reshape(-1, 2))
+                    else:  # off the percent grid: the recalibrated scores themselves
+                        scores = crossfit(pset, agents, method, n_folds=n_folds, seed=seed)[0]
+                        after = scores[np.arange(n), j, np.maximum(top[:, j], 0)]
+                        after_code, after_values = _codes(after, answered)
+                        table = (after_values, _count([(after_code, after_values.size + 1), (correct, 2)], rows)[:-1])
+                    stats["recalibrated"][method] = _statistics(*table, diagrams=False, **options)
+            entries[group][name] = stats
+    out["groups"] = entries
     return out
