@@ -63,6 +63,14 @@ def bin_index(confidence: np.ndarray, *, bins: int = 10, strategy: str = "width"
     return np.clip(np.searchsorted(edges[1:-1], confidence, side="right"), 0, bins - 1)
 
 
+def _segment_sums(weights: np.ndarray, order: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Sums of ``weights[..., order]`` over the runs of cells beginning at ``starts``; a stack
+    of resamples ``[B, C]`` is summed with cells as rows (contiguous adds)."""
+    if weights.ndim == 1:
+        return np.add.reduceat(weights[order], starts)
+    return np.add.reduceat(weights.T[order], starts, axis=0).T
+
+
 def _binned(counts, confidence, correct, bin_of_cell, bins):
     """Per-bin ``(n, sum confidence, sum correct)`` from cell counts ``[..., C]``."""
     order = np.argsort(bin_of_cell, kind="stable")
@@ -72,8 +80,7 @@ def _binned(counts, confidence, correct, bin_of_cell, bins):
     for weights in (counts, counts * confidence, counts * correct):
         sums = np.zeros((*counts.shape[:-1], bins))
         if nonempty.any():
-            reduced = np.add.reduceat(weights[..., order], starts[nonempty], axis=-1)
-            sums[..., nonempty] = reduced
+            sums[..., nonempty] = _segment_sums(weights, order, starts[nonempty])
         out.append(sums)
     return tuple(out)
 
@@ -93,9 +100,8 @@ def _auroc(counts, score, correct):
     order = np.argsort(score, kind="stable")
     ranked = score[order]
     starts = np.flatnonzero(np.concatenate([[True], ranked[1:] != ranked[:-1]]))  # first cell of each level
-    counts = counts[..., order]
-    positive = np.add.reduceat(counts * correct[order], starts, axis=-1)
-    negative = np.add.reduceat(counts * (1 - correct[order]), starts, axis=-1)
+    positive = _segment_sums(counts * correct, order, starts)
+    negative = _segment_sums(counts * (1 - correct), order, starts)
     below = np.cumsum(negative, axis=-1) - negative
     with np.errstate(invalid="ignore", divide="ignore"):
         return (positive * (below + 0.5 * negative)).sum(axis=-1) / (positive.sum(-1) * negative.sum(-1))
@@ -327,17 +333,24 @@ def agent_statistics(
 # -- tables of distinct values ------------------------------------------------------------------
 
 
-def _codes(values: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(code[n], distinct[V])``: each valid value's index among the sorted distinct valid
-    values, ``V`` elsewhere. Values read from integer percents (``p / 100`` to the last bit)
-    are coded on :data:`PERCENT` without sorting."""
+def _percent_codes(values: np.ndarray, valid: np.ndarray) -> np.ndarray | None:
+    """Integer percent of each valid value (``PERCENT.size`` elsewhere) when every valid value
+    is exactly ``p / 100`` (as integer-percent answers are read), else None."""
     x = np.where(valid, values, 0.0)
     percent = np.rint(x * 100)
-    if percent.size and percent.min() >= 0 and percent.max() <= 100:
-        code = percent.astype(np.int64)
-        if np.array_equal(PERCENT[code], x):
-            code[~valid] = PERCENT.size
-            return code, PERCENT
+    if percent.size and not (percent.min() >= 0 and percent.max() <= 100 and np.array_equal(percent / 100, x)):
+        return None
+    code = percent.astype(np.int64)
+    code[~valid] = PERCENT.size
+    return code
+
+
+def _codes(values: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(code[n], distinct[V])``: each valid value's index among the sorted distinct valid
+    values, ``V`` elsewhere. Integer-percent values are coded on :data:`PERCENT`, unsorted."""
+    code = _percent_codes(values, valid)
+    if code is not None:
+        return code, PERCENT
     distinct, inverse = np.unique(values[valid], return_inverse=True)
     code = np.full(values.shape, distinct.size, dtype=np.int64)
     code[valid] = inverse.reshape(-1)
@@ -485,15 +498,18 @@ def _folds(pset: PredictionSet, n_folds: int, seed: int | None) -> np.ndarray:
 
 def _fold_tally(pset: PredictionSet, agents: list[int], n_folds: int, seed: int | None) -> list[tuple]:
     """Per agent ``(code[n], values[V], counts[folds, V, 2])``: its top confidences coded
-    by :func:`_codes` and the answered instances counted by fold and correctness."""
+    by :func:`_codes` and its answered instances counted by fold and correctness."""
 
     def compute():
         top, confidence = cache.agent_top(pset, agents)
+        answered = top >= 0
+        correct = top == pset.gold[:, None]
         fold = _folds(pset, n_folds, seed)
+        percent = _percent_codes(confidence, answered)  # every agent at once
         out = []
         for j in range(len(agents)):
-            code, values = _codes(confidence[:, j], top[:, j] >= 0)
-            counts = _count([(fold, n_folds), (code, values.size + 1), (top[:, j] == pset.gold, 2)])
+            code, values = (percent[:, j], PERCENT) if percent is not None else _codes(confidence[:, j], answered[:, j])
+            counts = _count([(fold, n_folds), (code, values.size + 1), (correct[:, j], 2)])
             out.append((code, values, counts[:, :-1]))
         return out
 
@@ -501,96 +517,104 @@ def _fold_tally(pset: PredictionSet, agents: list[int], n_folds: int, seed: int 
 
 
 def _fits(pset: PredictionSet, agents: list[int], method: str, n_folds: int, seed: int | None):
-    """``(models, fitted)``: per agent, each fold's map fitted on the other folds (None when
-    they hold no answer), and the temperatures. Fitted on distinct confidences' counts."""
+    """``(models, tables, fitted)``: per agent, each fold's map fitted on the other folds (None
+    when they hold no answer) and its ``[folds, 101]`` table of integer percents; the
+    temperatures. Fitted on the counts of distinct confidences; remembered per set."""
     if method not in METHODS:
         raise ValueError(f"unknown recalibration '{method}': use one of {', '.join(METHODS)}")
-    fit = _temperature if method == "temperature" else _isotonic
-    models: list[list] = []
-    fitted: dict[str, list[float]] = {}
-    for m, (_, values, counts) in zip(agents, _fold_tally(pset, agents, n_folds, seed), strict=True):
-        present = counts.sum(axis=(0, 2)) > 0
-        values, counts = values[present], counts[:, present]
-        total = counts.sum(axis=0)
-        per_fold, temperatures = [], []
-        for f in range(n_folds):
-            train = total - counts[f]
-            weight = train.sum(axis=1).astype(float)
-            if not weight.any():
-                per_fold.append(None)
-                continue
-            model = fit(values, weight, train[:, 1].astype(float))
-            per_fold.append(model)
-            if method == "temperature":
-                temperatures.append(float(model))
-        models.append(per_fold)
-        if temperatures:
-            fitted[pset.agents[m]] = temperatures
-    return models, fitted
-
-
-def _grid_tables(method: str, per_fold: list) -> np.ndarray:
-    """``[folds, 101]`` recalibrated value of each integer percent in each fold."""
-    return np.stack([PERCENT if model is None else _apply(method, model, PERCENT) for model in per_fold])
-
-
-def _score_pass(pset: PredictionSet, agents: list[int]) -> dict:
-    """One blockwise pass over the scores of ``agents``: ``on_grid`` (every score an integer
-    percent up to 1e-6 percent, as :func:`_on_percent_grid`), ``strict`` (up to
-    :data:`STRICT`) and, when strict, each agent's percent of the gold label and percent sum."""
 
     def compute():
-        scores, gold = pset.scores, pset.gold
-        every = agents == list(range(scores.shape[1]))
-        n, k = scores.shape[0], scores.shape[2]
-        step = max(1, BLOCK // (len(agents) * k))
-        gold_code = np.zeros((n, len(agents)), dtype=np.int32)
-        total_code = np.zeros((n, len(agents)), dtype=np.int32)
-        ones = np.ones(k)
-        worst = 0.0
-        for start in range(0, n, step):
-            block = scores[start : start + step] if every else scores[start : start + step][:, agents]
-            scaled = block * 100
-            percent = np.rint(scaled)
-            np.subtract(scaled, percent, out=scaled)
-            np.abs(scaled, out=scaled)
-            worst = max(worst, float(scaled.max(initial=0.0)))
-            if not worst <= 1e-6:
-                return {"on_grid": False, "strict": False}
-            total_code[start : start + step] = (percent.reshape(-1, k) @ ones).reshape(-1, len(agents))
-            gold_code[start : start + step] = percent[np.arange(len(block)), :, gold[start : start + step]]
-        strict = worst <= STRICT
-        return {"on_grid": True, "strict": strict} | ({"gold": gold_code, "total": total_code} if strict else {})
+        fit = _temperature if method == "temperature" else _isotonic
+        models: list[list] = []
+        fitted: dict[str, list[float]] = {}
+        for m, (_, values, counts) in zip(agents, _fold_tally(pset, agents, n_folds, seed), strict=True):
+            present = counts.sum(axis=(0, 2)) > 0
+            values, counts = values[present], counts[:, present]
+            total = counts.sum(axis=0)
+            per_fold, temperatures = [], []
+            for f in range(n_folds):
+                train = total - counts[f]
+                weight = train.sum(axis=1).astype(float)
+                if not weight.any():
+                    per_fold.append(None)
+                    continue
+                model = fit(values, weight, train[:, 1].astype(float))
+                per_fold.append(model)
+                if method == "temperature":
+                    temperatures.append(float(model))
+            models.append(per_fold)
+            if temperatures:
+                fitted[pset.agents[m]] = temperatures
+        tables = [np.stack([PERCENT if f is None else _apply(method, f, PERCENT) for f in fs]) for fs in models]
+        return models, tables, fitted
 
-    return cache.remember(pset, ("score_pass", tuple(agents)), compute)
+    return cache.remember(pset, ("fits", tuple(agents), method, n_folds, seed), compute)
+
+
+def _lookup(pset: PredictionSet, agents: list[int], tables: list[np.ndarray], fold: np.ndarray):
+    """Every score of ``agents`` through its agent's and fold's table, in one blockwise pass;
+    None as soon as a score is off the integer-percent grid (:func:`_on_percent_grid`)."""
+    scores = pset.scores
+    n, k = scores.shape[0], scores.shape[2]
+    flat = np.concatenate([table.ravel() for table in tables]) if tables else np.zeros(0)
+    offset = (np.arange(len(agents)) * (tables[0].size if tables else 0))[None, :, None]
+    every = agents == list(range(scores.shape[1]))
+    out = np.empty((n, len(agents), k))
+    step = max(1, BLOCK // max(1, len(agents) * k))
+    for start in range(0, n, step):
+        block = scores[start : start + step] if every else scores[start : start + step][:, agents]
+        scaled = block * 100
+        percent = np.rint(scaled)
+        np.subtract(scaled, percent, out=scaled)
+        if not np.abs(scaled, out=scaled).max(initial=0.0) <= 1e-6:
+            return None
+        index = percent.astype(np.intp)
+        index += offset
+        index += (fold[start : start + step] * 101)[:, None, None]
+        np.take(flat, index, out=out[start : start + step], mode="clip")
+    return out
 
 
 def _crossfit(pset, agents, method, *, n_folds, seed):
     agents = list(agents)
-    models, fitted = _fits(pset, agents, method, n_folds, seed)
+    models, tables, fitted = _fits(pset, agents, method, n_folds, seed)
     fold = _folds(pset, n_folds, seed)
-    scores = pset.scores
-    if _score_pass(pset, agents)["on_grid"]:  # integer percent: one 101-entry table per agent and fold
-        n, k = scores.shape[0], scores.shape[2]
-        flat = np.concatenate([_grid_tables(method, per_fold).ravel() for per_fold in models])
-        offset = (np.arange(len(agents)) * (n_folds * 101))[None, :, None]
-        every = agents == list(range(scores.shape[1]))
-        out = np.empty((n, len(agents), k))
-        step = max(1, BLOCK // (len(agents) * k))
-        for start in range(0, n, step):
-            block = scores[start : start + step] if every else scores[start : start + step][:, agents]
-            index = np.rint(block * 100).astype(np.intp)
-            index += offset
-            index += (fold[start : start + step] * 101)[:, None, None]
-            np.take(flat, index, out=out[start : start + step], mode="clip")
-        return out, fitted
-    out = np.array(scores[:, agents], dtype=np.float64)
-    for j, m in enumerate(agents):
-        for f, model in enumerate(models[j]):
-            if model is not None:
-                held_out = fold == f
-                out[held_out, j] = _apply(method, model, scores[held_out, m])
+    out = _lookup(pset, agents, tables, fold)  # integer percent: one 101-entry table per agent and fold
+    if out is None:
+        out = np.array(pset.scores[:, agents], dtype=np.float64)
+        for j, m in enumerate(agents):
+            for f, model in enumerate(models[j]):
+                if model is not None:
+                    held_out = fold == f
+                    out[held_out, j] = _apply(method, model, pset.scores[held_out, m])
     return out, fitted
+
+
+def _nll_codes(pset: PredictionSet, answered: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(code[n, m], values)``: the candidate NLL of each answer as a cell of (gold label's
+    percent, percent sum), when these are integer percents (up to :data:`STRICT`), else None.
+    One blockwise pass over the scores."""
+    scores, gold = pset.scores, pset.gold
+    n, m, k = scores.shape
+    width = 100 * k + 1
+    code = np.empty((n, m), dtype=np.int64)
+    step = max(1, BLOCK // max(1, m * k))
+    rows = np.arange(step)
+    for start in range(0, n, step):
+        block = scores[start : start + step]
+        gold_percent = block[rows[: len(block)], :, gold[start : start + step]] * 100
+        total_percent = np.einsum("ijk->ij", block) * 100
+        for scaled, top in ((gold_percent, 100), (total_percent, 100 * k)):
+            percent = np.rint(scaled)
+            if not (percent.min(initial=0) >= 0 and percent.max(initial=0) <= top):
+                return None
+            if not np.abs(np.subtract(scaled, percent, out=scaled)).max(initial=0) <= STRICT:
+                return None
+            scaled[...] = percent
+        code[start : start + step] = gold_percent * width + total_percent
+    code[~answered] = 101 * width
+    values = -np.log((PERCENT[:, None] + CANDIDATE_EPS / k) / (np.arange(width) / 100 + CANDIDATE_EPS))
+    return code, values.ravel()
 
 
 class Recalibrated(FusionRule):
@@ -621,11 +645,13 @@ def calibration_report(
     correctness, quality, candidate-NLL cell) keyed by group; every figure and interval
     comes from those tables."""
     agents = list(range(len(pset.agents)))
-    n, k = pset.n_instances, pset.scores.shape[2]
+    n = pset.n_instances
     top, _ = cache.agent_top(pset, agents)
+    answered, correct = top >= 0, top == pset.gold[:, None]
+    tally = _fold_tally(pset, agents, n_folds, seed)
     fits = {method: _fits(pset, agents, method, n_folds, seed) for method in METHODS}
     temperatures: dict[str, list[float]] = {}
-    for _, fitted in fits.values():
+    for *_, fitted in fits.values():
         temperatures |= fitted
     options = {"bins": bins, "resamples": resamples, "seed": seed, "level": level}
     out: dict = {
@@ -638,28 +664,22 @@ def calibration_report(
     every = "all" not in (groups or {})
     groups = {"all": np.arange(n)} | {name: np.asarray(rows, dtype=np.intp) for name, rows in (groups or {}).items()}
     layout = _Groups(n, groups, every)
-    scan = _score_pass(pset, agents)
-    fold = _folds(pset, n_folds, seed)
-    if scan["strict"]:  # candidate NLL is a function of (gold percent, percent sum): a grid of cells
-        width = 100 * k + 1
-        nll_values = -np.log((PERCENT[:, None] + CANDIDATE_EPS / k) / (np.arange(width) / 100 + CANDIDATE_EPS))
-        nll_values = nll_values.ravel()
+    known = answered & np.isfinite(pset.quality)
+    quality_codes = _percent_codes(pset.quality, known)
+    nll_codes = _nll_codes(pset, answered)
     entries: dict[str, dict] = {group: {} for group in groups}
-    for j, (name, (code, values, fold_counts)) in enumerate(
-        zip(pset.agents, _fold_tally(pset, agents, n_folds, seed), strict=True)
-    ):
-        answered = top[:, j] >= 0
-        correct = top[:, j] == pset.gold
-        conf = layout.counts([(code, values.size + 1), (correct, 2)])
-        quality = pset.quality[:, j]
-        q_code, q_values = _codes(quality, answered & np.isfinite(quality))
-        qual = layout.counts([(q_code, q_values.size + 1), (correct, 2)])
-        if scan["strict"]:
-            n_code = scan["gold"][:, j].astype(np.int64) * width + scan["total"][:, j]
-            n_code[~answered] = nll_values.size
-            n_values = nll_values
+    for j, (name, (code, values, fold_counts)) in enumerate(zip(pset.agents, tally, strict=True)):
+        hit = correct[:, j]
+        conf = layout.counts([(code, values.size + 1), (hit, 2)])
+        if quality_codes is not None:
+            q_code, q_values = quality_codes[:, j], PERCENT
         else:
-            n_code, n_values = _codes(candidate_nll(pset.scores[:, j], pset.gold), answered)
+            q_code, q_values = _codes(pset.quality[:, j], known[:, j])
+        qual = layout.counts([(q_code, q_values.size + 1), (hit, 2)])
+        if nll_codes is not None:
+            n_code, n_values = nll_codes[0][:, j], nll_codes[1]
+        else:
+            n_code, n_values = _codes(candidate_nll(pset.scores[:, j], pset.gold), answered[:, j])
         nll = layout.counts([(n_code, n_values.size + 1)])
         for group in groups:
             stats = _statistics(
@@ -672,17 +692,19 @@ def calibration_report(
             if group == "all":
                 rows = layout.rows("all")
                 if rows is not None:
-                    fold_counts = _count([(fold, n_folds), (code, values.size + 1), (correct, 2)], rows)[:, :-1]
+                    fold_counts = _count(
+                        [(_folds(pset, n_folds, seed), n_folds), (code, values.size + 1), (hit, 2)], rows
+                    )
+                    fold_counts = fold_counts[:, :-1]
                 stats["recalibrated"] = {}
-                for method, (models, _) in fits.items():
-                    if scan["on_grid"]:
-                        mapped = _grid_tables(method, models[j])[:, np.rint(values * 100).astype(np.int64)]
-                        table = _merge(mapped.ravel(), fold_counts.reshape(-1, 2))
-                    else:  # off the percent grid: the recalibrated scores themselves
+                for method, (_, tables, _) in fits.items():
+                    if values is PERCENT:  # exact integer percents: the fold's table is the map
+                        table = _merge(tables[j].ravel(), fold_counts.reshape(-1, 2))
+                    else:  # the recalibrated scores themselves
                         scores = crossfit(pset, agents, method, n_folds=n_folds, seed=seed)[0]
                         after = scores[np.arange(n), j, np.maximum(top[:, j], 0)]
-                        after_code, after_values = _codes(after, answered)
-                        table = (after_values, _count([(after_code, after_values.size + 1), (correct, 2)], rows)[:-1])
+                        after_code, after_values = _codes(after, answered[:, j])
+                        table = (after_values, _count([(after_code, after_values.size + 1), (hit, 2)], rows)[:-1])
                     stats["recalibrated"][method] = _statistics(*table, diagrams=False, **options)
             entries[group][name] = stats
     out["groups"] = entries
