@@ -65,7 +65,7 @@ def bin_index(confidence: np.ndarray, *, bins: int = 10, strategy: str = "width"
 
 def _segment_sums(weights: np.ndarray, order: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """Sums of ``weights[..., order]`` over the runs of cells beginning at ``starts``; a stack
-    of resamples ``[B, C]`` is summed with cells as rows (contiguous adds)."""
+    of resamples ``[B, C]`` is summed with cells as rows (contiguous adds, no BLAS threads)."""
     if weights.ndim == 1:
         return np.add.reduceat(weights[order], starts)
     return np.add.reduceat(weights.T[order], starts, axis=0).T
@@ -96,15 +96,20 @@ def _calibration_errors(counts, confidence, correct, bin_of_cell, bins):
 
 
 def _auroc(counts, score, correct):
-    """AUROC of ``score`` for ``correct`` from cell counts ``[..., C]`` (ties count half)."""
-    order = np.argsort(score, kind="stable")
-    ranked = score[order]
-    starts = np.flatnonzero(np.concatenate([[True], ranked[1:] != ranked[:-1]]))  # first cell of each level
-    positive = _segment_sums(counts * correct, order, starts)
-    negative = _segment_sums(counts * (1 - correct), order, starts)
-    below = np.cumsum(negative, axis=-1) - negative
+    """AUROC of ``score`` for ``correct`` from cell counts ``[..., C]`` (ties count half): each
+    right cell's count times the wrong answers below it (plus half those tied), read off the
+    cumulative counts of the wrong cells in score order. Integer arithmetic in floats: exact."""
+    negative = np.flatnonzero(correct == 0)
+    negative = negative[np.argsort(score[negative], kind="stable")]
+    positive = np.flatnonzero(correct != 0)
+    ranked = score[negative]
+    cumulative = np.zeros((*counts.shape[:-1], negative.size + 1))
+    np.cumsum(counts[..., negative], axis=-1, out=cumulative[..., 1:])
+    below = cumulative[..., np.searchsorted(ranked, score[positive], side="left")]
+    up_to = cumulative[..., np.searchsorted(ranked, score[positive], side="right")]
+    right = counts[..., positive]
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (positive * (below + 0.5 * negative)).sum(axis=-1) / (positive.sum(-1) * negative.sum(-1))
+        return 0.5 * (right * (below + up_to)).sum(axis=-1) / (right.sum(axis=-1) * cumulative[..., -1])
 
 
 def expected_calibration_error(confidence, correct, *, bins: int = 10, strategy: str = "width") -> float:
