@@ -524,10 +524,9 @@ def _fold_tally(pset: PredictionSet, agents: list[int], n_folds: int, seed: int 
         answered = top >= 0
         correct = top == pset.gold[:, None]
         fold = _folds(pset, n_folds, seed)
-        percent = _percent_codes(confidence, answered)  # every agent at once
         out = []
         for j in range(len(agents)):
-            code, values = (percent[:, j], PERCENT) if percent is not None else _codes(confidence[:, j], answered[:, j])
+            code, values = _codes(confidence[:, j], answered[:, j])  # one contiguous column per agent
             counts = _count([(fold, n_folds), (code, values.size + 1), (correct[:, j], 2)])
             out.append((code, values, counts[:, :-1]))
         return out
@@ -610,13 +609,13 @@ def _crossfit(pset, agents, method, *, n_folds, seed):
 
 
 def _nll_codes(pset: PredictionSet, answered: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(code[n, m], values)``: the candidate NLL of each answer as a cell of (gold label's
+    """``(code[m, n], values)``: the candidate NLL of each answer as a cell of (gold label's
     percent, percent sum), when these are integer percents (up to :data:`STRICT`), else None.
     One blockwise pass over the scores."""
     scores, gold = pset.scores, pset.gold
     n, m, k = scores.shape
     width = 100 * k + 1
-    code = np.empty((n, m), dtype=np.int64)
+    code = np.empty((m, n), dtype=np.int64)  # one contiguous row per agent
     step = max(1, BLOCK // max(1, m * k))
     rows = np.arange(step)
     for start in range(0, n, step):
@@ -630,8 +629,8 @@ def _nll_codes(pset: PredictionSet, answered: np.ndarray) -> tuple[np.ndarray, n
             if not np.abs(np.subtract(scaled, percent, out=scaled)).max(initial=0) <= STRICT:
                 return None
             scaled[...] = percent
-        code[start : start + step] = gold_percent * width + total_percent
-    code[~answered] = 101 * width
+        code[:, start : start + step] = (gold_percent * width + total_percent).T
+    code[~answered.T] = 101 * width
     values = -np.log((PERCENT[:, None] + CANDIDATE_EPS / k) / (np.arange(width) / 100 + CANDIDATE_EPS))
     return code, values.ravel()
 
@@ -666,7 +665,7 @@ def calibration_report(
     agents = list(range(len(pset.agents)))
     n = pset.n_instances
     top, _ = cache.agent_top(pset, agents)
-    answered, correct = top >= 0, top == pset.gold[:, None]
+    answered = top >= 0
     tally = _fold_tally(pset, agents, n_folds, seed)
     fits = {method: _fits(pset, agents, method, n_folds, seed) for method in METHODS}
     temperatures: dict[str, list[float]] = {}
@@ -684,19 +683,20 @@ def calibration_report(
     groups = {"all": np.arange(n)} | {name: np.asarray(rows, dtype=np.intp) for name, rows in (groups or {}).items()}
     layout = _Groups(n, groups, every)
     known = answered & np.isfinite(pset.quality)
-    quality_codes = _percent_codes(pset.quality, known)
     nll_codes = _nll_codes(pset, answered)
     entries: dict[str, dict] = {group: {} for group in groups}
     for j, (name, (code, values, fold_counts)) in enumerate(zip(pset.agents, tally, strict=True)):
-        hit = correct[:, j]
-        conf = layout.counts([(code, values.size + 1), (hit, 2)])
-        if quality_codes is not None:
-            q_code, q_values = quality_codes[:, j], PERCENT
+        hit = top[:, j] == pset.gold
+        q_code, q_values = _codes(pset.quality[:, j], known[:, j])
+        sizes = [(code, values.size + 1), (q_code, q_values.size + 1), (hit, 2)]
+        if (values.size + 1) * (q_values.size + 1) <= 1 << 16:  # confidence and quality in one count
+            joint = layout.counts(sizes)
+            conf = {group: table.sum(axis=1) for group, table in joint.items()}
+            qual = {group: table.sum(axis=0) for group, table in joint.items()}
         else:
-            q_code, q_values = _codes(pset.quality[:, j], known[:, j])
-        qual = layout.counts([(q_code, q_values.size + 1), (hit, 2)])
+            conf, qual = layout.counts([sizes[0], sizes[2]]), layout.counts(sizes[1:])
         if nll_codes is not None:
-            n_code, n_values = nll_codes[0][:, j], nll_codes[1]
+            n_code, n_values = nll_codes[0][j], nll_codes[1]
         else:
             n_code, n_values = _codes(candidate_nll(pset.scores[:, j], pset.gold), answered[:, j])
         nll = layout.counts([(n_code, n_values.size + 1)])
