@@ -617,10 +617,10 @@ def _nll_codes(pset: PredictionSet, answered: np.ndarray) -> tuple[np.ndarray, n
     width = 100 * k + 1
     code = np.empty((m, n), dtype=np.int64)  # one contiguous row per agent
     step = max(1, BLOCK // max(1, m * k))
-    rows = np.arange(step)
+    at = (np.arange(step) * (m * k))[:, None] + np.arange(m) * k  # flat index of each (row, agent) in a block
     for start in range(0, n, step):
         block = scores[start : start + step]
-        gold_percent = block[rows[: len(block)], :, gold[start : start + step]] * 100
+        gold_percent = np.take(block.reshape(-1), at[: len(block)] + gold[start : start + step, None]) * 100
         total_percent = np.einsum("ijk->ij", block) * 100
         for scaled, top in ((gold_percent, 100), (total_percent, 100 * k)):
             percent = np.rint(scaled)
