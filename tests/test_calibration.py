@@ -213,3 +213,19 @@ def test_crossfit_of_some_agents_is_those_columns_of_every_agent():
     some, some_fitted = crossfit(pset, [3, 1], "temperature", n_folds=3, seed=5)
     assert np.array_equal(some, every[:, [3, 1]])
     assert some_fitted == {pset.agents[m]: fitted[pset.agents[m]] for m in (3, 1)}
+
+
+def test_a_given_all_group_is_those_rows_recalibrated_by_maps_fitted_on_every_instance():
+    pset = _mixed_set(n=1200, seed=14)
+    rows = np.arange(100, 700)
+    report = calibration_report(pset, groups={"all": rows}, resamples=0, n_folds=3, seed=1)
+    top = np.where(pset.candidate.any(axis=2), pset.scores.argmax(axis=2), -1)
+    for m, name in enumerate(pset.agents):
+        answered = rows[top[rows, m] >= 0]
+        correct = top[answered, m] == pset.gold[answered]
+        entry = report["groups"]["all"][name]
+        assert entry["n"] == answered.size
+        assert np.isclose(entry["ece"], expected_calibration_error(pset.scores[answered, m].max(axis=1), correct))
+        after = crossfit(pset, range(4), "isotonic", n_folds=3, seed=1)[0][answered, m, top[answered, m]]
+        exact = np.round(after / 1e-6) * 1e-6
+        assert np.isclose(entry["recalibrated"]["isotonic"]["ece"], expected_calibration_error(exact, correct))

@@ -615,6 +615,8 @@ def _nll_codes(pset: PredictionSet, answered: np.ndarray) -> tuple[np.ndarray, n
     scores, gold = pset.scores, pset.gold
     n, m, k = scores.shape
     width = 100 * k + 1
+    if 101 * width > 1 << 20:  # very many labels: too many cells to count densely
+        return None
     code = np.empty((m, n), dtype=np.int64)  # one contiguous row per agent
     step = max(1, BLOCK // max(1, m * k))
     at = (np.arange(step) * (m * k))[:, None] + np.arange(m) * k  # flat index of each (row, agent) in a block
