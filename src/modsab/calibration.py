@@ -26,7 +26,8 @@ held-out instances. A map fitted on top labels is applied to every candidate's c
 Every figure comes from small tables: each agent's answered instances are counted once,
 keyed by group (one ``bincount``, no sort), by distinct confidence and correctness, by
 self-reported quality and correctness, and by candidate-NLL cell (the gold label's percent
-and the percent sum of the candidates). Equal-mass edges are numpy's linear quantiles read
+and the percent sum of the candidates); values off the integer-percent grid are counted
+by their sorted distinct values instead. Equal-mass edges are numpy's linear quantiles read
 off the cumulative counts; recalibrated confidences are the fold tables' values counted by
 fold.
 
@@ -615,7 +616,7 @@ def _nll_codes(pset: PredictionSet, answered: np.ndarray) -> tuple[np.ndarray, n
     scores, gold = pset.scores, pset.gold
     n, m, k = scores.shape
     width = 100 * k + 1
-    if 101 * width > 1 << 20:  # very many labels: too many cells to count densely
+    if 101 * width > 1 << 20 or gold.min(initial=0) < 0:  # very many labels (too many cells), or no gold label
         return None
     code = np.empty((m, n), dtype=np.int64)  # one contiguous row per agent
     step = max(1, BLOCK // max(1, m * k))
