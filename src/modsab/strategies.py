@@ -170,10 +170,20 @@ def default_strategies(*, tau: float = 0.70, n_folds: int = 5, seed: int | None 
 
 
 def _label_major(pset: PredictionSet, agents: list[int]) -> np.ndarray:
-    """``[agents, labels, n]`` copy of the answers, remembered per set."""
-    return cache.remember(
-        pset, ("label_major", tuple(agents)), lambda: np.ascontiguousarray(pset.scores[:, agents].transpose(1, 2, 0))
-    )
+    """``[agents, labels, n]`` copy of the answers, remembered per set (copied in blocks of
+    rows, each transposed in cache)."""
+
+    def compute() -> np.ndarray:
+        n, _, k = pset.scores.shape
+        out = np.empty((len(agents), k, n))
+        every = agents == list(range(pset.scores.shape[1]))
+        for start in range(0, n, BLOCK_ROWS):
+            rows = slice(start, min(n, start + BLOCK_ROWS))
+            block = pset.scores[rows] if every else pset.scores[rows][:, agents]
+            out[:, :, rows] = block.transpose(1, 2, 0)
+        return out
+
+    return cache.remember(pset, ("label_major", tuple(agents)), compute)
 
 
 #: Rows fused at once by :func:`outcomes`: small enough that a block's arrays stay in cache.
@@ -203,7 +213,7 @@ def outcomes(
     then "gold is the top-1" is one comparison with the largest key."""
     agents = list(agents)
     top, confidence = agent_top or cache.agent_top(pset, agents)
-    confident = np.nan_to_num(confidence, nan=-1.0) >= tau - audit.TAU_TOLERANCE
+    confident = confidence >= tau - audit.TAU_TOLERANCE  # NaN (abstained) is never confident
     weights = rule.weights(pset, agents)
     n, n_labels, m = pset.n_instances, len(pset.labels), len(agents)
     scale = 10.0**fusion.TIE_DECIMALS
@@ -235,17 +245,19 @@ def outcomes(
         best = key.max(axis=0)
         gold_key = key.ravel()[at_gold]
         rank = np.where(gold_key >= n_labels, (key > gold_key).sum(axis=0), n_labels)
-        block_top = top[rows]
-        followed = key.ravel()[np.maximum(block_top, 0) * b + np.arange(b)[:, None]] == best[:, None]  # [b, m]
-        wrong_followed = (block_top >= 0) & (block_top != gold[:, None]) & followed & (best >= n_labels)[:, None]
-        successful = (wrong_followed & confident[rows]).any(axis=1)
+        block_top, block_confident, row = top[rows], confident[rows], np.arange(b)
+        successful = np.zeros(b, dtype=bool)
         causal = np.zeros(b, dtype=bool)
         without = np.empty_like(raw)
         for j in range(m):
+            top_j = block_top[:, j]
+            followed = key.ravel()[np.maximum(top_j, 0) * b + row] == best  # the fusion picked j's label
+            successful |= followed & block_confident[:, j] & (top_j >= 0) & (top_j != gold)
             np.subtract(raw, contrib[j], out=without)
             key_j = keys(without, without)
             gold_j = key_j.ravel()[at_gold]
             causal |= (gold_j >= key_j.max(axis=0)) & (gold_j >= n_labels)
+        successful &= best >= n_labels  # a fused answer exists
         causal &= rank > 0
         out[rows] = np.minimum(rank, k) + (k + 1) * (successful + 2 * causal)
     return out
