@@ -107,3 +107,25 @@ def test_instances_table_carries_causal_flags_and_shapley_values_when_run(tmp_pa
         answered = (table[f"{agent}.role"] != "abstained").sum()
         assert saboteur / answered == pytest.approx(causal[agent]["causal_sabotage_rate"])
         assert set(table[f"{agent}.causal"]) <= {"saboteur", "contributor", ""}
+
+
+def test_demo_command_runs_and_prints_the_paper_tables(capsys):
+    from modsab.cli import main
+
+    main(["demo", "--json"])  # returns normally: exit 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["baseline"] == "tav" and out["n_instances"] == 240 and "causal" not in out
+
+
+def test_report_adds_the_diagnostics_it_is_asked_for(tmp_path):
+    from importlib.resources import files
+
+    from modsab.cli import main
+
+    path = str(files("modsab") / "data" / "demo_predictions.jsonl")
+    out = tmp_path / "r.html"
+    main(["report", path, "--labels", "meld", "--bootstrap", "20", "--causal", "--shapley", "-o", str(out)])
+    page = out.read_text()
+    assert "Causal (counterfactual) sabotage" in page and "Shapley contributions" in page
+    main(["report", path, "--labels", "meld", "--bootstrap", "20", "-o", str(out)])
+    assert "Shapley contributions" not in out.read_text()

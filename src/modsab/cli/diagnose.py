@@ -26,27 +26,24 @@ def diagnose_command(
     seed: int = options.SEED,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout instead of tables."),
     instances: Path = typer.Option(None, "--instances", help="Write one row per instance to .parquet, .csv or .jsonl."),
-    causal: bool = typer.Option(
-        False, "--causal", help="Counterfactual sabotage: fuse again without each agent and each pair."
-    ),
-    shapley: bool = typer.Option(False, "--shapley", help="Exact Shapley shares of each agent (2^M fusions)."),
-    calibration: bool = typer.Option(
-        False, "--calibration", help="Calibration, self-assessment AUROC, cross-fitted recalibration."
-    ),
-    fusion_compare: bool = typer.Option(
-        False, "--fusion-compare", help="Fusion strategies side by side, with paired differences to uniform."
-    ),
-    tau_sweep: bool = typer.Option(False, "--tau-sweep", help="Sabotage rates and role changes over tau 0.50-0.95."),
-    run_all: bool = typer.Option(False, "--all", help="All five diagnostics above."),
-    folds: int = typer.Option(
-        5, "--folds", help="Seeded instance folds for cross-fitting (recalibration, learned weights)."
-    ),
+    causal: bool = options.CAUSAL,
+    shapley: bool = options.SHAPLEY,
+    calibration: bool = options.CALIBRATION,
+    fusion_compare: bool = options.FUSION_COMPARE,
+    tau_sweep: bool = options.TAU_SWEEP,
+    run_all: bool = options.ALL,
+    folds: int = options.FOLDS,
 ) -> None:
     """Fuse per-modality answers, audit every instance, print the paper's tables.
 
     --causal, --shapley, --calibration, --fusion-compare and --tau-sweep (or --all) add
     the diagnostics beyond the paper; cross-fitted parts use --folds seeded instance folds.
     """
+    _diagnose_and_print(predictions, as_json=as_json, instances=instances, **options.diagnose_kwargs(locals()))
+
+
+def _diagnose_and_print(predictions: Path, *, as_json: bool, instances: Path | None, **diagnose_options) -> None:
+    """Diagnose, then print tables (or the JSON) and write the instances table when asked."""
     from rich.console import Console
 
     from modsab.diagnosis import diagnose
@@ -54,27 +51,7 @@ def diagnose_command(
 
     err = Console(stderr=True)
     with err.status("loading and auditing predictions", spinner="dots"):
-        result = diagnose(
-            predictions,
-            labels=labels,
-            scale=scale,
-            synonyms=synonyms,
-            strict=strict,
-            skip_invalid=skip_invalid,
-            weights=weights,
-            fuse=options.agent_list(fuse),
-            baseline=baseline,
-            tau=tau,
-            k=k,
-            bootstrap=bootstrap,
-            seed=seed,
-            causal=causal or run_all,
-            shapley=shapley or run_all,
-            calibration=calibration or run_all,
-            fusion_compare=fusion_compare or run_all,
-            tau_sweep=tau_sweep or run_all,
-            n_folds=folds,
-        )
+        result = diagnose(predictions, **diagnose_options)
         payload = result.to_dict()
         if instances is not None:
             written = result.write_instances(instances)
@@ -94,22 +71,15 @@ def demo_command(
     from importlib.resources import files
 
     path = Path(str(files("modsab") / "data" / "demo_predictions.jsonl"))
-    diagnose_command(
+    _diagnose_and_print(
         path,
-        labels="meld",
-        scale="percent",
-        synonyms=None,
-        strict=False,
-        skip_invalid=False,
-        weights="uniform",
-        fuse="text,audio,vision,tav",
-        baseline="tav",
-        tau=0.70,
-        k=5,
-        bootstrap=1000,
-        seed=0,
         as_json=as_json,
         instances=instances,
+        labels="meld",
+        fuse=["text", "audio", "vision", "tav"],
+        baseline="tav",
+        bootstrap=1000,
+        seed=0,
     )
 
 

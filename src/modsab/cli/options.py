@@ -30,6 +30,33 @@ TAU = typer.Option(0.70, "--tau", help="Confidence threshold of potential sabota
 K = typer.Option(5, "--k", help="Largest k of fused top-k (capped at the number of labels).")
 BOOTSTRAP = typer.Option(1000, "--bootstrap", help="Bootstrap resamples (0: no intervals).")
 SEED = typer.Option(0, "--seed", help="Seed of the bootstrap.")
+CAUSAL = typer.Option(False, "--causal", help="Counterfactual sabotage: fuse again without each agent and each pair.")
+SHAPLEY = typer.Option(False, "--shapley", help="Exact Shapley shares of each agent (2^M fusions).")
+CALIBRATION = typer.Option(
+    False, "--calibration", help="Calibration, self-assessment AUROC, cross-fitted recalibration."
+)
+FUSION_COMPARE = typer.Option(
+    False, "--fusion-compare", help="Fusion strategies side by side, with paired differences to uniform."
+)
+TAU_SWEEP = typer.Option(False, "--tau-sweep", help="Sabotage rates and role changes over tau 0.50-0.95.")
+ALL = typer.Option(False, "--all", help="All five diagnostics above.")
+FOLDS = typer.Option(5, "--folds", help="Seeded instance folds for cross-fitting (recalibration, learned weights).")
+
+
+DIAGNOSTICS = ("causal", "shapley", "calibration", "fusion_compare", "tau_sweep")
+_PLAIN = (
+    "labels", "scale", "synonyms", "strict", "skip_invalid", "weights", "baseline", "tau", "k", "bootstrap", "seed"
+)
+
+
+def diagnose_kwargs(params: dict) -> dict:
+    """``diagnose()`` keywords from a command's parameters (``locals()`` of a command that
+    takes the options above; ``run_all`` is ``--all``, ``folds`` is ``--folds``)."""
+    out = {name: params[name] for name in _PLAIN}
+    out["fuse"] = agent_list(params["fuse"])
+    out["n_folds"] = params["folds"]
+    out |= {name: bool(params[name] or params["run_all"]) for name in DIAGNOSTICS}
+    return out
 
 
 def agent_list(text: str | None) -> list[str] | None:

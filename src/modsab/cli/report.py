@@ -31,9 +31,20 @@ def report_command(
     k: int = options.K,
     bootstrap: int = options.BOOTSTRAP,
     seed: int = options.SEED,
+    causal: bool = options.CAUSAL,
+    shapley: bool = options.SHAPLEY,
+    calibration: bool = options.CALIBRATION,
+    fusion_compare: bool = options.FUSION_COMPARE,
+    tau_sweep: bool = options.TAU_SWEEP,
+    run_all: bool = options.ALL,
+    folds: int = options.FOLDS,
     title: str = typer.Option(None, "--title", help="Page title. Default: from the run directory name."),
 ) -> None:
-    """Write one offline HTML report: headline, reliability profile, sabotage heatmap, instance browser."""
+    """Write one offline HTML report: headline, reliability profile, sabotage heatmap, instance browser.
+
+    --causal, --shapley, --calibration, --fusion-compare, --tau-sweep (or --all) add those
+    sections (a run directory's diagnosis.json adds the ones it holds)."""
+    params = dict(locals())
     from rich.console import Console
 
     from modsab.report import report_from_path
@@ -45,18 +56,7 @@ def report_command(
             out,
             figures=figures,
             title=title,
-            labels=labels,
-            scale=scale,
-            synonyms=synonyms,
-            strict=strict,
-            skip_invalid=skip_invalid,
-            weights=weights,
-            fuse=options.agent_list(fuse),
-            baseline=baseline,
-            tau=tau,
-            k=k,
-            bootstrap=bootstrap,
-            seed=seed,
+            **options.diagnose_kwargs(params),
         )
     size = written.stat().st_size / 1e6
     err.print(f"report written to {written} ({size:.1f} MB)")
