@@ -299,13 +299,89 @@ def _read_table_fast(path: Path, fmt: str) -> tuple[pa.Table, int]:
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(path, read_dictionary=_dictionary_columns(path))
     except (pa.ArrowInvalid, OSError) as error:
         raise InputError(f"cannot read Parquet: {error}", path=path) from error
     if "candidates" in table.column_names and pa.types.is_string(table.schema.field("candidates").type):
         parsed = _candidates_from_json_strings(table.column("candidates").combine_chunks())
         table = table.set_column(table.column_names.index("candidates"), "candidates", parsed)
     return table, 1
+
+
+def _dictionary_columns(path: Path) -> list[str]:
+    """Parquet columns of few distinct strings to read as dictionaries (agent, gold, dataset,
+    candidate labels): no string is materialised per row, and their codes come for free."""
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_metadata(path).schema
+    except (pa.ArrowInvalid, OSError):
+        return []  # read_table reports it
+    paths = [schema.column(i).path for i in range(len(schema))]
+    label = [p for p in paths if p.startswith("candidates.") and p.endswith(".label")]
+    return [p for p in paths if p in ("agent", "gold", "dataset")] + label
+
+
+def _cast(column: pa.Array, target: pa.DataType) -> pa.Array:
+    """Cast to the contract's type, keeping strings dictionary-encoded when they are."""
+    kept = None
+    if target == pa.string() and pa.types.is_dictionary(column.type):
+        kept = pa.dictionary(column.type.index_type, pa.string())
+    elif target == _CANDIDATES_TYPE and (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)):
+        element = column.type.value_type
+        if pa.types.is_struct(element) and element.get_field_index("label") >= 0:
+            label = element.field("label").type
+            if pa.types.is_dictionary(label):
+                kept = pa.list_(
+                    pa.struct([("label", pa.dictionary(label.index_type, pa.string())), ("confidence", pa.float64())])
+                )
+    if kept is not None:
+        try:
+            return column.cast(kept)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            pass
+    try:
+        return column.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as error:
+        raise _GiveUp from error
+
+
+def _canonical(column: pa.Array, *, trim: bool = True, empty_is_null: bool = False) -> pa.DictionaryArray:
+    """Dictionary-encode a string column, trimming (and blank to null, or giving up on
+    blank) on the distinct values only. The dictionary comes out distinct and without
+    nulls; its order is first appearance when ``column`` was plain strings."""
+    if pa.types.is_dictionary(column.type):
+        encoded, distinct = column, False
+    else:
+        encoded, distinct = column.dictionary_encode(), True
+    values = encoded.dictionary
+    if trim:
+        values = pc.utf8_trim_whitespace(values)
+        empty = pc.equal(pc.utf8_length(values), 0)
+        if pc.any(empty).as_py():
+            if not empty_is_null:
+                raise _GiveUp
+            values = pc.if_else(empty, pa.scalar(None, pa.string()), values)
+            distinct = False
+        elif distinct and not pc.all(pc.equal(values, encoded.dictionary)).as_py():
+            distinct = False
+    if not distinct:
+        again = values.dictionary_encode()
+        if again.null_count or len(again.dictionary) != len(values):  # merged or blanked values: recode rows
+            remap = np.append(pc.fill_null(again.indices.cast(pa.int64()), -1).to_numpy(zero_copy_only=False), -1)
+            codes = remap[_indices(encoded)]
+            indices = pa.array(codes.astype(np.int32), mask=codes < 0)
+            return pa.DictionaryArray.from_arrays(indices, again.dictionary)
+        values = again.dictionary  # the same values, in the same order
+    return pa.DictionaryArray.from_arrays(encoded.indices, values)
+
+
+def _indices(encoded: pa.DictionaryArray) -> np.ndarray:
+    """int64 codes of a dictionary array, -1 for null."""
+    indices = encoded.indices
+    if indices.null_count:
+        indices = pc.fill_null(indices.cast(pa.int64()), -1)
+    return indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
 
 
 def _fast(path: Path, fmt: str, scale: Scale) -> _Flat:
@@ -319,18 +395,12 @@ def _fast(path: Path, fmt: str, scale: Scale) -> _Flat:
                 raise _GiveUp
             columns[name] = pa.nulls(table.num_rows, _SCHEMA.field(name).type)
             continue
-        column = table.column(name).combine_chunks()
-        try:
-            columns[name] = column.cast(_SCHEMA.field(name).type)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as error:
-            raise _GiveUp from error
+        columns[name] = _cast(table.column(name).combine_chunks(), _SCHEMA.field(name).type)
     for name in ("instance_id", "agent", "candidates"):
         if columns[name].null_count:
             raise _GiveUp
-    ids = pc.utf8_trim_whitespace(columns["instance_id"])
-    agents = pc.utf8_trim_whitespace(columns["agent"])
-    if pc.any(pc.equal(pc.utf8_length(ids), 0)).as_py() or pc.any(pc.equal(pc.utf8_length(agents), 0)).as_py():
-        raise _GiveUp
+    ids = _canonical(columns["instance_id"])
+    agents = _canonical(columns["agent"])
     top = SCALE_MAX[scale]
     quality = columns["quality"].to_numpy(zero_copy_only=False)
     quality = np.asarray(quality, dtype=np.float64)
@@ -349,21 +419,16 @@ def _fast(path: Path, fmt: str, scale: Scale) -> _Flat:
     return _Flat(
         instance_id=ids,
         agent=agents,
-        gold=_blank_to_null(columns["gold"]),
-        dataset=_blank_to_null(columns["dataset"]),
+        gold=_canonical(columns["gold"], empty_is_null=True),
+        dataset=_canonical(columns["dataset"], empty_is_null=True),
         quality=quality,
         line=np.arange(first_line, first_line + table.num_rows, dtype=np.int64),
         cand_record=cand_record,
-        cand_label=values.field("label"),
+        cand_label=_canonical(values.field("label"), trim=False),
         cand_confidence=confidence,
         skipped=[],
         line_kind="row" if fmt == "parquet" else "line",
     )
-
-
-def _blank_to_null(column: pa.Array) -> pa.Array:
-    trimmed = pc.utf8_trim_whitespace(column)
-    return pc.if_else(pc.equal(pc.utf8_length(trimmed), 0), pa.scalar(None, pa.string()), trimmed)
 
 
 # -- exact reader ------------------------------------------------------------------------
@@ -513,18 +578,44 @@ def _exact(path: Path, fmt: str, scale: Scale, skip_invalid: bool) -> _Flat:
 # -- assembly ----------------------------------------------------------------------------
 
 
-def _codes(column: pa.Array, *, as_numpy: bool = False) -> tuple[np.ndarray, Any]:
-    """Dictionary-encode: integer code per entry (-1 for null) and the unique values
-    (a list, or an object array with ``as_numpy``, which is faster for many values)."""
-    encoded = column.dictionary_encode()
-    codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
-    uniques = encoded.dictionary.to_numpy(zero_copy_only=False) if as_numpy else encoded.dictionary.to_pylist()
-    return codes.astype(np.int64, copy=False), uniques
+def _codes(column: pa.Array, *, as_numpy: bool = False, ordered: bool = True) -> tuple[np.ndarray, Any]:
+    """Integer code per entry (-1 for null) and the distinct values (a list, or an object
+    array with ``as_numpy``, which is faster for many values). Plain strings are
+    dictionary-encoded; a dictionary array (distinct values, as :func:`_canonical` makes)
+    keeps its codes. With ``ordered`` the codes follow first appearance, dropping
+    unused values, as encoding the plain strings would."""
+    if pa.types.is_dictionary(column.type):
+        codes, dictionary = _indices(column), column.dictionary
+        if ordered:
+            codes, order = _first_appearance(codes, len(dictionary))
+            if order is not None:
+                dictionary = dictionary.take(pa.array(order))
+    else:
+        encoded = column.dictionary_encode()
+        codes, dictionary = _indices(encoded), encoded.dictionary
+    uniques = dictionary.to_numpy(zero_copy_only=False) if as_numpy else dictionary.to_pylist()
+    return codes, uniques
+
+
+def _first_appearance(codes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Renumber codes (of ``size`` values, -1 for null) by first appearance; also the old
+    code of each new one, or ``None`` when they already are (one pass in that case)."""
+    if codes.size:
+        top = np.maximum.accumulate(codes)
+        if top[-1] == size - 1 and codes[0] <= 0 and np.all(codes[1:] <= top[:-1] + 1):
+            return codes, None
+    elif size == 0:
+        return codes, None
+    used, first = np.unique(codes[codes >= 0], return_index=True)
+    order = used[np.argsort(first, kind="stable")]
+    remap = np.full(size + 1, -1, dtype=np.int64)
+    remap[order] = np.arange(order.size)
+    return remap[codes], order
 
 
 def _label_codes(column: pa.Array, labels: LabelSet) -> np.ndarray:
     """Resolve labels through the label set, once per unique raw value."""
-    codes, uniques = _codes(column)
+    codes, uniques = _codes(column, ordered=False)
     lookup = np.asarray(labels.codes(uniques) + [-1], dtype=np.int64)
     return lookup[codes]  # code -1 (null) picks the trailing -1
 
@@ -569,12 +660,14 @@ class _Assembler:
 
     def duplicates(self) -> None:
         self.encode()
-        inst, agent, agent_names = self.inst, self.agent, self.agent_names
+        inst, agent, agent_names, instance_names = self.inst, self.agent, self.agent_names, self.instance_names
         key = inst * len(agent_names) + agent
-        order = np.argsort(key, kind="stable")
-        repeated = np.flatnonzero(key[order][1:] == key[order][:-1])
-        if repeated.size == 0:
+        counts = np.bincount(key, minlength=len(instance_names) * len(agent_names))
+        if counts.max(initial=0) <= 1:
             return
+        order = np.flatnonzero(counts[key] > 1)  # the records of repeated pairs, sorted by pair
+        order = order[np.argsort(key[order], kind="stable")]
+        repeated = np.flatnonzero(key[order][1:] == key[order][:-1])
         if not self.skip_invalid:
             first, second = int(order[repeated[0]]), int(order[repeated[0] + 1])
             self.fail(
@@ -655,10 +748,11 @@ class _Assembler:
 
         label = _label_codes(f.cand_label, labels)
         invalid = label < 0
-        cand_agent = agent[f.cand_record]
-        invalid_counts = np.bincount(cand_agent[invalid], minlength=m)
+        any_invalid = bool(invalid.any())
+        bad_agent = agent[f.cand_record[invalid]] if any_invalid else np.zeros(0, dtype=np.int64)
+        invalid_counts = np.bincount(bad_agent, minlength=m)
         examples: dict[str, list[str]] = {}
-        if invalid.any():
+        if any_invalid:
             if self.strict:
                 record = int(f.cand_record[np.flatnonzero(invalid)[0]])
                 raw = f.cand_label[int(np.flatnonzero(invalid)[0])]
@@ -670,7 +764,6 @@ class _Assembler:
                 )
             bad_codes, bad_names = _codes(f.cand_label.filter(pa.array(invalid)))
             bad_names = [*("<not a string>" if b is None else str(b)[:80] for b in bad_names), "<not a string>"]
-            bad_agent = cand_agent[invalid]
             for a in range(m):
                 counts = np.bincount(bad_codes[bad_agent == a], minlength=len(bad_names))
                 if counts.any():
@@ -680,12 +773,21 @@ class _Assembler:
         top = SCALE_MAX[self.scale]
         scores = np.zeros(n * m * k, dtype=np.float64)
         candidate = np.zeros(n * m * k, dtype=bool)
-        ok = ~invalid
-        flat_index = (inst[f.cand_record[ok]] * m + cand_agent[ok]) * k + label[ok]
-        np.maximum.at(scores, flat_index, f.cand_confidence[ok] / top)
+        pair = inst * m + agent
+        flat_index = (pair * k)[f.cand_record] + label
+        value = f.cand_confidence
+        if any_invalid:
+            ok = ~invalid
+            flat_index, value = flat_index[ok], value[ok]
+        value = value / top
+        # the best confidence per (instance, agent, label), as np.maximum.at over all would give:
+        # assign (one repeat of a label wins), then the values above their winner (or NaN) take the maximum
+        scores[flat_index] = value
+        lost = ~(value <= scores[flat_index])
+        if lost.any():
+            np.maximum.at(scores, flat_index[lost], value[lost])
         candidate[flat_index] = True
 
-        pair = inst * m + agent
         present = np.zeros(n * m, dtype=bool)
         present[pair] = True
         quality = np.full(n * m, np.nan)
