@@ -714,11 +714,10 @@ class _Assembler:
                 self.skipped.append(SkippedRecord(self.place(int(record)), f"unknown gold '{f.gold[record]}'"))
                 bad_instances.add(int(inst[record]))
         valid = has_gold & (record_gold >= 0)
-        high = np.full(n, -1, dtype=np.int64)
-        low = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
-        np.maximum.at(high, inst[valid], record_gold[valid])
-        np.minimum.at(low, inst[valid], record_gold[valid])
-        conflict = np.flatnonzero((high >= 0) & (low != high))
+        rows, codes = inst[valid], record_gold[valid]
+        gold = np.full(n, -1, dtype=np.int64)
+        gold[rows] = codes  # one record's gold per instance; where another differs, the records disagree
+        conflict = np.unique(rows[codes != gold[rows]])
         if conflict.size:
             if not self.skip_invalid:
                 target = int(conflict[0])
@@ -733,7 +732,6 @@ class _Assembler:
                 first = int(np.flatnonzero(inst == target)[0])
                 self.skipped.append(SkippedRecord(f"instance '{f.instance_id[first]}'", "records disagree on gold"))
             bad_instances.update(int(t) for t in conflict)
-        gold = high
         if bad_instances:
             gold[np.fromiter(bad_instances, dtype=np.int64)] = -2
         return gold
@@ -771,22 +769,25 @@ class _Assembler:
                     examples[agent_names[a]] = list(dict.fromkeys(bad_names[i] for i in order if counts[i]))
 
         top = SCALE_MAX[self.scale]
-        scores = np.zeros(n * m * k, dtype=np.float64)
-        candidate = np.zeros(n * m * k, dtype=bool)
+        size = n * m * k  # invalid candidates go to one more slot, cut off below
+        scores = np.zeros(size + 1, dtype=np.float64)
+        candidate = np.zeros(size + 1, dtype=bool)
         pair = inst * m + agent
         flat_index = (pair * k)[f.cand_record] + label
-        value = f.cand_confidence
-        if any_invalid:
-            ok = ~invalid
-            flat_index, value = flat_index[ok], value[ok]
-        value = value / top
+        flat_index[invalid] = size
+        value = f.cand_confidence / top
+        candidate[flat_index] = True
         # the best confidence per (instance, agent, label), as np.maximum.at over all would give:
-        # assign (one repeat of a label wins), then the values above their winner (or NaN) take the maximum
+        # assign (one repeat of a label wins), again for the values above their winner, then the
+        # values still above (or NaN) take the maximum
+        scores[flat_index] = value
+        lost = np.flatnonzero(~(value <= scores[flat_index]))
+        flat_index, value = flat_index[lost], value[lost]
         scores[flat_index] = value
         lost = ~(value <= scores[flat_index])
         if lost.any():
             np.maximum.at(scores, flat_index[lost], value[lost])
-        candidate[flat_index] = True
+        scores, candidate = scores[:size], candidate[:size]
 
         present = np.zeros(n * m, dtype=bool)
         present[pair] = True
