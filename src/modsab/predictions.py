@@ -174,7 +174,9 @@ class PredictionSet:
 
 @dataclass
 class _Flat:
-    """One entry per record (R) and per candidate (C)."""
+    """One entry per record (R) and per candidate (C). The string columns are plain
+    strings (exact reader) or dictionary arrays with distinct, non-null values (fast
+    reader, :func:`_canonical`); :func:`_codes` reads both."""
 
     instance_id: pa.Array  # string[R]
     agent: pa.Array  # string[R]
@@ -401,6 +403,8 @@ def _fast(path: Path, fmt: str, scale: Scale) -> _Flat:
             raise _GiveUp
     ids = _canonical(columns["instance_id"])
     agents = _canonical(columns["agent"])
+    if ids.null_count or agents.null_count:  # a null inside a dictionary
+        raise _GiveUp
     top = SCALE_MAX[scale]
     quality = columns["quality"].to_numpy(zero_copy_only=False)
     quality = np.asarray(quality, dtype=np.float64)
@@ -665,7 +669,7 @@ class _Assembler:
         counts = np.bincount(key, minlength=len(instance_names) * len(agent_names))
         if counts.max(initial=0) <= 1:
             return
-        order = np.flatnonzero(counts[key] > 1)  # the records of repeated pairs, sorted by pair
+        order = np.flatnonzero(counts[key] > 1)  # the records of repeated pairs, by pair then position
         order = order[np.argsort(key[order], kind="stable")]
         repeated = np.flatnonzero(key[order][1:] == key[order][:-1])
         if not self.skip_invalid:
