@@ -278,11 +278,12 @@ def one_per_pair(records):
 
 
 @settings(max_examples=80, deadline=None)
-@given(records_strategy, layout_strategy)
-def test_fast_parquet_reader_gives_the_contract(records, layout):
+@given(records_strategy, layout_strategy, st.sampled_from([1, 3, predictions._BLOCK]))
+def test_fast_parquet_reader_gives_the_contract(records, layout, block):
     records = one_per_pair(records)
     labels = LabelSet.parse(LABELS + ",disgust")
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(predictions, "_BLOCK", block)  # records per block of candidates
         path = write_parquet(records, Path(folder) / "p.parquet", **{**layout, "drop": ()})
         result = fast(path, labels=labels)
     expected = by_hand(records, labels)
@@ -366,9 +367,11 @@ def test_blank_instance_id_goes_to_the_exact_reader(tmp_path):
     assert result.instance_ids.tolist() == ["i0"] and len(result.skipped) == 1
 
 
-def test_many_records_with_repeated_labels(tmp_path):
+@pytest.mark.parametrize("block", [100, 1 << 16])
+def test_many_records_with_repeated_labels(tmp_path, monkeypatch, block):
     """Thousands of records, grouped by instance then shuffled, labels repeated within
-    records (the maximum must win), ~1% invalid labels, gold on one agent."""
+    records (the maximum must win), ~2% invalid labels, gold on one agent."""
+    monkeypatch.setattr(predictions, "_BLOCK", block)
     rng = np.random.default_rng(3)
     names = np.array(["joy", "anger", "sadness", "neutral", "confusion"])
     records = []
@@ -393,8 +396,10 @@ def test_many_records_with_repeated_labels(tmp_path):
     result = fast(path, labels=LABELS)
     assert_same(result, exact(path, labels=LABELS))
     expected = by_hand([records[i] for i in order], LabelSet.parse(LABELS))
-    assert np.array_equal(result.scores, expected["scores"])
+    for name in ("scores", "candidate", "gold"):
+        assert np.array_equal(getattr(result, name), expected[name]), name
     assert result.invalid_labels == expected["invalid_labels"]
+    assert result.invalid_examples == {agent: ["confusion"] for agent in ("text", "audio", "vision")}
 
 
 def test_first_appearance_renumbers_only_when_needed():

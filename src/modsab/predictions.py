@@ -50,6 +50,7 @@ _SCHEMA = pa.schema(
     ]
 )
 _MAX_EXAMPLES = 5
+_BLOCK = 1 << 16  # records per block when scattering candidates
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,7 @@ class _Flat:
     dataset: pa.Array  # string[R]
     quality: np.ndarray  # float64[R], NaN when absent
     line: np.ndarray  # int64[R]
-    cand_record: np.ndarray  # int64[C]
+    cand_count: np.ndarray  # int[R], candidates per record (a record's candidates are contiguous)
     cand_label: pa.Array  # string[C], null when the label was not a string
     cand_confidence: np.ndarray  # float64[C]
     skipped: list[SkippedRecord]
@@ -355,7 +356,7 @@ def _canonical(column: pa.Array, *, trim: bool = True, empty_is_null: bool = Fal
     if pa.types.is_dictionary(column.type):
         encoded, distinct = column, False
     else:
-        encoded, distinct = column.dictionary_encode(), True
+        encoded, distinct = _encode(column), True
     values = encoded.dictionary
     if trim:
         values = pc.utf8_trim_whitespace(values)
@@ -378,6 +379,30 @@ def _canonical(column: pa.Array, *, trim: bool = True, empty_is_null: bool = Fal
     return pa.DictionaryArray.from_arrays(encoded.indices, values)
 
 
+def _encode(column: pa.Array | pa.ChunkedArray) -> pa.DictionaryArray:
+    """``dictionary_encode`` into one array; chunks are encoded where they lie (the
+    chunks of the result share the final dictionary), so only the codes are copied."""
+    if isinstance(column, pa.ChunkedArray):
+        encoded = column.dictionary_encode()
+        if encoded.num_chunks == 0:
+            return column.combine_chunks().dictionary_encode()
+        dictionary = encoded.chunk(0).dictionary
+        if all(_same_values(c.dictionary, dictionary) for c in encoded.chunks):
+            return pa.DictionaryArray.from_arrays(pa.concat_arrays([c.indices for c in encoded.chunks]), dictionary)
+        column = column.combine_chunks()
+    return column.dictionary_encode()
+
+
+def _same_values(a: pa.Array, b: pa.Array) -> bool:
+    """``a.equals(b)``, at once when both view the same memory."""
+    if len(a) != len(b):
+        return False
+    pairs = zip(a.buffers(), b.buffers(), strict=True)
+    if a.offset == b.offset and all(x is y or (x and y and x.address == y.address) for x, y in pairs):
+        return True
+    return a.equals(b)
+
+
 def _indices(encoded: pa.DictionaryArray) -> np.ndarray:
     """int64 codes of a dictionary array, -1 for null."""
     indices = encoded.indices
@@ -397,7 +422,11 @@ def _fast(path: Path, fmt: str, scale: Scale) -> _Flat:
                 raise _GiveUp
             columns[name] = pa.nulls(table.num_rows, _SCHEMA.field(name).type)
             continue
-        columns[name] = _cast(table.column(name).combine_chunks(), _SCHEMA.field(name).type)
+        column = table.column(name)
+        if name == "instance_id" and column.type == pa.string():
+            columns[name] = column  # many distinct strings: _canonical encodes them chunk by chunk, uncopied
+        else:
+            columns[name] = _cast(column.combine_chunks(), _SCHEMA.field(name).type)
     for name in ("instance_id", "agent", "candidates"):
         if columns[name].null_count:
             raise _GiveUp
@@ -419,7 +448,6 @@ def _fast(path: Path, fmt: str, scale: Scale) -> _Flat:
     if np.any(~((confidence >= 0) & (confidence <= top))):
         raise _GiveUp
     lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
-    cand_record = np.repeat(np.arange(len(lists), dtype=np.int64), lengths)
     return _Flat(
         instance_id=ids,
         agent=agents,
@@ -427,7 +455,7 @@ def _fast(path: Path, fmt: str, scale: Scale) -> _Flat:
         dataset=_canonical(columns["dataset"], empty_is_null=True),
         quality=quality,
         line=np.arange(first_line, first_line + table.num_rows, dtype=np.int64),
-        cand_record=cand_record,
+        cand_count=lengths,
         cand_label=_canonical(values.field("label"), trim=False),
         cand_confidence=confidence,
         skipped=[],
@@ -522,7 +550,7 @@ def _exact(path: Path, fmt: str, scale: Scale, skip_invalid: bool) -> _Flat:
 
     line_kind = "row" if fmt == "parquet" else "line"
     ids, agents, golds, datasets, qualities, lines = [], [], [], [], [], []
-    cand_record, cand_label, cand_conf = [], [], []
+    cand_count, cand_label, cand_conf = [], [], []
     skipped: list[SkippedRecord] = []
     context = {"scale": scale}
     for number, raw in _records(path, fmt):
@@ -547,15 +575,14 @@ def _exact(path: Path, fmt: str, scale: Scale, skip_invalid: bool) -> _Flat:
                 )
             skipped.append(SkippedRecord(f"{path}:{number}", reason))
             continue
-        index = len(ids)
         ids.append(record.instance_id)
         agents.append(record.agent)
         golds.append(record.gold)
         datasets.append(record.dataset)
         qualities.append(math.nan if record.quality is None else record.quality)
         lines.append(number)
+        cand_count.append(len(record.candidates))
         for candidate in record.candidates:
-            cand_record.append(index)
             cand_label.append(candidate.label if isinstance(candidate.label, str) else None)
             cand_conf.append(candidate.confidence)
     if not ids:
@@ -571,7 +598,7 @@ def _exact(path: Path, fmt: str, scale: Scale, skip_invalid: bool) -> _Flat:
         dataset=pa.array(datasets, pa.string()),
         quality=np.asarray(qualities, dtype=np.float64),
         line=np.asarray(lines, dtype=np.int64),
-        cand_record=np.asarray(cand_record, dtype=np.int64),
+        cand_count=np.asarray(cand_count, dtype=np.int64),
         cand_label=pa.array(cand_label, pa.string()),
         cand_confidence=np.asarray(cand_conf, dtype=np.float64),
         skipped=skipped,
@@ -619,9 +646,17 @@ def _first_appearance(codes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndar
 
 def _label_codes(column: pa.Array, labels: LabelSet) -> np.ndarray:
     """Resolve labels through the label set, once per unique raw value."""
-    codes, uniques = _codes(column, ordered=False)
-    lookup = np.asarray(labels.codes(uniques) + [-1], dtype=np.int64)
-    return lookup[codes]  # code -1 (null) picks the trailing -1
+    codes, lookup = _label_lookup(column, labels)
+    return lookup[codes]
+
+
+def _label_lookup(column: pa.Array, labels: LabelSet) -> tuple[np.ndarray, np.ndarray]:
+    """Per entry a code of its raw value, and per code the label index (-1 when invalid;
+    code -1, null, picks the trailing -1): ``lookup[codes]`` resolves the column."""
+    encoded = column if pa.types.is_dictionary(column.type) else column.dictionary_encode()
+    lookup = np.asarray(labels.codes(encoded.dictionary.to_pylist()) + [-1], dtype=np.int64)
+    codes = _indices(encoded) if encoded.indices.null_count else encoded.indices.to_numpy()
+    return codes, lookup
 
 
 class _Assembler:
@@ -644,8 +679,7 @@ class _Assembler:
     def drop(self, keep: np.ndarray) -> None:
         """Remove records (and their candidates) where ``keep`` is False."""
         f = self.flat
-        remap = np.cumsum(keep) - 1
-        cand_keep = keep[f.cand_record]
+        cand_keep = np.repeat(keep, f.cand_count)
         mask = pa.array(keep)
         cmask = pa.array(cand_keep)
         self.flat = _Flat(
@@ -655,7 +689,7 @@ class _Assembler:
             dataset=f.dataset.filter(mask),
             quality=f.quality[keep],
             line=f.line[keep],
-            cand_record=remap[f.cand_record[cand_keep]],
+            cand_count=f.cand_count[keep],
             cand_label=f.cand_label.filter(cmask),
             cand_confidence=f.cand_confidence[cand_keep],
             skipped=f.skipped,
@@ -740,6 +774,45 @@ class _Assembler:
             gold[np.fromiter(bad_instances, dtype=np.int64)] = -2
         return gold
 
+    def candidates(self, first_slot: np.ndarray, labels: LabelSet, size: int) -> tuple[np.ndarray, ...]:
+        """Flat ``scores`` and ``candidate`` (``size`` slots; a record's labels from its
+        ``first_slot``) and the positions of the candidates whose label is invalid.
+
+        The best confidence per slot, as np.maximum.at over all candidates would give:
+        assign (one repeat of a label wins), again for the values above their winner, then
+        the values still above (or NaN) take the maximum. Records go in blocks, so every
+        temporary stays small; a block's slots are its own, as no (instance, agent) pair
+        has two records by now. Invalid labels go to one more slot, cut off at the end."""
+        f, top = self.flat, SCALE_MAX[self.scale]
+        codes, lookup = _label_lookup(f.cand_label, labels)
+        scores = np.zeros(size + 1, dtype=np.float64)
+        candidate = np.zeros(size + 1, dtype=bool)
+        ends = np.cumsum(f.cand_count)
+        bad = []
+        start = 0
+        for first in range(0, len(first_slot), _BLOCK):
+            last = min(first + _BLOCK, len(first_slot))
+            stop = int(ends[last - 1])
+            label = lookup[codes[start:stop]]
+            index = np.repeat(first_slot[first:last], f.cand_count[first:last])
+            index += label
+            invalid = np.flatnonzero(label < 0)
+            if invalid.size:
+                index[invalid] = size
+                bad.append(invalid + start)
+            value = f.cand_confidence[start:stop] / top
+            candidate[index] = True
+            scores[index] = value
+            lost = np.flatnonzero(~(value <= scores[index]))
+            index, value = index[lost], value[lost]
+            scores[index] = value
+            lost = ~(value <= scores[index])
+            if lost.any():
+                np.maximum.at(scores, index[lost], value[lost])
+            start = stop
+        bad = np.concatenate(bad) if bad else np.zeros(0, dtype=np.int64)
+        return scores[:size], candidate[:size], bad
+
     def build(self) -> PredictionSet:
         self.duplicates()
         labels = self.label_set()
@@ -748,50 +821,30 @@ class _Assembler:
         n, m, k = len(instance_names), len(agent_names), len(labels)
         gold = self.gold(labels, inst, n)
 
-        label = _label_codes(f.cand_label, labels)
-        invalid = label < 0
-        any_invalid = bool(invalid.any())
-        bad_agent = agent[f.cand_record[invalid]] if any_invalid else np.zeros(0, dtype=np.int64)
+        top = SCALE_MAX[self.scale]
+        pair = inst * m + agent
+        scores, candidate, bad = self.candidates(pair * k, labels, n * m * k)
+        bad_record = np.searchsorted(np.cumsum(f.cand_count), bad, side="right")
+        bad_agent = agent[bad_record]
         invalid_counts = np.bincount(bad_agent, minlength=m)
         examples: dict[str, list[str]] = {}
-        if any_invalid:
+        if bad.size:
             if self.strict:
-                record = int(f.cand_record[np.flatnonzero(invalid)[0]])
-                raw = f.cand_label[int(np.flatnonzero(invalid)[0])]
+                record = int(bad_record[0])
+                raw = f.cand_label[int(bad[0])]
                 self.fail(
                     f"candidate label '{raw}' of agent '{f.agent[record]}' is not in the label set "
                     f"({', '.join(labels)})",
                     records=[record],
                     hint="drop --strict to count and drop such labels, or map it with --synonyms",
                 )
-            bad_codes, bad_names = _codes(f.cand_label.filter(pa.array(invalid)))
+            bad_codes, bad_names = _codes(f.cand_label.take(pa.array(bad)))
             bad_names = [*("<not a string>" if b is None else str(b)[:80] for b in bad_names), "<not a string>"]
             for a in range(m):
                 counts = np.bincount(bad_codes[bad_agent == a], minlength=len(bad_names))
                 if counts.any():
                     order = np.argsort(-counts, kind="stable")[:_MAX_EXAMPLES]
                     examples[agent_names[a]] = list(dict.fromkeys(bad_names[i] for i in order if counts[i]))
-
-        top = SCALE_MAX[self.scale]
-        size = n * m * k  # invalid candidates go to one more slot, cut off below
-        scores = np.zeros(size + 1, dtype=np.float64)
-        candidate = np.zeros(size + 1, dtype=bool)
-        pair = inst * m + agent
-        flat_index = (pair * k)[f.cand_record] + label
-        flat_index[invalid] = size
-        value = f.cand_confidence / top
-        candidate[flat_index] = True
-        # the best confidence per (instance, agent, label), as np.maximum.at over all would give:
-        # assign (one repeat of a label wins), again for the values above their winner, then the
-        # values still above (or NaN) take the maximum
-        scores[flat_index] = value
-        lost = np.flatnonzero(~(value <= scores[flat_index]))
-        flat_index, value = flat_index[lost], value[lost]
-        scores[flat_index] = value
-        lost = ~(value <= scores[flat_index])
-        if lost.any():
-            np.maximum.at(scores, flat_index[lost], value[lost])
-        scores, candidate = scores[:size], candidate[:size]
 
         present = np.zeros(n * m, dtype=bool)
         present[pair] = True
