@@ -349,10 +349,13 @@ def _cast(column: pa.Array, target: pa.DataType) -> pa.Array:
         raise _GiveUp from error
 
 
-def _canonical(column: pa.Array, *, trim: bool = True, empty_is_null: bool = False) -> pa.DictionaryArray:
-    """Dictionary-encode a string column, trimming (and blank to null, or giving up on
-    blank) on the distinct values only. The dictionary comes out distinct and without
-    nulls; its order is first appearance when ``column`` was plain strings."""
+def _canonical(
+    column: pa.Array | pa.ChunkedArray, *, trim: bool = True, empty_is_null: bool = False
+) -> pa.DictionaryArray:
+    """Dictionary-encode a string column (plain strings, chunked or not, or a dictionary
+    array), trimming (and blank to null, or giving up on blank) on the distinct values
+    only. The dictionary comes out distinct and without nulls; its order is first
+    appearance when ``column`` was plain strings."""
     if pa.types.is_dictionary(column.type):
         encoded, distinct = column, False
     else:
