@@ -50,6 +50,7 @@ _SCHEMA = pa.schema(
     ]
 )
 _MAX_EXAMPLES = 5
+_BLOCK = 1 << 16  # records per block when scattering candidates
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,9 @@ class PredictionSet:
 
 @dataclass
 class _Flat:
-    """One entry per record (R) and per candidate (C)."""
+    """One entry per record (R) and per candidate (C). The string columns are plain
+    strings (exact reader) or dictionary arrays with distinct, non-null values (fast
+    reader, :func:`_canonical`); :func:`_codes` reads both."""
 
     instance_id: pa.Array  # string[R]
     agent: pa.Array  # string[R]
@@ -182,7 +185,7 @@ class _Flat:
     dataset: pa.Array  # string[R]
     quality: np.ndarray  # float64[R], NaN when absent
     line: np.ndarray  # int64[R]
-    cand_record: np.ndarray  # int64[C]
+    cand_count: np.ndarray  # int[R], candidates per record (a record's candidates are contiguous)
     cand_label: pa.Array  # string[C], null when the label was not a string
     cand_confidence: np.ndarray  # float64[C]
     skipped: list[SkippedRecord]
@@ -299,13 +302,116 @@ def _read_table_fast(path: Path, fmt: str) -> tuple[pa.Table, int]:
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(path, read_dictionary=_dictionary_columns(path))
     except (pa.ArrowInvalid, OSError) as error:
         raise InputError(f"cannot read Parquet: {error}", path=path) from error
     if "candidates" in table.column_names and pa.types.is_string(table.schema.field("candidates").type):
         parsed = _candidates_from_json_strings(table.column("candidates").combine_chunks())
         table = table.set_column(table.column_names.index("candidates"), "candidates", parsed)
     return table, 1
+
+
+def _dictionary_columns(path: Path) -> list[str]:
+    """Parquet columns of few distinct strings to read as dictionaries (agent, gold, dataset,
+    candidate labels): no string is materialised per row, and their codes come for free."""
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_metadata(path).schema
+    except (pa.ArrowInvalid, OSError):
+        return []  # read_table reports it
+    paths = [schema.column(i).path for i in range(len(schema))]
+    label = [p for p in paths if p.startswith("candidates.") and p.endswith(".label")]
+    return [p for p in paths if p in ("agent", "gold", "dataset")] + label
+
+
+def _cast(column: pa.Array, target: pa.DataType) -> pa.Array:
+    """Cast to the contract's type, keeping strings dictionary-encoded when they are."""
+    kept = None
+    if target == pa.string() and pa.types.is_dictionary(column.type):
+        kept = pa.dictionary(column.type.index_type, pa.string())
+    elif target == _CANDIDATES_TYPE and (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)):
+        element = column.type.value_type
+        if pa.types.is_struct(element) and element.get_field_index("label") >= 0:
+            label = element.field("label").type
+            if pa.types.is_dictionary(label):
+                kept = pa.list_(
+                    pa.struct([("label", pa.dictionary(label.index_type, pa.string())), ("confidence", pa.float64())])
+                )
+    if kept is not None:
+        try:
+            return column.cast(kept)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            pass
+    try:
+        return column.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as error:
+        raise _GiveUp from error
+
+
+def _canonical(
+    column: pa.Array | pa.ChunkedArray, *, trim: bool = True, empty_is_null: bool = False
+) -> pa.DictionaryArray:
+    """Dictionary-encode a string column (plain strings, chunked or not, or a dictionary
+    array), trimming (and blank to null, or giving up on blank) on the distinct values
+    only. The dictionary comes out distinct and without nulls; its order is first
+    appearance when ``column`` was plain strings."""
+    if pa.types.is_dictionary(column.type):
+        encoded, distinct = column, False
+    else:
+        encoded, distinct = _encode(column), True
+    values = encoded.dictionary
+    if trim:
+        values = pc.utf8_trim_whitespace(values)
+        empty = pc.equal(pc.utf8_length(values), 0)
+        if pc.any(empty).as_py():
+            if not empty_is_null:
+                raise _GiveUp
+            values = pc.if_else(empty, pa.scalar(None, pa.string()), values)
+            distinct = False
+        elif distinct and not pc.all(pc.equal(values, encoded.dictionary)).as_py():
+            distinct = False
+    if not distinct:
+        again = values.dictionary_encode()
+        if again.null_count or len(again.dictionary) != len(values):  # merged or blanked values: recode rows
+            remap = np.append(pc.fill_null(again.indices.cast(pa.int64()), -1).to_numpy(zero_copy_only=False), -1)
+            codes = remap[_indices(encoded)]
+            indices = pa.array(codes.astype(np.int32), mask=codes < 0)
+            return pa.DictionaryArray.from_arrays(indices, again.dictionary)
+        values = again.dictionary  # the same values, in the same order
+    return pa.DictionaryArray.from_arrays(encoded.indices, values)
+
+
+def _encode(column: pa.Array | pa.ChunkedArray) -> pa.DictionaryArray:
+    """``dictionary_encode`` into one array; chunks are encoded where they lie (the
+    chunks of the result share the final dictionary), so only the codes are copied."""
+    if isinstance(column, pa.ChunkedArray):
+        encoded = column.dictionary_encode()
+        if encoded.num_chunks == 0:
+            return column.combine_chunks().dictionary_encode()
+        dictionary = encoded.chunk(0).dictionary
+        if all(_same_values(c.dictionary, dictionary) for c in encoded.chunks):
+            return pa.DictionaryArray.from_arrays(pa.concat_arrays([c.indices for c in encoded.chunks]), dictionary)
+        column = column.combine_chunks()
+    return column.dictionary_encode()
+
+
+def _same_values(a: pa.Array, b: pa.Array) -> bool:
+    """``a.equals(b)``, at once when both view the same memory."""
+    if len(a) != len(b):
+        return False
+    pairs = zip(a.buffers(), b.buffers(), strict=True)
+    if a.offset == b.offset and all(x is y or (x and y and x.address == y.address) for x, y in pairs):
+        return True
+    return a.equals(b)
+
+
+def _indices(encoded: pa.DictionaryArray) -> np.ndarray:
+    """int64 codes of a dictionary array, -1 for null."""
+    indices = encoded.indices
+    if indices.null_count:
+        indices = pc.fill_null(indices.cast(pa.int64()), -1)
+    return indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
 
 
 def _fast(path: Path, fmt: str, scale: Scale) -> _Flat:
@@ -319,17 +425,17 @@ def _fast(path: Path, fmt: str, scale: Scale) -> _Flat:
                 raise _GiveUp
             columns[name] = pa.nulls(table.num_rows, _SCHEMA.field(name).type)
             continue
-        column = table.column(name).combine_chunks()
-        try:
-            columns[name] = column.cast(_SCHEMA.field(name).type)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as error:
-            raise _GiveUp from error
+        column = table.column(name)
+        if name == "instance_id" and column.type == pa.string():
+            columns[name] = column  # many distinct strings: _canonical encodes them chunk by chunk, uncopied
+        else:
+            columns[name] = _cast(column.combine_chunks(), _SCHEMA.field(name).type)
     for name in ("instance_id", "agent", "candidates"):
         if columns[name].null_count:
             raise _GiveUp
-    ids = pc.utf8_trim_whitespace(columns["instance_id"])
-    agents = pc.utf8_trim_whitespace(columns["agent"])
-    if pc.any(pc.equal(pc.utf8_length(ids), 0)).as_py() or pc.any(pc.equal(pc.utf8_length(agents), 0)).as_py():
+    ids = _canonical(columns["instance_id"])
+    agents = _canonical(columns["agent"])
+    if ids.null_count or agents.null_count:  # a null inside a dictionary
         raise _GiveUp
     top = SCALE_MAX[scale]
     quality = columns["quality"].to_numpy(zero_copy_only=False)
@@ -345,25 +451,19 @@ def _fast(path: Path, fmt: str, scale: Scale) -> _Flat:
     if np.any(~((confidence >= 0) & (confidence <= top))):
         raise _GiveUp
     lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
-    cand_record = np.repeat(np.arange(len(lists), dtype=np.int64), lengths)
     return _Flat(
         instance_id=ids,
         agent=agents,
-        gold=_blank_to_null(columns["gold"]),
-        dataset=_blank_to_null(columns["dataset"]),
+        gold=_canonical(columns["gold"], empty_is_null=True),
+        dataset=_canonical(columns["dataset"], empty_is_null=True),
         quality=quality,
         line=np.arange(first_line, first_line + table.num_rows, dtype=np.int64),
-        cand_record=cand_record,
-        cand_label=values.field("label"),
+        cand_count=lengths,
+        cand_label=_canonical(values.field("label"), trim=False),
         cand_confidence=confidence,
         skipped=[],
         line_kind="row" if fmt == "parquet" else "line",
     )
-
-
-def _blank_to_null(column: pa.Array) -> pa.Array:
-    trimmed = pc.utf8_trim_whitespace(column)
-    return pc.if_else(pc.equal(pc.utf8_length(trimmed), 0), pa.scalar(None, pa.string()), trimmed)
 
 
 # -- exact reader ------------------------------------------------------------------------
@@ -453,7 +553,7 @@ def _exact(path: Path, fmt: str, scale: Scale, skip_invalid: bool) -> _Flat:
 
     line_kind = "row" if fmt == "parquet" else "line"
     ids, agents, golds, datasets, qualities, lines = [], [], [], [], [], []
-    cand_record, cand_label, cand_conf = [], [], []
+    cand_count, cand_label, cand_conf = [], [], []
     skipped: list[SkippedRecord] = []
     context = {"scale": scale}
     for number, raw in _records(path, fmt):
@@ -478,15 +578,14 @@ def _exact(path: Path, fmt: str, scale: Scale, skip_invalid: bool) -> _Flat:
                 )
             skipped.append(SkippedRecord(f"{path}:{number}", reason))
             continue
-        index = len(ids)
         ids.append(record.instance_id)
         agents.append(record.agent)
         golds.append(record.gold)
         datasets.append(record.dataset)
         qualities.append(math.nan if record.quality is None else record.quality)
         lines.append(number)
+        cand_count.append(len(record.candidates))
         for candidate in record.candidates:
-            cand_record.append(index)
             cand_label.append(candidate.label if isinstance(candidate.label, str) else None)
             cand_conf.append(candidate.confidence)
     if not ids:
@@ -502,7 +601,7 @@ def _exact(path: Path, fmt: str, scale: Scale, skip_invalid: bool) -> _Flat:
         dataset=pa.array(datasets, pa.string()),
         quality=np.asarray(qualities, dtype=np.float64),
         line=np.asarray(lines, dtype=np.int64),
-        cand_record=np.asarray(cand_record, dtype=np.int64),
+        cand_count=np.asarray(cand_count, dtype=np.int64),
         cand_label=pa.array(cand_label, pa.string()),
         cand_confidence=np.asarray(cand_conf, dtype=np.float64),
         skipped=skipped,
@@ -513,20 +612,54 @@ def _exact(path: Path, fmt: str, scale: Scale, skip_invalid: bool) -> _Flat:
 # -- assembly ----------------------------------------------------------------------------
 
 
-def _codes(column: pa.Array, *, as_numpy: bool = False) -> tuple[np.ndarray, Any]:
-    """Dictionary-encode: integer code per entry (-1 for null) and the unique values
-    (a list, or an object array with ``as_numpy``, which is faster for many values)."""
-    encoded = column.dictionary_encode()
-    codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
-    uniques = encoded.dictionary.to_numpy(zero_copy_only=False) if as_numpy else encoded.dictionary.to_pylist()
-    return codes.astype(np.int64, copy=False), uniques
+def _codes(column: pa.Array, *, as_numpy: bool = False, ordered: bool = True) -> tuple[np.ndarray, Any]:
+    """Integer code per entry (-1 for null) and the distinct values (a list, or an object
+    array with ``as_numpy``, which is faster for many values). Plain strings are
+    dictionary-encoded; a dictionary array (distinct values, as :func:`_canonical` makes)
+    keeps its codes. With ``ordered`` the codes follow first appearance, dropping
+    unused values, as encoding the plain strings would."""
+    if pa.types.is_dictionary(column.type):
+        codes, dictionary = _indices(column), column.dictionary
+        if ordered:
+            codes, order = _first_appearance(codes, len(dictionary))
+            if order is not None:
+                dictionary = dictionary.take(pa.array(order))
+    else:
+        encoded = column.dictionary_encode()
+        codes, dictionary = _indices(encoded), encoded.dictionary
+    uniques = dictionary.to_numpy(zero_copy_only=False) if as_numpy else dictionary.to_pylist()
+    return codes, uniques
+
+
+def _first_appearance(codes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Renumber codes (of ``size`` values, -1 for null) by first appearance; also the old
+    code of each new one, or ``None`` when they already are (one pass in that case)."""
+    if codes.size:
+        top = np.maximum.accumulate(codes)
+        if top[-1] == size - 1 and codes[0] <= 0 and np.all(codes[1:] <= top[:-1] + 1):
+            return codes, None
+    elif size == 0:
+        return codes, None
+    used, first = np.unique(codes[codes >= 0], return_index=True)
+    order = used[np.argsort(first, kind="stable")]
+    remap = np.full(size + 1, -1, dtype=np.int64)
+    remap[order] = np.arange(order.size)
+    return remap[codes], order
 
 
 def _label_codes(column: pa.Array, labels: LabelSet) -> np.ndarray:
     """Resolve labels through the label set, once per unique raw value."""
-    codes, uniques = _codes(column)
-    lookup = np.asarray(labels.codes(uniques) + [-1], dtype=np.int64)
-    return lookup[codes]  # code -1 (null) picks the trailing -1
+    codes, lookup = _label_lookup(column, labels)
+    return lookup[codes]
+
+
+def _label_lookup(column: pa.Array, labels: LabelSet) -> tuple[np.ndarray, np.ndarray]:
+    """Per entry a code of its raw value, and per code the label index (-1 when invalid;
+    code -1, null, picks the trailing -1): ``lookup[codes]`` resolves the column."""
+    encoded = column if pa.types.is_dictionary(column.type) else column.dictionary_encode()
+    lookup = np.asarray(labels.codes(encoded.dictionary.to_pylist()) + [-1], dtype=np.int64)
+    codes = _indices(encoded) if encoded.indices.null_count else encoded.indices.to_numpy()
+    return codes, lookup
 
 
 class _Assembler:
@@ -549,8 +682,7 @@ class _Assembler:
     def drop(self, keep: np.ndarray) -> None:
         """Remove records (and their candidates) where ``keep`` is False."""
         f = self.flat
-        remap = np.cumsum(keep) - 1
-        cand_keep = keep[f.cand_record]
+        cand_keep = np.repeat(keep, f.cand_count)
         mask = pa.array(keep)
         cmask = pa.array(cand_keep)
         self.flat = _Flat(
@@ -560,7 +692,7 @@ class _Assembler:
             dataset=f.dataset.filter(mask),
             quality=f.quality[keep],
             line=f.line[keep],
-            cand_record=remap[f.cand_record[cand_keep]],
+            cand_count=f.cand_count[keep],
             cand_label=f.cand_label.filter(cmask),
             cand_confidence=f.cand_confidence[cand_keep],
             skipped=f.skipped,
@@ -569,12 +701,14 @@ class _Assembler:
 
     def duplicates(self) -> None:
         self.encode()
-        inst, agent, agent_names = self.inst, self.agent, self.agent_names
+        inst, agent, agent_names, instance_names = self.inst, self.agent, self.agent_names, self.instance_names
         key = inst * len(agent_names) + agent
-        order = np.argsort(key, kind="stable")
-        repeated = np.flatnonzero(key[order][1:] == key[order][:-1])
-        if repeated.size == 0:
+        counts = np.bincount(key, minlength=len(instance_names) * len(agent_names))
+        if counts.max(initial=0) <= 1:
             return
+        order = np.flatnonzero(counts[key] > 1)  # the records of repeated pairs, by pair then position
+        order = order[np.argsort(key[order], kind="stable")]
+        repeated = np.flatnonzero(key[order][1:] == key[order][:-1])
         if not self.skip_invalid:
             first, second = int(order[repeated[0]]), int(order[repeated[0] + 1])
             self.fail(
@@ -621,11 +755,10 @@ class _Assembler:
                 self.skipped.append(SkippedRecord(self.place(int(record)), f"unknown gold '{f.gold[record]}'"))
                 bad_instances.add(int(inst[record]))
         valid = has_gold & (record_gold >= 0)
-        high = np.full(n, -1, dtype=np.int64)
-        low = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
-        np.maximum.at(high, inst[valid], record_gold[valid])
-        np.minimum.at(low, inst[valid], record_gold[valid])
-        conflict = np.flatnonzero((high >= 0) & (low != high))
+        rows, codes = inst[valid], record_gold[valid]
+        gold = np.full(n, -1, dtype=np.int64)
+        gold[rows] = codes  # one record's gold per instance; where another differs, the records disagree
+        conflict = np.unique(rows[codes != gold[rows]])
         if conflict.size:
             if not self.skip_invalid:
                 target = int(conflict[0])
@@ -640,10 +773,48 @@ class _Assembler:
                 first = int(np.flatnonzero(inst == target)[0])
                 self.skipped.append(SkippedRecord(f"instance '{f.instance_id[first]}'", "records disagree on gold"))
             bad_instances.update(int(t) for t in conflict)
-        gold = high
         if bad_instances:
             gold[np.fromiter(bad_instances, dtype=np.int64)] = -2
         return gold
+
+    def candidates(self, first_slot: np.ndarray, labels: LabelSet, size: int) -> tuple[np.ndarray, ...]:
+        """Flat ``scores`` and ``candidate`` (``size`` slots; a record's labels from its
+        ``first_slot``) and the positions of the candidates whose label is invalid.
+
+        The best confidence per slot, as np.maximum.at over all candidates would give:
+        assign (one repeat of a label wins), again for the values above their winner, then
+        the values still above (or NaN) take the maximum. Records go in blocks, so every
+        temporary stays small; a block's slots are its own, as no (instance, agent) pair
+        has two records by now. Invalid labels go to one more slot, cut off at the end."""
+        f, top = self.flat, SCALE_MAX[self.scale]
+        codes, lookup = _label_lookup(f.cand_label, labels)
+        scores = np.zeros(size + 1, dtype=np.float64)
+        candidate = np.zeros(size + 1, dtype=bool)
+        ends = np.cumsum(f.cand_count)
+        bad = []
+        start = 0
+        for first in range(0, len(first_slot), _BLOCK):
+            last = min(first + _BLOCK, len(first_slot))
+            stop = int(ends[last - 1])
+            label = lookup[codes[start:stop]]
+            index = np.repeat(first_slot[first:last], f.cand_count[first:last])
+            index += label
+            invalid = np.flatnonzero(label < 0)
+            if invalid.size:
+                index[invalid] = size
+                bad.append(invalid + start)
+            value = f.cand_confidence[start:stop] / top
+            candidate[index] = True
+            scores[index] = value
+            lost = np.flatnonzero(~(value <= scores[index]))
+            index, value = index[lost], value[lost]
+            scores[index] = value
+            lost = ~(value <= scores[index])
+            if lost.any():
+                np.maximum.at(scores, index[lost], value[lost])
+            start = stop
+        bad = np.concatenate(bad) if bad else np.zeros(0, dtype=np.int64)
+        return scores[:size], candidate[:size], bad
 
     def build(self) -> PredictionSet:
         self.duplicates()
@@ -653,39 +824,31 @@ class _Assembler:
         n, m, k = len(instance_names), len(agent_names), len(labels)
         gold = self.gold(labels, inst, n)
 
-        label = _label_codes(f.cand_label, labels)
-        invalid = label < 0
-        cand_agent = agent[f.cand_record]
-        invalid_counts = np.bincount(cand_agent[invalid], minlength=m)
+        top = SCALE_MAX[self.scale]
+        pair = inst * m + agent
+        scores, candidate, bad = self.candidates(pair * k, labels, n * m * k)
+        bad_record = np.searchsorted(np.cumsum(f.cand_count), bad, side="right")
+        bad_agent = agent[bad_record]
+        invalid_counts = np.bincount(bad_agent, minlength=m)
         examples: dict[str, list[str]] = {}
-        if invalid.any():
+        if bad.size:
             if self.strict:
-                record = int(f.cand_record[np.flatnonzero(invalid)[0]])
-                raw = f.cand_label[int(np.flatnonzero(invalid)[0])]
+                record = int(bad_record[0])
+                raw = f.cand_label[int(bad[0])]
                 self.fail(
                     f"candidate label '{raw}' of agent '{f.agent[record]}' is not in the label set "
                     f"({', '.join(labels)})",
                     records=[record],
                     hint="drop --strict to count and drop such labels, or map it with --synonyms",
                 )
-            bad_codes, bad_names = _codes(f.cand_label.filter(pa.array(invalid)))
+            bad_codes, bad_names = _codes(f.cand_label.take(pa.array(bad)))
             bad_names = [*("<not a string>" if b is None else str(b)[:80] for b in bad_names), "<not a string>"]
-            bad_agent = cand_agent[invalid]
             for a in range(m):
                 counts = np.bincount(bad_codes[bad_agent == a], minlength=len(bad_names))
                 if counts.any():
                     order = np.argsort(-counts, kind="stable")[:_MAX_EXAMPLES]
                     examples[agent_names[a]] = list(dict.fromkeys(bad_names[i] for i in order if counts[i]))
 
-        top = SCALE_MAX[self.scale]
-        scores = np.zeros(n * m * k, dtype=np.float64)
-        candidate = np.zeros(n * m * k, dtype=bool)
-        ok = ~invalid
-        flat_index = (inst[f.cand_record[ok]] * m + cand_agent[ok]) * k + label[ok]
-        np.maximum.at(scores, flat_index, f.cand_confidence[ok] / top)
-        candidate[flat_index] = True
-
-        pair = inst * m + agent
         present = np.zeros(n * m, dtype=bool)
         present[pair] = True
         quality = np.full(n * m, np.nan)
