@@ -59,3 +59,23 @@ def test_probe_records_follow_the_contract(tmp_path):
     from modsab.diagnosis import diagnose
 
     assert diagnose(path, labels="x,y,z", bootstrap=0).to_dict()["fusion_topk"]["1"] == 1.0
+
+
+def test_probe_fits_are_cached_by_everything_they_depend_on(tmp_path, monkeypatch):
+    from modsab.pipeline import _cached_cross_fit
+    from modsab.probes import ProbeAgent
+
+    rng = np.random.default_rng(0)
+    features, y = rng.normal(size=(60, 4)), np.arange(60) % 3
+    groups = np.array([f"s{i % 6}" for i in range(60)])
+    first = _cached_cross_fit(ProbeAgent(), features, y, groups, n_labels=3, cache_dir=tmp_path)
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("refitted although nothing changed")
+
+    monkeypatch.setattr(ProbeAgent, "cross_fit_predict", no_fit)
+    assert np.array_equal(_cached_cross_fit(ProbeAgent(), features, y, groups, n_labels=3, cache_dir=tmp_path), first)
+    for changed in ({"C": 0.5}, {}):
+        with pytest.raises(AssertionError, match="refitted"):
+            other_y = y if changed else (y + 1) % 3
+            _cached_cross_fit(ProbeAgent(**changed), features, other_y, groups, n_labels=3, cache_dir=tmp_path)

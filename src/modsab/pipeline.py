@@ -223,8 +223,8 @@ def _records_for_probe(
     probe = ProbeAgent(**agent.options)
     proba = np.zeros((len(table), len(labels)))
     if usable.sum() >= 2:
-        proba[usable] = probe.cross_fit_predict(features[usable], y[usable], np.asarray(groups)[usable],
-                                                n_labels=len(labels))
+        proba[usable] = _cached_cross_fit(probe, features[usable], y[usable], np.asarray(groups)[usable],
+                                          n_labels=len(labels), cache_dir=config.run.cache_dir or run_dir / "cache")
     quality = _quality_column(table, agent.features)
     records = probe_records(
         table["instance_id"].tolist(), proba, list(labels), agent=agent.name,
@@ -236,6 +236,30 @@ def _records_for_probe(
         if not ok:  # no features for this instance (e.g. no video): the probe abstains
             record["candidates"] = []
     return records
+
+
+def _cached_cross_fit(probe, features: np.ndarray, y: np.ndarray, groups: np.ndarray, *, n_labels: int,
+                      cache_dir: Path) -> np.ndarray:
+    """:meth:`ProbeAgent.cross_fit_predict`, cached on disk by everything it depends on
+    (features, labels, groups, options, scikit-learn version): a rerun refits nothing."""
+    import dataclasses
+    import hashlib
+
+    import sklearn
+
+    digest = hashlib.sha256()
+    for part in (np.ascontiguousarray(features, dtype=np.float64), np.ascontiguousarray(y, dtype=np.int64)):
+        digest.update(repr(part.shape).encode())
+        digest.update(part.tobytes())
+    meta = [[str(g) for g in groups], n_labels, dataclasses.asdict(probe), sklearn.__version__, "probe-v1"]
+    digest.update(json.dumps(meta, sort_keys=True, default=str).encode())
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / f"probe-{digest.hexdigest()[:24]}.npy"
+    if path.exists():
+        return np.load(path)
+    proba = probe.cross_fit_predict(features, y, groups, n_labels=n_labels)
+    np.save(path, proba)
+    return proba
 
 
 def _cached_embeddings(texts: list[str | None], cache_dir: Path, embed) -> np.ndarray:
