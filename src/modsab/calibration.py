@@ -512,7 +512,9 @@ def crossfit(
     return cache.remember(pset, key, lambda: _crossfit(pset, agents, method, n_folds=n_folds, seed=seed))
 
 
-def _folds(pset: PredictionSet, n_folds: int, seed: int | None) -> np.ndarray:
+def set_folds(pset: PredictionSet, n_folds: int, seed: int | None) -> np.ndarray:
+    """:func:`folds` of the set's instances, remembered: every cross-fitted part (recalibration,
+    learned and reliability weights) deals the same folds once."""
     return cache.remember(pset, ("folds", n_folds, seed), lambda: folds(pset.n_instances, n_folds, seed))
 
 
@@ -524,7 +526,7 @@ def _fold_tally(pset: PredictionSet, agents: list[int], n_folds: int, seed: int 
         top, confidence = cache.agent_top(pset, agents)
         answered = top >= 0
         correct = top == pset.gold[:, None]
-        fold = _folds(pset, n_folds, seed)
+        fold = set_folds(pset, n_folds, seed)
         out = []
         for j in range(len(agents)):
             code, values = _codes(confidence[:, j], answered[:, j])  # one contiguous column per agent
@@ -597,7 +599,7 @@ def _lookup(pset: PredictionSet, agents: list[int], tables: list[np.ndarray], fo
 def _crossfit(pset, agents, method, *, n_folds, seed):
     agents = list(agents)
     models, tables, fitted = _fits(pset, agents, method, n_folds, seed)
-    fold = _folds(pset, n_folds, seed)
+    fold = set_folds(pset, n_folds, seed)
     out = _lookup(pset, agents, tables, fold)  # integer percent: one 101-entry table per agent and fold
     if out is None:
         out = np.array(pset.scores[:, agents], dtype=np.float64)
@@ -715,7 +717,7 @@ def calibration_report(
                 rows = layout.rows("all")
                 if rows is not None:
                     fold_counts = _count(
-                        [(_folds(pset, n_folds, seed), n_folds), (code, values.size + 1), (hit, 2)], rows
+                        [(set_folds(pset, n_folds, seed), n_folds), (code, values.size + 1), (hit, 2)], rows
                     )
                     fold_counts = fold_counts[:, :-1]
                 stats["recalibrated"] = {}

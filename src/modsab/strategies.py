@@ -32,7 +32,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from modsab import audit, cache, fusion, metrics
-from modsab.calibration import Recalibrated, folds
+from modsab.calibration import Recalibrated, set_folds
 from modsab.errors import InputError
 from modsab.fusion import FusionRule, QualityWeighted
 from modsab.predictions import PredictionSet
@@ -54,8 +54,7 @@ class _CrossFitted(FusionRule):
 
     def weights(self, pset: PredictionSet, agents: Sequence[int]) -> np.ndarray:
         agents = list(agents)
-        key = ("folds", pset.n_instances, self.n_folds, self.seed)
-        fold = cache.remember(pset, key, lambda: folds(pset.n_instances, self.n_folds, self.seed))
+        fold = set_folds(pset, self.n_folds, self.seed)
         return self.fold_weights(pset, agents, fold)[fold]
 
 
