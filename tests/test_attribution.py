@@ -10,7 +10,7 @@ from hypothesis.extra.numpy import arrays
 
 from modsab import shapley
 from modsab.attribution import Coalitions, PaperRule
-from modsab.counterfactual import LeaveOneOut, agent_pairs, causal_report, coalition_rows, pair_effects
+from modsab.counterfactual import LeaveOneOut, agent_pairs, causal_report, pair_effects
 from modsab.fusion import FusionRule
 from modsab.shapley import Shapley, shapley_matrix, shapley_report, subset_masks
 from modsab.synth import prediction_set
@@ -116,8 +116,8 @@ def test_causal_report_matches_the_attributions(scores, gold, tau):
 def test_coalition_rows_are_the_value_table_columns_without_a_float_copy():
     c = coalitions(TWO_BACK_WRONG * 2, [0, 1])
     masks = subset_masks(4)
-    correct, gold_probability = coalition_rows(c, masks)
-    again, _ = coalition_rows(c, masks)
+    correct, gold_probability = c.rows(masks)
+    again, _ = c.rows(masks)
     table = c.value_table(masks)
     for s in range(len(masks)):
         assert correct[s].dtype == bool and np.array_equal(correct[s], table["correct"][:, s] == 1)

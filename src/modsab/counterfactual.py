@@ -47,12 +47,6 @@ def agent_pairs(n_agents: int) -> list[tuple[int, int]]:
     return list(combinations(range(n_agents), 2))
 
 
-def coalition_rows(coalitions: Coalitions, masks: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """``(correct, gold_probability)``: one ``[n]`` row (bool, float) per coalition of
-    ``masks``, as :meth:`Coalitions.rows` remembers them (each coalition fused once)."""
-    return coalitions.rows(masks)
-
-
 def _effect_masks(n_agents: int) -> np.ndarray:
     """All agents, then each agent left out, then each pair left out (:func:`agent_pairs` order)."""
     singles = _without(n_agents, [(j,) for j in range(n_agents)])
@@ -71,7 +65,7 @@ def _pair_flags(correct: list[np.ndarray], n_agents: int) -> tuple[list[np.ndarr
 def pair_effects(coalitions: Coalitions) -> tuple[np.ndarray, np.ndarray]:
     """``(jointly_causal[n, P], only_jointly[n, P])`` for :func:`agent_pairs` order."""
     m = coalitions.n_agents
-    correct, _ = coalition_rows(coalitions, _effect_masks(m))
+    correct, _ = coalitions.rows(_effect_masks(m))
     joint, only = _pair_flags(correct, m)
     n = len(coalitions.gold)
     return tuple(np.column_stack(flags) if flags else np.zeros((n, 0), dtype=bool) for flags in (joint, only))
@@ -100,7 +94,7 @@ def causal_report(
     answered (as the paper's rates); pair rates over all instances. Each agent's and each
     pair's figures resample together (their own bootstrap, from one generator)."""
     m = coalitions.n_agents
-    correct, _ = coalition_rows(coalitions, _effect_masks(m))
+    correct, _ = coalitions.rows(_effect_masks(m))
     right = correct[0]
     paper_rule = _paper_successful(coalitions, coalitions.fused_top())
     rng = np.random.default_rng(seed)

@@ -18,7 +18,7 @@ agent's resamples run over its few distinct exact values, counted from the codes
 a grid of :data:`GOLD_PROBABILITY_CELLS` values, the interval shifted by the grid's
 rounding of the (exact) mean, as :func:`modsab.metrics.mean_interval`. Each agent, value
 and group is its own bootstrap (one generator for all). The coalition rows are read from
-the fusions :class:`Coalitions` remembers (:func:`modsab.counterfactual.coalition_rows`),
+the fusions :class:`Coalitions` remembers (:meth:`Coalitions.rows`),
 so no ``[n, 2^M]`` float table is built.
 """
 
@@ -30,7 +30,6 @@ import numpy as np
 
 from modsab import metrics
 from modsab.attribution import Attribution, Coalitions
-from modsab.counterfactual import coalition_rows
 
 MAX_AGENTS = 10
 VALUES = ("correct", "gold_probability")
@@ -97,7 +96,7 @@ def shapley_report(
     if m > PACKED_MAX_AGENTS:
         return _plain_report(coalitions, groups=groups, resamples=resamples, seed=seed, level=level)
     masks, matrix = subset_masks(m), shapley_matrix(m)
-    correct, gold_probability = coalition_rows(coalitions, masks)
+    correct, gold_probability = coalitions.rows(masks)
     phi_gold, cells, grid = _gridded_phi(gold_probability, matrix)
     if phi_gold is None:  # a non-finite value: the plain path drops it
         return _plain_report(coalitions, groups=groups, resamples=resamples, seed=seed, level=level)
