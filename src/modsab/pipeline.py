@@ -253,25 +253,24 @@ def _cached_cross_fit(probe, features: np.ndarray, y: np.ndarray, groups: np.nda
         digest.update(part.tobytes())
     meta = [[str(g) for g in groups], n_labels, dataclasses.asdict(probe), sklearn.__version__, "probe-v1"]
     digest.update(json.dumps(meta, sort_keys=True, default=str).encode())
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / f"probe-{digest.hexdigest()[:24]}.npy"
-    if path.exists():
-        return np.load(path)
-    proba = probe.cross_fit_predict(features, y, groups, n_labels=n_labels)
-    np.save(path, proba)
-    return proba
+    return _npy_cached(cache_dir / f"probe-{digest.hexdigest()[:24]}.npy",
+                       lambda: probe.cross_fit_predict(features, y, groups, n_labels=n_labels))
 
 
 def _cached_embeddings(texts: list[str | None], cache_dir: Path, embed) -> np.ndarray:
     """Sentence embeddings, cached on disk by text (a rerun embeds nothing twice)."""
     import hashlib
 
-    cache_dir.mkdir(parents=True, exist_ok=True)
     key = hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode()).hexdigest()[:24]
-    path = cache_dir / f"embeddings-minilm-{key}.npy"
+    return _npy_cached(cache_dir / f"embeddings-minilm-{key}.npy", lambda: embed(texts))
+
+
+def _npy_cached(path: Path, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """The array saved at ``path`` (a name made from a hash of the inputs), else ``compute()`` saved there."""
     if path.exists():
         return np.load(path)
-    values = embed(texts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    values = compute()
     np.save(path, values)
     return values
 
