@@ -159,7 +159,7 @@ def test_blocked_strategy_outcomes_equal_the_coalition_audit(pset, k):
     from modsab import strategies
     from modsab.fusion import FusionRule, QualityWeighted
 
-    rules = [FusionRule(), QualityWeighted(), strategies.CappedInfluence(), strategies.AgreementOverride()]
+    rules = strategies.default_strategies(n_folds=2)  # every rule of the comparison, recalibration included
     old = strategies.BLOCK_ROWS
     strategies.BLOCK_ROWS = 7  # several blocks, a short last one
     try:

@@ -39,6 +39,14 @@ class FusionRule:
             return pset.scores
         return pset.scores[:, agents, :]
 
+    @property
+    def transforms_answers(self) -> bool:
+        """True when the rule fuses answers other than the set's own scores (it overrides
+        :meth:`scores` or :meth:`block_scores`): fast paths that read the raw scores directly
+        must then ask the rule for its answers."""
+        cls = type(self)
+        return cls.scores is not FusionRule.scores or cls.block_scores is not FusionRule.block_scores
+
     def block_scores(self, pset: PredictionSet, agents: Sequence[int], rows: slice) -> np.ndarray:
         """:meth:`scores` of the instances in ``rows`` only (``[rows, len(agents), k]``).
 

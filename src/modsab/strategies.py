@@ -227,7 +227,7 @@ def outcomes(
         return out
 
     # rules that fuse the answers as given read them label-major, copied once per set for all such rules
-    label_major = _label_major(pset, agents) if type(rule).block_scores is FusionRule.block_scores else None
+    label_major = None if rule.transforms_answers else _label_major(pset, agents)
     out = np.empty(n, dtype=np.int16)
     for start in range(0, n, BLOCK_ROWS):
         rows = slice(start, min(n, start + BLOCK_ROWS))
