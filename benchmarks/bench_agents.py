@@ -24,7 +24,7 @@ from pathlib import Path
 from modsab.agents.engine import Limits
 from modsab.agents.inputs import Instance, load_descriptors
 from modsab.agents.run import RunConfig, run_agents
-from modsab.labels import LabelSet
+from modsab.contract.labels import LabelSet
 
 LABELS = LabelSet.parse("meld")
 

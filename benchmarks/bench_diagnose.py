@@ -22,10 +22,11 @@ import pyarrow as pa
 import pyarrow.json as pj
 import pyarrow.parquet as pq
 
-from modsab import audit, fusion, metrics
-from modsab.diagnosis import diagnose
-from modsab.labels import PRESETS
-from modsab.predictions import load_predictions
+from modsab.core import audit, fusion
+from modsab.stats import metrics
+from modsab.core.diagnosis import diagnose
+from modsab.contract.labels import PRESETS
+from modsab.contract.predictions import load_predictions
 
 LABELS = PRESETS["meld"]
 AGENTS = ("text", "audio", "vision", "tav")

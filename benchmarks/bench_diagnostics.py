@@ -2,7 +2,7 @@
 
     PYTHONPATH=src python benchmarks/bench_diagnostics.py [--n 1000000] [--bootstrap 1000]
 
-The data come from the synthetic generator (``modsab.synth.generate``, arrays, no file
+The data come from the synthetic generator (``modsab.data.synth.generate``, arrays, no file
 I/O). "foundation" is ``diagnose(pset)`` with default options; "diagnostics" is each
 section of ``Diagnosis.extend`` on that result, timed one by one; the ratio is
 (foundation + all diagnostics) / foundation. The goal of issue 7 is <= 10x. Wall time
@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from modsab.beyond import DIAGNOSTICS
-from modsab.diagnosis import diagnose
-from modsab.synth import SynthConfig, generate
+from modsab.diagnostics.run import DIAGNOSTICS
+from modsab.core.diagnosis import diagnose
+from modsab.data.synth import SynthConfig, generate
 
 
 def main() -> None:

@@ -23,8 +23,8 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
 import synthetic  # noqa: E402
 
-from modsab.diagnosis import diagnose  # noqa: E402
-from modsab.report import read_extras, write_report  # noqa: E402
+from modsab.core.diagnosis import diagnose  # noqa: E402
+from modsab.views.report import read_extras, write_report  # noqa: E402
 
 
 def _block(html: str, name: str) -> int:

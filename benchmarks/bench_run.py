@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from modsab.config import load_config
-from modsab.pipeline import run_pipeline
+from modsab.run.config import load_config
+from modsab.run.pipeline import run_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "ravdess-mini" / "run.toml"

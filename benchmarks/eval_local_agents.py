@@ -21,7 +21,7 @@ from pathlib import Path
 from modsab.agents.engine import Limits
 from modsab.agents.inputs import load_descriptors
 from modsab.agents.run import RunConfig, run_agents
-from modsab.labels import LabelSet
+from modsab.contract.labels import LabelSet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_agents import default_data  # noqa: E402

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from modsab.agents.answer import AnswerError, answer_schema, extract_json, parse_answer
-from modsab.labels import LabelSet
+from modsab.contract.labels import LabelSet
 
 MELD = LabelSet.parse("meld")
 

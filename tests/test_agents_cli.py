@@ -5,7 +5,7 @@ from typer.testing import CliRunner
 
 from modsab.agents.testing import StubServer
 from modsab.cli import app, main
-from modsab.schema import PredictionRecord
+from modsab.contract.records import PredictionRecord
 
 
 def descriptors(tmp_path, n=3):

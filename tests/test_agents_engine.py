@@ -10,8 +10,8 @@ from modsab.agents.engine import Limits
 from modsab.agents.inputs import Instance
 from modsab.agents.run import RunConfig, run_agents
 from modsab.agents.testing import Reply, StubServer, chat_reply, default_answer
-from modsab.labels import LabelSet
-from modsab.schema import PredictionRecord
+from modsab.contract.labels import LabelSet
+from modsab.contract.records import PredictionRecord
 
 MELD = LabelSet.parse("meld")
 FAST = Limits(concurrency=4, max_retries=3, backoff_base=0.01, backoff_max=0.05)
@@ -219,7 +219,7 @@ def test_rate_limit_spaces_requests(tmp_path):
 
 
 def test_changed_options_refuse_to_mix_runs(tmp_path):
-    from modsab.errors import InputError
+    from modsab.contract.errors import InputError
 
     with StubServer() as server:
         run(server, tmp_path, instances("a"))

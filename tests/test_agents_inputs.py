@@ -4,8 +4,8 @@ import pytest
 
 from modsab.agents.inputs import FieldConfig, find_leaks, load_descriptors, render_value
 from modsab.agents.prompts import PromptSet, delimit
-from modsab.errors import InputError
-from modsab.labels import LabelSet
+from modsab.contract.errors import InputError
+from modsab.contract.labels import LabelSet
 
 
 def test_python_literal_strings_are_parsed_safely():

@@ -21,8 +21,8 @@ from modsab.agents.answer import AgentAnswer
 from modsab.agents.engine import GenerationParams, Limits
 from modsab.agents.inputs import Instance, load_descriptors
 from modsab.agents.run import RunConfig, run_agents
-from modsab.labels import LabelSet
-from modsab.schema import PredictionRecord
+from modsab.contract.labels import LabelSet
+from modsab.contract.records import PredictionRecord
 
 pytestmark = pytest.mark.slow
 

@@ -8,12 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from modsab import shapley
-from modsab.attribution import Coalitions, PaperRule
-from modsab.counterfactual import LeaveOneOut, agent_pairs, causal_report, pair_effects
-from modsab.fusion import FusionRule
-from modsab.shapley import Shapley, shapley_matrix, shapley_report, subset_masks
-from modsab.synth import prediction_set
+from modsab.diagnostics import shapley
+from modsab.diagnostics.attribution import Coalitions, PaperRule
+from modsab.diagnostics.causal import LeaveOneOut, agent_pairs, causal_report, pair_effects
+from modsab.core.fusion import FusionRule
+from modsab.diagnostics.shapley import Shapley, shapley_matrix, shapley_report, subset_masks
+from modsab.data.synth import prediction_set
 
 
 def coalitions(scores, gold, tau=0.70):
@@ -218,7 +218,7 @@ def test_unknown_shapley_value():
     gold=arrays(np.int64, 8, elements=st.integers(0, 3)),
 )
 def test_coalition_fusion_matches_the_foundation_fusion_and_tie_rule(scores, gold):
-    from modsab.fusion import fuse, gold_rank, top_label
+    from modsab.core.fusion import fuse, gold_rank, top_label
 
     c = coalitions(scores, gold)
     fused = fuse(scores, np.ones((8, 3)))

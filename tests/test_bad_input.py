@@ -9,8 +9,8 @@ from conftest import record
 from typer.testing import CliRunner
 
 from modsab.cli import main
-from modsab.errors import InputError
-from modsab.predictions import load_predictions
+from modsab.contract.errors import InputError
+from modsab.contract.predictions import load_predictions
 
 GOOD = record("i1", "text", [("joy", 80)], gold="joy")
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
-from modsab.calibration import (
+from modsab.diagnostics.calibration import (
     PERCENT,
     Recalibrated,
     _codes,
@@ -19,7 +19,7 @@ from modsab.calibration import (
     expected_calibration_error,
     fit_temperature,
 )
-from modsab.synth import SynthConfig, generate
+from modsab.data.synth import SynthConfig, generate
 
 
 def reference_ece(confidence, correct, bins=10):

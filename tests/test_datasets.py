@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from modsab.datasets import ClipDescriptions, Iemocap, Manifest, Meld, Ravdess, load_dataset
-from modsab.errors import InputError
-from modsab.labels import LeakageChecker
+from modsab.data.loaders import ClipDescriptions, Iemocap, Manifest, Meld, Ravdess, load_dataset
+from modsab.contract.errors import InputError
+from modsab.contract.labels import LeakageChecker
 
 
 def make_iemocap(root):

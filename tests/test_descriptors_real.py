@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from modsab.cli import app
 from modsab.descriptors import DescribeConfig, MediaItem, describe
-from modsab.labels import PRESETS, LeakageChecker
+from modsab.contract.labels import PRESETS, LeakageChecker
 
 pytestmark = [pytest.mark.slow, pytest.mark.data]
 

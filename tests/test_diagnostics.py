@@ -11,17 +11,17 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from typer.testing import CliRunner
 
-from modsab import metrics
-from modsab.attribution import Coalitions, PaperRule
-from modsab.audit import Role, roles
-from modsab.beyond import DIAGNOSTICS
+from modsab.stats import metrics
+from modsab.diagnostics.attribution import Coalitions, PaperRule
+from modsab.core.audit import Role, roles
+from modsab.diagnostics.run import DIAGNOSTICS
 from modsab.cli import app
-from modsab.diagnosis import diagnose
-from modsab.errors import InputError
-from modsab.fusion import FusionRule
-from modsab.sensitivity import tau_sweep
-from modsab.strategies import AgreementOverride, CappedInfluence, compare
-from modsab.synth import MELD_LABELS, SynthConfig, generate, prediction_set, write
+from modsab.core.diagnosis import diagnose
+from modsab.contract.errors import InputError
+from modsab.core.fusion import FusionRule
+from modsab.diagnostics.tau_sweep import tau_sweep
+from modsab.diagnostics.fusion_compare import AgreementOverride, CappedInfluence, compare
+from modsab.data.synth import MELD_LABELS, SynthConfig, generate, prediction_set, write
 
 FOUNDATION_KEYS = {"n_instances", "fusion_topk", "agents", "ci", "sabotage_by_label", "source", "bootstrap"}
 

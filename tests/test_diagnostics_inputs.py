@@ -9,9 +9,9 @@ import warnings
 import numpy as np
 import pytest
 
-from modsab.diagnosis import diagnose
-from modsab.strategies import compare
-from modsab.synth import prediction_set
+from modsab.core.diagnosis import diagnose
+from modsab.diagnostics.fusion_compare import compare
+from modsab.data.synth import prediction_set
 
 
 def _records(path, with_quality: bool) -> None:
@@ -89,7 +89,7 @@ def test_same_seed_same_json_in_fresh_processes_whatever_the_hash_seed():
 def test_instances_table_carries_causal_flags_and_shapley_values_when_run(tmp_path):
     import pandas as pd
 
-    from modsab.synth import SynthConfig, generate
+    from modsab.data.synth import SynthConfig, generate
 
     pset, _ = generate(SynthConfig(n_instances=400, scenario="mixed", seed=5))
     plain = diagnose(pset, bootstrap=0).instances()

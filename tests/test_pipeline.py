@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from modsab.cli import app
-from modsab.config import load_config
+from modsab.run.config import load_config
 
 TREE = Path(__file__).resolve().parents[1]
 EXAMPLE = TREE / "examples" / "ravdess-mini" / "run.toml"

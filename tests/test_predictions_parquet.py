@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modsab import predictions
-from modsab.errors import InputError
-from modsab.labels import LabelSet
-from modsab.predictions import load_predictions
+from modsab.contract import predictions
+from modsab.contract.errors import InputError
+from modsab.contract.labels import LabelSet
+from modsab.contract.predictions import load_predictions
 
 LABELS = "joy,anger,sadness,neutral"
 CANDIDATES = pa.list_(pa.struct([("label", pa.string()), ("confidence", pa.float64())]))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modsab.errors import InputError
-from modsab.probes import ProbeAgent, probe_records
-from modsab.schema import PredictionRecord
+from modsab.contract.errors import InputError
+from modsab.agents.probes import ProbeAgent, probe_records
+from modsab.contract.records import PredictionRecord
 
 
 def test_probe_learns_a_real_signal_across_speakers():
@@ -56,14 +56,14 @@ def test_probe_records_follow_the_contract(tmp_path):
 
     path = tmp_path / "p.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in records))
-    from modsab.diagnosis import diagnose
+    from modsab.core.diagnosis import diagnose
 
     assert diagnose(path, labels="x,y,z", bootstrap=0).to_dict()["fusion_topk"]["1"] == 1.0
 
 
 def test_probe_fits_are_cached_by_everything_they_depend_on(tmp_path, monkeypatch):
-    from modsab.pipeline import _cached_cross_fit
-    from modsab.probes import ProbeAgent
+    from modsab.run.pipeline import _cached_cross_fit
+    from modsab.agents.probes import ProbeAgent
 
     rng = np.random.default_rng(0)
     features, y = rng.normal(size=(60, 4)), np.arange(60) % 3

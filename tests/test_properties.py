@@ -7,9 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from modsab.audit import Role
-from modsab.diagnosis import diagnose
-from modsab.predictions import PredictionSet
+from modsab.core.audit import Role
+from modsab.core.diagnosis import diagnose
+from modsab.contract.predictions import PredictionSet
 
 LABELS = ("neutral", "joy", "surprise", "anger")
 AGENTS = ("text", "audio", "vision")
@@ -141,9 +141,9 @@ def coarse_sets(draw):
 
 def _reference_outcomes(pset, rule, k):
     """What ``strategies.outcomes`` codes, from the coalition fusions and the paper's audit."""
-    from modsab import audit, fusion
-    from modsab.attribution import Coalitions
-    from modsab.counterfactual import LeaveOneOut
+    from modsab.core import audit, fusion
+    from modsab.diagnostics.attribution import Coalitions
+    from modsab.diagnostics.causal import LeaveOneOut
 
     coalitions = Coalitions.from_rule(pset, rule, range(3))
     rank = fusion.gold_rank(fusion.fuse(rule.scores(pset, range(3)), rule.weights(pset, range(3))), pset.gold)
@@ -156,8 +156,8 @@ def _reference_outcomes(pset, rule, k):
 @given(coarse_sets(), st.integers(1, 4))
 @settings(max_examples=150, deadline=None)
 def test_blocked_strategy_outcomes_equal_the_coalition_audit(pset, k):
-    from modsab import strategies
-    from modsab.fusion import FusionRule, QualityWeighted
+    from modsab.diagnostics import fusion_compare as strategies
+    from modsab.core.fusion import FusionRule, QualityWeighted
 
     rules = strategies.default_strategies(n_folds=2)  # every rule of the comparison, recalibration included
     old = strategies.BLOCK_ROWS

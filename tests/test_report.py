@@ -9,10 +9,10 @@ import synthetic
 from typer.testing import CliRunner
 
 from modsab.cli import app
-from modsab.diagnosis import diagnose
-from modsab.report import build_report, read_extras, report_from_path, write_report
-from modsab.report.browser import json_for_script
-from modsab.report.figures import all_figures, to_json
+from modsab.core.diagnosis import diagnose
+from modsab.views.report import build_report, read_extras, report_from_path, write_report
+from modsab.views.report.browser import json_for_script
+from modsab.views.report.figures import all_figures, to_json
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def test_broken_optional_files_are_noted_not_fatal(tmp_path):
 def test_descriptors_long_format(tmp_path):
     import pandas as pd
 
-    from modsab.report.inputs import read_descriptors
+    from modsab.views.report.inputs import read_descriptors
 
     path = tmp_path / "descriptors.parquet"
     pd.DataFrame(

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 import synthetic
 
-from modsab.diagnosis import diagnose
-from modsab.report import read_extras, write_report
+from modsab.core.diagnosis import diagnose
+from modsab.views.report import read_extras, write_report
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from conftest import MELD, record
 
-from modsab.diagnosis import diagnose
-from modsab.errors import InputError
+from modsab.core.diagnosis import diagnose
+from modsab.contract.errors import InputError
 
 
 def run(write_jsonl, records, **options):

@@ -8,8 +8,8 @@ import numpy as np
 from typer.testing import CliRunner
 
 from modsab.cli import app
-from modsab.predictions import load_predictions
-from modsab.synth import MELD_LABELS, SynthConfig, detector_scores, generate, load_truth
+from modsab.contract.predictions import load_predictions
+from modsab.data.synth import MELD_LABELS, SynthConfig, detector_scores, generate, load_truth
 
 CLEAR_CUT = SynthConfig(n_instances=3000, accuracy=(0.95,) * 4, scenario="clear", sabotage_rate=0.2, seed=3)
 

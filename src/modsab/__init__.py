@@ -10,21 +10,21 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from modsab.errors import InputError, ModsabError
-from modsab.labels import LabelSet
-from modsab.schema import Candidate, PredictionRecord
+from modsab.contract.errors import InputError, ModsabError
+from modsab.contract.labels import LabelSet
+from modsab.contract.records import Candidate, PredictionRecord
 
 __version__ = "0.1.0"
 
 #: Public names imported on first use, so ``import modsab`` (and the CLI) stays fast.
 _LAZY = {
-    "load_predictions": "modsab.predictions",
-    "PredictionSet": "modsab.predictions",
-    "diagnose": "modsab.diagnosis",
-    "Diagnosis": "modsab.diagnosis",
-    "FusionRule": "modsab.fusion",
-    "QualityWeighted": "modsab.fusion",
-    "Role": "modsab.audit",
+    "load_predictions": "modsab.contract.predictions",
+    "PredictionSet": "modsab.contract.predictions",
+    "diagnose": "modsab.core.diagnosis",
+    "Diagnosis": "modsab.core.diagnosis",
+    "FusionRule": "modsab.core.fusion",
+    "QualityWeighted": "modsab.core.fusion",
+    "Role": "modsab.core.audit",
 }
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from modsab.labels import LabelSet
+from modsab.contract.labels import LabelSet
 
 MAX_CANDIDATES = 7
 

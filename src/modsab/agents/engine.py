@@ -33,8 +33,8 @@ from modsab.agents.backends import (
 from modsab.agents.inputs import FieldConfig, Instance
 from modsab.agents.prompts import MODALITY_NAMES, PromptSet, delimit
 from modsab.agents.store import CachedResponse, ResponseCache, RunStore, cache_key
-from modsab.errors import InputError
-from modsab.labels import LabelSet
+from modsab.contract.errors import InputError
+from modsab.contract.labels import LabelSet
 
 #: US dollars per million (prompt, completion) tokens; ``--price-in/--price-out`` override.
 PRICES: dict[str, tuple[float, float]] = {

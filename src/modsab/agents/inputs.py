@@ -15,9 +15,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modsab.datasets import descriptor_text, read_rows
-from modsab.errors import InputError
-from modsab.labels import Leak, LeakageChecker
+from modsab.data.loaders import descriptor_text, read_rows
+from modsab.contract.errors import InputError
+from modsab.contract.labels import Leak, LeakageChecker
 
 #: Fields each agent reads by default, in prompt order. Both the MELD-descriptions
 #: names and the generic names are accepted; absent fields are skipped.

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from modsab.agents.backends import Completion, PermanentError
-from modsab.errors import InputError
+from modsab.contract.errors import InputError
 
 INSTALL_HINT = (
     'CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install "llama-cpp-python[server]==0.3.36" '

@@ -21,8 +21,8 @@ from modsab.agents.engine import AgentRunner, Budget, GenerationParams, Limits, 
 from modsab.agents.inputs import FieldConfig, Instance, find_leaks
 from modsab.agents.prompts import PromptSet
 from modsab.agents.store import ResponseCache, RunStore
-from modsab.errors import InputError
-from modsab.labels import LabelSet
+from modsab.contract.errors import InputError
+from modsab.contract.labels import LabelSet
 
 PREDICTIONS = "predictions.jsonl"
 

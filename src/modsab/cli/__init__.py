@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from modsab.errors import InputError
+from modsab.contract.errors import InputError
 
 #: Modules under ``modsab.cli`` that add commands. Add one line per command module.
 COMMAND_MODULES: tuple[str, ...] = ("run", "diagnose", "describe", "agents", "cache", "report", "synth")

@@ -91,8 +91,8 @@ def run(
     from modsab.agents.engine import GenerationParams, Limits
     from modsab.agents.inputs import FieldConfig, load_descriptors
     from modsab.agents.run import RunConfig, run_agents
-    from modsab.errors import InputError
-    from modsab.labels import LabelSet
+    from modsab.contract.errors import InputError
+    from modsab.contract.labels import LabelSet
 
     console = Console(stderr=True, highlight=False)
     if (price_in is None) != (price_out is None):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from modsab.errors import InputError
+from modsab.contract.errors import InputError
 
 _WRITERS = (".parquet", ".csv", ".jsonl")
 

@@ -46,8 +46,8 @@ def _diagnose_and_print(predictions: Path, *, as_json: bool, instances: Path | N
     """Diagnose, then print tables (or the JSON) and write the instances table when asked."""
     from rich.console import Console
 
-    from modsab.diagnosis import diagnose
-    from modsab.render import print_summary
+    from modsab.core.diagnosis import diagnose
+    from modsab.views.terminal import print_summary
 
     err = Console(stderr=True)
     with err.status("loading and auditing predictions", spinner="dots"):

@@ -47,7 +47,7 @@ def report_command(
     params = dict(locals())
     from rich.console import Console
 
-    from modsab.report import report_from_path
+    from modsab.views.report import report_from_path
 
     err = Console(stderr=True)
     with err.status("building the report", spinner="dots"):

@@ -1,4 +1,4 @@
-"""``modsab run``: the whole study from one TOML config (see modsab.pipeline)."""
+"""``modsab run``: the whole study from one TOML config (see modsab.run.pipeline)."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ def run_command(
 
     from rich.console import Console
 
-    from modsab.config import load_config
-    from modsab.pipeline import run_pipeline
-    from modsab.render import print_summary
+    from modsab.run.config import load_config
+    from modsab.run.pipeline import run_pipeline
+    from modsab.views.terminal import print_summary
 
     resolved = load_config(config).narrowed(
         limit=limit, split=split, agents=[a.strip() for a in agents.split(",") if a.strip()] if agents else None

@@ -36,9 +36,9 @@ def synth_command(
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples of the detector scores."),
 ) -> None:
     """Generate predictions with known planted saboteurs and score the sabotage detectors."""
-    from modsab import synth
-    from modsab.errors import InputError
-    from modsab.render import print_detectors
+    from modsab.data import synth
+    from modsab.contract.errors import InputError
+    from modsab.views.terminal import print_detectors
 
     try:
         accuracies = tuple(float(a) for a in _split(accuracy))

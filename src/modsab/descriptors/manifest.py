@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from modsab.errors import InputError
+from modsab.contract.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -67,9 +67,9 @@ def items_from_records(records: Iterable[Mapping[str, object]], *, base: Path | 
 def read_manifest(path: str | Path) -> list[MediaItem]:
     """Read and validate a CSV / JSONL / Parquet manifest (paths relative to its folder).
 
-    The table is read by :func:`modsab.datasets.read_rows`, the reader ``modsab run``'s
+    The table is read by :func:`modsab.data.loaders.read_rows`, the reader ``modsab run``'s
     manifest loader uses; describing is stricter: every row needs a media file."""
-    from modsab.datasets import read_rows
+    from modsab.data.loaders import read_rows
 
     path = Path(path)
     if not path.is_file():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modsab.errors import ModsabError
+from modsab.contract.errors import ModsabError
 
 SAMPLE_RATE = 16_000
 

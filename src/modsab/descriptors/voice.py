@@ -34,7 +34,7 @@ when the harmonics-to-noise ratio is low (z <= -1), irregular when jitter or shi
 high (z >= 1), bright (more high-frequency energy) or dull from the alpha ratio
 (|z| >= 1). Each word is followed by its number, e.g.
 ``pitch high for this speaker (z=+1.4, 212 Hz)``. The text never names a feeling; the
-tests run it through :class:`modsab.labels.LeakageChecker`.
+tests run it through :class:`modsab.contract.labels.LeakageChecker`.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from importlib.resources import files
 from pathlib import Path
 from string import Template
 
-from modsab.errors import InputError
+from modsab.contract.errors import InputError
 
 PROMPT_VERSION = "1"
 TEMPLATE_NAMES = ("system", "text", "audio", "vision", "tav", "repair", "scorer")

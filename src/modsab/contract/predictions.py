@@ -1,0 +1,963 @@
+"""Load the predictions contract into dense arrays.
+
+Files (JSON Lines, CSV, Parquet, or a run directory holding ``predictions.*``) are
+read at the edge and validated once; everything downstream works on
+:class:`PredictionSet`, whose arrays follow STYLE.md::
+
+    scores[n_instances, n_agents, n_labels]   confidence in [0, 1], 0 where absent
+    candidate[n, m, k]                        the agent named that label (valid)
+    quality[n, m]                             self-reported quality in [0, 1], NaN if absent
+    gold[n]                                   label index
+    present[n, m]                             a record exists for (instance, agent)
+
+Two readers produce the same flat columns. The fast one hands the whole file to
+pyarrow and checks it with vectorised operations; it gives up on the first thing it
+cannot vouch for. The exact one then reads record by record with pydantic, so every
+error names its file, line and field (and ``skip_invalid`` can skip just that record).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from modsab.contract.errors import InputError
+from modsab.contract.labels import LabelSet, clean
+from modsab.contract.records import REQUIRED_FIELDS, SCALE_MAX, PredictionRecord, Scale
+
+#: File names looked for when a run directory is given instead of a file.
+RUN_DIR_FILES = ("predictions.jsonl", "predictions.parquet", "predictions.csv")
+
+_CANDIDATES_TYPE = pa.list_(pa.struct([("label", pa.string()), ("confidence", pa.float64())]))
+_SCHEMA = pa.schema(
+    [
+        ("instance_id", pa.string()),
+        ("agent", pa.string()),
+        ("gold", pa.string()),
+        ("dataset", pa.string()),
+        ("quality", pa.float64()),
+        ("candidates", _CANDIDATES_TYPE),
+    ]
+)
+_MAX_EXAMPLES = 5
+_BLOCK = 1 << 16  # records per block when scattering candidates
+
+
+@dataclass(frozen=True)
+class SkippedRecord:
+    """A record left out under ``skip_invalid``, with where and why."""
+
+    where: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"where": self.where, "reason": self.reason}
+
+
+@dataclass
+class PredictionSet:
+    """Validated predictions as dense arrays (see module docstring)."""
+
+    instance_ids: np.ndarray
+    agents: tuple[str, ...]
+    labels: LabelSet
+    scores: np.ndarray
+    candidate: np.ndarray
+    quality: np.ndarray
+    gold: np.ndarray
+    present: np.ndarray
+    dataset: np.ndarray | None = None
+    line: np.ndarray | None = None
+    invalid_labels: dict[str, int] = field(default_factory=dict)
+    invalid_examples: dict[str, list[str]] = field(default_factory=dict)
+    skipped: list[SkippedRecord] = field(default_factory=list)
+    n_without_gold: int = 0
+    source: str = "<memory>"
+    scale: Scale = "percent"
+
+    @classmethod
+    def from_arrays(
+        cls,
+        scores: np.ndarray,
+        gold: np.ndarray,
+        *,
+        labels: LabelSet | Sequence[str],
+        agents: Sequence[str],
+        candidate: np.ndarray | None = None,
+        quality: np.ndarray | None = None,
+        instance_ids: Sequence[str] | None = None,
+        dataset: Sequence[str] | None = None,
+    ) -> PredictionSet:
+        """Build a set from arrays already in memory (confidences and quality in [0, 1]).
+
+        ``candidate`` defaults to ``scores > 0`` (an agent named every label it scored).
+        """
+        scores = np.asarray(scores, dtype=np.float64)
+        n, m, k = scores.shape
+        labels = labels if isinstance(labels, LabelSet) else LabelSet(tuple(labels))
+        if len(labels) != k or len(agents) != m:
+            raise InputError(f"scores has shape {scores.shape}, but {len(agents)} agents and {len(labels)} labels")
+        if np.any((scores < 0) | (scores > 1)):
+            raise InputError("scores must be in [0, 1]")
+        return cls(
+            instance_ids=np.asarray(instance_ids if instance_ids is not None else [str(i) for i in range(n)], object),
+            agents=tuple(agents),
+            labels=labels,
+            scores=scores,
+            candidate=scores > 0 if candidate is None else np.asarray(candidate, dtype=bool),
+            quality=np.full((n, m), np.nan) if quality is None else np.asarray(quality, dtype=np.float64),
+            gold=np.asarray(gold, dtype=np.int64),
+            present=np.ones((n, m), dtype=bool),
+            dataset=None if dataset is None else np.asarray(dataset, dtype=object),
+            invalid_labels=dict.fromkeys(agents, 0),
+        )
+
+    @property
+    def n_instances(self) -> int:
+        return int(self.gold.shape[0])
+
+    @property
+    def answered(self) -> np.ndarray:
+        """``[n, m]``: the agent gave at least one valid candidate."""
+        return self.candidate.any(axis=2)
+
+    def agent_index(self, name: str) -> int:
+        try:
+            return self.agents.index(name)
+        except ValueError:
+            raise InputError(
+                f"unknown agent '{name}'", hint=f"agents in {self.source}: {', '.join(self.agents)}"
+            ) from None
+
+    def where(self, instance: int, agent: int | None = None) -> str:
+        """Human location of an (instance, agent) pair, for error messages."""
+        text = f"instance '{self.instance_ids[instance]}'"
+        if agent is not None:
+            text += f", agent '{self.agents[agent]}'"
+            if self.line is not None and self.line[instance, agent] > 0:
+                text = f"{self.source}:{self.line[instance, agent]} " + text
+        return text
+
+    def subset(self, rows: np.ndarray) -> PredictionSet:
+        """The same set restricted to some instances (by index or boolean mask)."""
+        return PredictionSet(
+            instance_ids=self.instance_ids[rows],
+            agents=self.agents,
+            labels=self.labels,
+            scores=self.scores[rows],
+            candidate=self.candidate[rows],
+            quality=self.quality[rows],
+            gold=self.gold[rows],
+            present=self.present[rows],
+            dataset=None if self.dataset is None else self.dataset[rows],
+            line=None if self.line is None else self.line[rows],
+            invalid_labels=self.invalid_labels,
+            invalid_examples=self.invalid_examples,
+            skipped=self.skipped,
+            n_without_gold=self.n_without_gold,
+            source=self.source,
+            scale=self.scale,
+        )
+
+
+# -- flat columns: what both readers produce ------------------------------------------------
+
+
+@dataclass
+class _Flat:
+    """One entry per record (R) and per candidate (C). The string columns are plain
+    strings (exact reader) or dictionary arrays with distinct, non-null values (fast
+    reader, :func:`_canonical`); :func:`_codes` reads both."""
+
+    instance_id: pa.Array  # string[R]
+    agent: pa.Array  # string[R]
+    gold: pa.Array  # string[R], null when absent
+    dataset: pa.Array  # string[R]
+    quality: np.ndarray  # float64[R], NaN when absent
+    line: np.ndarray  # int64[R]
+    cand_count: np.ndarray  # int[R], candidates per record (a record's candidates are contiguous)
+    cand_label: pa.Array  # string[C], null when the label was not a string
+    cand_confidence: np.ndarray  # float64[C]
+    skipped: list[SkippedRecord]
+    line_kind: str = "line"
+
+
+class _GiveUp(Exception):
+    """The fast reader cannot vouch for the file; the exact reader takes over."""
+
+
+def _resolve_path(path: str | Path) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        for name in RUN_DIR_FILES:
+            if (path / name).is_file():
+                return path / name
+        raise InputError(
+            "directory has no predictions file",
+            path=path,
+            hint=f"expected one of {', '.join(RUN_DIR_FILES)}",
+        )
+    if not path.exists():
+        raise InputError("file not found", path=path, hint="check the path")
+    if path.stat().st_size == 0:
+        raise InputError("file is empty", path=path, hint="expected one prediction record per line")
+    return path
+
+
+def _format(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in (".gz", ".zst", ".bz2"):
+        suffixes = suffixes[:-1]
+    ext = suffixes[-1] if suffixes else ""
+    if ext in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    if ext in (".csv", ".tsv"):
+        return "csv"
+    if ext in (".parquet", ".pq"):
+        return "parquet"
+    raise InputError(
+        f"unknown file type '{ext or path.name}'",
+        path=path,
+        hint="use .jsonl, .csv or .parquet",
+    )
+
+
+# -- fast reader -------------------------------------------------------------------------
+
+
+def _line_count(data: bytes) -> int:
+    return data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+
+
+def _candidates_from_json_strings(column: pa.Array) -> pa.Array:
+    """Parse a column of JSON strings (CSV's candidates) with pyarrow's JSON reader."""
+    import pyarrow.json as pj
+
+    if column.null_count:
+        raise _GiveUp
+    if pc.any(pc.match_substring(column, "\n")).as_py():
+        raise _GiveUp  # a newline inside would break one-row-per-line
+    large = pa.large_string()
+    joined = pc.binary_join_element_wise(
+        pa.scalar('{"c":', large), column.cast(large), pa.scalar("}\n", large), pa.scalar("", large)
+    )
+    offsets = np.frombuffer(joined.buffers()[1], dtype=np.int64)[joined.offset : joined.offset + len(joined) + 1]
+    payload = joined.buffers()[2].to_pybytes()[offsets[0] : offsets[-1]]
+    schema = pa.schema([("c", _CANDIDATES_TYPE)])
+    try:
+        table = pj.read_json(io.BytesIO(payload), parse_options=pj.ParseOptions(explicit_schema=schema))
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        raise _GiveUp from error
+    if table.num_rows != len(column):
+        raise _GiveUp
+    return table.column("c").combine_chunks()
+
+
+def _read_table_fast(path: Path, fmt: str) -> tuple[pa.Table, int]:
+    """Read with pyarrow; return the table and the line number of row 0."""
+    if fmt == "jsonl":
+        import pyarrow.json as pj
+
+        data = path.read_bytes()
+        options = pj.ParseOptions(explicit_schema=_SCHEMA, unexpected_field_behavior="ignore")
+        try:
+            table = pj.read_json(io.BytesIO(data), parse_options=options)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+            raise _GiveUp from error
+        if table.num_rows != _line_count(data):
+            raise _GiveUp  # blank lines: row numbers would not be line numbers
+        return table, 1
+    if fmt == "csv":
+        import pyarrow.csv as pcsv
+
+        data = path.read_bytes()
+        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+        types = {name: _SCHEMA.field(name).type for name in ("instance_id", "agent", "gold", "dataset")}
+        types |= {"quality": pa.float64(), "candidates": pa.string()}
+        try:
+            table = pcsv.read_csv(
+                io.BytesIO(data),
+                parse_options=pcsv.ParseOptions(delimiter=delimiter),
+                convert_options=pcsv.ConvertOptions(
+                    column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False
+                ),
+            )
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+            raise _GiveUp from error
+        if table.num_rows + 1 != _line_count(data) or "candidates" not in table.column_names:
+            raise _GiveUp
+        candidates = _candidates_from_json_strings(table.column("candidates").combine_chunks())
+        table = table.set_column(table.column_names.index("candidates"), "candidates", candidates)
+        return table, 2
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path, read_dictionary=_dictionary_columns(path))
+    except (pa.ArrowInvalid, OSError) as error:
+        raise InputError(f"cannot read Parquet: {error}", path=path) from error
+    if "candidates" in table.column_names and pa.types.is_string(table.schema.field("candidates").type):
+        parsed = _candidates_from_json_strings(table.column("candidates").combine_chunks())
+        table = table.set_column(table.column_names.index("candidates"), "candidates", parsed)
+    return table, 1
+
+
+def _dictionary_columns(path: Path) -> list[str]:
+    """Parquet columns of few distinct strings to read as dictionaries (agent, gold, dataset,
+    candidate labels): no string is materialised per row, and their codes come for free."""
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_metadata(path).schema
+    except (pa.ArrowInvalid, OSError):
+        return []  # read_table reports it
+    paths = [schema.column(i).path for i in range(len(schema))]
+    label = [p for p in paths if p.startswith("candidates.") and p.endswith(".label")]
+    return [p for p in paths if p in ("agent", "gold", "dataset")] + label
+
+
+def _cast(column: pa.Array, target: pa.DataType) -> pa.Array:
+    """Cast to the contract's type, keeping strings dictionary-encoded when they are."""
+    kept = None
+    if target == pa.string() and pa.types.is_dictionary(column.type):
+        kept = pa.dictionary(column.type.index_type, pa.string())
+    elif target == _CANDIDATES_TYPE and (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)):
+        element = column.type.value_type
+        if pa.types.is_struct(element) and element.get_field_index("label") >= 0:
+            label = element.field("label").type
+            if pa.types.is_dictionary(label):
+                kept = pa.list_(
+                    pa.struct([("label", pa.dictionary(label.index_type, pa.string())), ("confidence", pa.float64())])
+                )
+    if kept is not None:
+        try:
+            return column.cast(kept)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            pass
+    try:
+        return column.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as error:
+        raise _GiveUp from error
+
+
+def _canonical(
+    column: pa.Array | pa.ChunkedArray, *, trim: bool = True, empty_is_null: bool = False
+) -> pa.DictionaryArray:
+    """Dictionary-encode a string column (plain strings, chunked or not, or a dictionary
+    array), trimming (and blank to null, or giving up on blank) on the distinct values
+    only. The dictionary comes out distinct and without nulls; its order is first
+    appearance when ``column`` was plain strings."""
+    if pa.types.is_dictionary(column.type):
+        encoded, distinct = column, False
+    else:
+        encoded, distinct = _encode(column), True
+    values = encoded.dictionary
+    if trim:
+        values = pc.utf8_trim_whitespace(values)
+        empty = pc.equal(pc.utf8_length(values), 0)
+        if pc.any(empty).as_py():
+            if not empty_is_null:
+                raise _GiveUp
+            values = pc.if_else(empty, pa.scalar(None, pa.string()), values)
+            distinct = False
+        elif distinct and not pc.all(pc.equal(values, encoded.dictionary)).as_py():
+            distinct = False
+    if not distinct:
+        again = values.dictionary_encode()
+        if again.null_count or len(again.dictionary) != len(values):  # merged or blanked values: recode rows
+            remap = np.append(pc.fill_null(again.indices.cast(pa.int64()), -1).to_numpy(zero_copy_only=False), -1)
+            codes = remap[_indices(encoded)]
+            indices = pa.array(codes.astype(np.int32), mask=codes < 0)
+            return pa.DictionaryArray.from_arrays(indices, again.dictionary)
+        values = again.dictionary  # the same values, in the same order
+    return pa.DictionaryArray.from_arrays(encoded.indices, values)
+
+
+def _encode(column: pa.Array | pa.ChunkedArray) -> pa.DictionaryArray:
+    """``dictionary_encode`` into one array; chunks are encoded where they lie (the
+    chunks of the result share the final dictionary), so only the codes are copied."""
+    if isinstance(column, pa.ChunkedArray):
+        encoded = column.dictionary_encode()
+        if encoded.num_chunks == 0:
+            return column.combine_chunks().dictionary_encode()
+        dictionary = encoded.chunk(0).dictionary
+        if all(_same_values(c.dictionary, dictionary) for c in encoded.chunks):
+            return pa.DictionaryArray.from_arrays(pa.concat_arrays([c.indices for c in encoded.chunks]), dictionary)
+        column = column.combine_chunks()
+    return column.dictionary_encode()
+
+
+def _same_values(a: pa.Array, b: pa.Array) -> bool:
+    """``a.equals(b)``, at once when both view the same memory."""
+    if len(a) != len(b):
+        return False
+    pairs = zip(a.buffers(), b.buffers(), strict=True)
+    if a.offset == b.offset and all(x is y or (x and y and x.address == y.address) for x, y in pairs):
+        return True
+    return a.equals(b)
+
+
+def _indices(encoded: pa.DictionaryArray) -> np.ndarray:
+    """int64 codes of a dictionary array, -1 for null."""
+    indices = encoded.indices
+    if indices.null_count:
+        indices = pc.fill_null(indices.cast(pa.int64()), -1)
+    return indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+
+
+def _fast(path: Path, fmt: str, scale: Scale) -> _Flat:
+    table, first_line = _read_table_fast(path, fmt)
+    if table.num_rows == 0:
+        raise _GiveUp
+    columns = {}
+    for name in _SCHEMA.names:
+        if name not in table.column_names:
+            if name in REQUIRED_FIELDS:
+                raise _GiveUp
+            columns[name] = pa.nulls(table.num_rows, _SCHEMA.field(name).type)
+            continue
+        column = table.column(name)
+        if name == "instance_id" and column.type == pa.string():
+            columns[name] = column  # many distinct strings: _canonical encodes them chunk by chunk, uncopied
+        else:
+            columns[name] = _cast(column.combine_chunks(), _SCHEMA.field(name).type)
+    for name in ("instance_id", "agent", "candidates"):
+        if columns[name].null_count:
+            raise _GiveUp
+    ids = _canonical(columns["instance_id"])
+    agents = _canonical(columns["agent"])
+    if ids.null_count or agents.null_count:  # a null inside a dictionary
+        raise _GiveUp
+    top = SCALE_MAX[scale]
+    quality = columns["quality"].to_numpy(zero_copy_only=False)
+    quality = np.asarray(quality, dtype=np.float64)
+    if np.any((quality < 0) | (quality > top)):
+        raise _GiveUp
+    lists = columns["candidates"]
+    values = lists.flatten()
+    confidence = values.field("confidence")
+    if confidence.null_count:
+        raise _GiveUp
+    confidence = confidence.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    if np.any(~((confidence >= 0) & (confidence <= top))):
+        raise _GiveUp
+    lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
+    return _Flat(
+        instance_id=ids,
+        agent=agents,
+        gold=_canonical(columns["gold"], empty_is_null=True),
+        dataset=_canonical(columns["dataset"], empty_is_null=True),
+        quality=quality,
+        line=np.arange(first_line, first_line + table.num_rows, dtype=np.int64),
+        cand_count=lengths,
+        cand_label=_canonical(values.field("label"), trim=False),
+        cand_confidence=confidence,
+        skipped=[],
+        line_kind="row" if fmt == "parquet" else "line",
+    )
+
+
+# -- exact reader ------------------------------------------------------------------------
+
+
+def resolve_path(path: str | Path) -> Path:
+    """The predictions file that ``path`` names (a file, or a run directory holding one);
+    an :class:`InputError` naming the path when there is none."""
+    return _resolve_path(path)
+
+
+def records(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """``(line, raw record)`` of a predictions file (any supported format) before any
+    checking; a record that could not be parsed is an :class:`InputError` instance, so the
+    caller decides whether to stop or skip. For other tools that read the same files."""
+    resolved = _resolve_path(path)
+    yield from _records(resolved, _format(resolved))
+
+
+def _records(path: Path, fmt: str) -> Iterator[tuple[int, Any]]:
+    """Yield (line number, raw object) pairs; a raw object may be an exception."""
+    if fmt == "jsonl":
+        with path.open("r", encoding="utf-8", errors="strict", newline="\n") as handle:
+            for number, text in enumerate(handle, start=1):
+                if not text.strip():
+                    continue
+                try:
+                    yield number, json.loads(text)
+                except json.JSONDecodeError as error:
+                    yield number, InputError(f"invalid JSON: {error.msg} (column {error.colno})")
+                except UnicodeDecodeError as error:  # pragma: no cover - handled below
+                    yield number, InputError(f"not UTF-8: {error}")
+    elif fmt == "csv":
+        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+        with path.open("r", encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle, delimiter=delimiter)
+            missing = [name for name in REQUIRED_FIELDS if name not in (reader.fieldnames or [])]
+            if missing:
+                raise InputError(
+                    f"CSV header lacks column(s) {', '.join(missing)}",
+                    path=path,
+                    line=1,
+                    hint="columns: instance_id, agent, gold, candidates (JSON), quality, dataset",
+                )
+            for row in reader:
+                yield reader.line_num, _csv_row(row)
+    else:
+        import pyarrow.parquet as pq
+
+        for number, row in enumerate(pq.read_table(path).to_pylist(), start=1):
+            if isinstance(row.get("candidates"), str):
+                row = _csv_row(row)
+            yield number, row
+
+
+def _csv_row(row: Mapping[str, Any]) -> Any:
+    out: dict[str, Any] = {k: (None if v == "" else v) for k, v in row.items() if k is not None}
+    text = out.get("candidates")
+    if isinstance(text, str):
+        try:
+            out["candidates"] = json.loads(text)
+        except json.JSONDecodeError as error:
+            return InputError(f"candidates is not valid JSON: {error.msg} (column {error.colno})")
+    quality = out.get("quality")
+    if isinstance(quality, str):
+        try:
+            out["quality"] = float(quality)
+        except ValueError:
+            return InputError(f"quality must be a number, got {quality!r}")
+    return out
+
+
+def _describe_validation(error: Any) -> str:
+    parts = []
+    for issue in error.errors()[:3]:
+        loc = ".".join(str(p) for p in issue["loc"])
+        if issue["type"] == "missing":
+            parts.append(f"missing field '{loc}'")
+        else:
+            message = issue["msg"].removeprefix("Value error, ")
+            parts.append(f"{loc}: {message}" if loc else message)
+    return "; ".join(parts)
+
+
+def _exact(path: Path, fmt: str, scale: Scale, skip_invalid: bool) -> _Flat:
+    from pydantic import ValidationError
+
+    line_kind = "row" if fmt == "parquet" else "line"
+    ids, agents, golds, datasets, qualities, lines = [], [], [], [], [], []
+    cand_count, cand_label, cand_conf = [], [], []
+    skipped: list[SkippedRecord] = []
+    context = {"scale": scale}
+    for number, raw in _records(path, fmt):
+        if isinstance(raw, InputError):
+            reason = raw.message
+        elif not isinstance(raw, dict):
+            reason = f"expected a JSON object, got {type(raw).__name__}"
+        else:
+            try:
+                record = PredictionRecord.model_validate(raw, context=context)
+                reason = None
+            except ValidationError as error:
+                reason = _describe_validation(error)
+        if reason is not None:
+            if not skip_invalid:
+                raise InputError(
+                    reason,
+                    path=path,
+                    line=number if line_kind == "line" else None,
+                    item=None if line_kind == "line" else f"row {number}",
+                    hint="fix the record, or pass --skip-invalid to skip bad records",
+                )
+            skipped.append(SkippedRecord(f"{path}:{number}", reason))
+            continue
+        ids.append(record.instance_id)
+        agents.append(record.agent)
+        golds.append(record.gold)
+        datasets.append(record.dataset)
+        qualities.append(math.nan if record.quality is None else record.quality)
+        lines.append(number)
+        cand_count.append(len(record.candidates))
+        for candidate in record.candidates:
+            cand_label.append(candidate.label if isinstance(candidate.label, str) else None)
+            cand_conf.append(candidate.confidence)
+    if not ids:
+        raise InputError(
+            "no valid prediction record" + (f" ({len(skipped)} skipped)" if skipped else ""),
+            path=path,
+            hint="expected one JSON object per line with instance_id, agent, candidates",
+        )
+    return _Flat(
+        instance_id=pa.array(ids, pa.string()),
+        agent=pa.array(agents, pa.string()),
+        gold=pa.array(golds, pa.string()),
+        dataset=pa.array(datasets, pa.string()),
+        quality=np.asarray(qualities, dtype=np.float64),
+        line=np.asarray(lines, dtype=np.int64),
+        cand_count=np.asarray(cand_count, dtype=np.int64),
+        cand_label=pa.array(cand_label, pa.string()),
+        cand_confidence=np.asarray(cand_conf, dtype=np.float64),
+        skipped=skipped,
+        line_kind=line_kind,
+    )
+
+
+# -- assembly ----------------------------------------------------------------------------
+
+
+def _codes(column: pa.Array, *, as_numpy: bool = False, ordered: bool = True) -> tuple[np.ndarray, Any]:
+    """Integer code per entry (-1 for null) and the distinct values (a list, or an object
+    array with ``as_numpy``, which is faster for many values). Plain strings are
+    dictionary-encoded; a dictionary array (distinct values, as :func:`_canonical` makes)
+    keeps its codes. With ``ordered`` the codes follow first appearance, dropping
+    unused values, as encoding the plain strings would."""
+    if pa.types.is_dictionary(column.type):
+        codes, dictionary = _indices(column), column.dictionary
+        if ordered:
+            codes, order = _first_appearance(codes, len(dictionary))
+            if order is not None:
+                dictionary = dictionary.take(pa.array(order))
+    else:
+        encoded = column.dictionary_encode()
+        codes, dictionary = _indices(encoded), encoded.dictionary
+    uniques = dictionary.to_numpy(zero_copy_only=False) if as_numpy else dictionary.to_pylist()
+    return codes, uniques
+
+
+def _first_appearance(codes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Renumber codes (of ``size`` values, -1 for null) by first appearance; also the old
+    code of each new one, or ``None`` when they already are (one pass in that case)."""
+    if codes.size:
+        top = np.maximum.accumulate(codes)
+        if top[-1] == size - 1 and codes[0] <= 0 and np.all(codes[1:] <= top[:-1] + 1):
+            return codes, None
+    elif size == 0:
+        return codes, None
+    used, first = np.unique(codes[codes >= 0], return_index=True)
+    order = used[np.argsort(first, kind="stable")]
+    remap = np.full(size + 1, -1, dtype=np.int64)
+    remap[order] = np.arange(order.size)
+    return remap[codes], order
+
+
+def _label_codes(column: pa.Array, labels: LabelSet) -> np.ndarray:
+    """Resolve labels through the label set, once per unique raw value."""
+    codes, lookup = _label_lookup(column, labels)
+    return lookup[codes]
+
+
+def _label_lookup(column: pa.Array, labels: LabelSet) -> tuple[np.ndarray, np.ndarray]:
+    """Per entry a code of its raw value, and per code the label index (-1 when invalid;
+    code -1, null, picks the trailing -1): ``lookup[codes]`` resolves the column."""
+    encoded = column if pa.types.is_dictionary(column.type) else column.dictionary_encode()
+    lookup = np.asarray(labels.codes(encoded.dictionary.to_pylist()) + [-1], dtype=np.int64)
+    codes = _indices(encoded) if encoded.indices.null_count else encoded.indices.to_numpy()
+    return codes, lookup
+
+
+class _Assembler:
+    def __init__(
+        self, flat: _Flat, path: Path, *, labels: LabelSet | None, synonyms, scale, strict, skip_invalid
+    ) -> None:
+        self.flat, self.path, self.scale = flat, path, scale
+        self.labels_given, self.synonyms = labels, synonyms or {}
+        self.strict, self.skip_invalid = strict, skip_invalid
+        self.skipped = list(flat.skipped)
+
+    def place(self, record: int) -> str:
+        number = int(self.flat.line[record])
+        return f"{self.path}:{number}" if self.flat.line_kind == "line" else f"{self.path} row {number}"
+
+    def fail(self, message: str, *, records: list[int], hint: str | None = None) -> None:
+        where = " and ".join(self.place(r) for r in records[:2])
+        raise InputError(message, item=where, hint=hint)
+
+    def drop(self, keep: np.ndarray) -> None:
+        """Remove records (and their candidates) where ``keep`` is False."""
+        f = self.flat
+        cand_keep = np.repeat(keep, f.cand_count)
+        mask = pa.array(keep)
+        cmask = pa.array(cand_keep)
+        self.flat = _Flat(
+            instance_id=f.instance_id.filter(mask),
+            agent=f.agent.filter(mask),
+            gold=f.gold.filter(mask),
+            dataset=f.dataset.filter(mask),
+            quality=f.quality[keep],
+            line=f.line[keep],
+            cand_count=f.cand_count[keep],
+            cand_label=f.cand_label.filter(cmask),
+            cand_confidence=f.cand_confidence[cand_keep],
+            skipped=f.skipped,
+            line_kind=f.line_kind,
+        )
+
+    def duplicates(self) -> None:
+        self.encode()
+        inst, agent, agent_names, instance_names = self.inst, self.agent, self.agent_names, self.instance_names
+        key = inst * len(agent_names) + agent
+        counts = np.bincount(key, minlength=len(instance_names) * len(agent_names))
+        if counts.max(initial=0) <= 1:
+            return
+        order = np.flatnonzero(counts[key] > 1)  # the records of repeated pairs, by pair then position
+        order = order[np.argsort(key[order], kind="stable")]
+        repeated = np.flatnonzero(key[order][1:] == key[order][:-1])
+        if not self.skip_invalid:
+            first, second = int(order[repeated[0]]), int(order[repeated[0] + 1])
+            self.fail(
+                f"instance '{self.flat.instance_id[first]}' has two records for agent '{self.flat.agent[first]}'",
+                records=[first, second],
+                hint="keep one answer per (instance, agent), or pass --skip-invalid to keep the first",
+            )
+        later = order[repeated + 1]
+        for record in later:
+            self.skipped.append(SkippedRecord(self.place(int(record)), "duplicate (instance, agent)"))
+        keep = np.ones(len(key), dtype=bool)
+        keep[later] = False
+        self.drop(keep)
+        self.encode()
+
+    def encode(self) -> None:
+        """Integer codes of instances and agents (first-appearance order)."""
+        self.inst, self.instance_names = _codes(self.flat.instance_id, as_numpy=True)
+        self.agent, self.agent_names = _codes(self.flat.agent)
+
+    def label_set(self) -> LabelSet:
+        if self.labels_given is not None:
+            return self.labels_given
+        golds = [g for g in pc.unique(self.flat.gold).to_pylist() if g is not None]
+        return LabelSet.from_gold(golds, synonyms=self.synonyms)
+
+    def gold(self, labels: LabelSet, inst: np.ndarray, n: int) -> np.ndarray:
+        """Per-instance gold code: -1 without gold; errors on unknown or conflicting gold."""
+        f = self.flat
+        record_gold = _label_codes(f.gold, labels)
+        has_gold = pc.is_valid(f.gold).to_numpy(zero_copy_only=False)
+        bad_instances: set[int] = set()
+        unknown = np.flatnonzero(has_gold & (record_gold < 0))
+        if unknown.size:
+            if not self.skip_invalid:
+                record = int(unknown[0])
+                self.fail(
+                    f"gold '{f.gold[record]}' of instance '{f.instance_id[record]}' is not in the "
+                    f"label set ({', '.join(labels)})",
+                    records=[record],
+                    hint="add it to --labels or map it with --synonyms",
+                )
+            for record in unknown:
+                self.skipped.append(SkippedRecord(self.place(int(record)), f"unknown gold '{f.gold[record]}'"))
+                bad_instances.add(int(inst[record]))
+        valid = has_gold & (record_gold >= 0)
+        rows, codes = inst[valid], record_gold[valid]
+        gold = np.full(n, -1, dtype=np.int64)
+        gold[rows] = codes  # one record's gold per instance; where another differs, the records disagree
+        conflict = np.unique(rows[codes != gold[rows]])
+        if conflict.size:
+            if not self.skip_invalid:
+                target = int(conflict[0])
+                records = np.flatnonzero((inst == target) & valid)
+                values = sorted({str(f.gold[int(r)]) for r in records})
+                self.fail(
+                    f"records of instance '{f.instance_id[int(records[0])]}' disagree on gold ({' vs '.join(values)})",
+                    records=[int(r) for r in records],
+                    hint="give one gold label per instance, or pass --skip-invalid to skip it",
+                )
+            for target in conflict:
+                first = int(np.flatnonzero(inst == target)[0])
+                self.skipped.append(SkippedRecord(f"instance '{f.instance_id[first]}'", "records disagree on gold"))
+            bad_instances.update(int(t) for t in conflict)
+        if bad_instances:
+            gold[np.fromiter(bad_instances, dtype=np.int64)] = -2
+        return gold
+
+    def candidates(self, first_slot: np.ndarray, labels: LabelSet, size: int) -> tuple[np.ndarray, ...]:
+        """Flat ``scores`` and ``candidate`` (``size`` slots; a record's labels from its
+        ``first_slot``) and the positions of the candidates whose label is invalid.
+
+        The best confidence per slot, as np.maximum.at over all candidates would give:
+        assign (one repeat of a label wins), again for the values above their winner, then
+        the values still above (or NaN) take the maximum. Records go in blocks, so every
+        temporary stays small; a block's slots are its own, as no (instance, agent) pair
+        has two records by now. Invalid labels go to one more slot, cut off at the end."""
+        f, top = self.flat, SCALE_MAX[self.scale]
+        codes, lookup = _label_lookup(f.cand_label, labels)
+        scores = np.zeros(size + 1, dtype=np.float64)
+        candidate = np.zeros(size + 1, dtype=bool)
+        ends = np.cumsum(f.cand_count)
+        bad = []
+        start = 0
+        for first in range(0, len(first_slot), _BLOCK):
+            last = min(first + _BLOCK, len(first_slot))
+            stop = int(ends[last - 1])
+            label = lookup[codes[start:stop]]
+            index = np.repeat(first_slot[first:last], f.cand_count[first:last])
+            index += label
+            invalid = np.flatnonzero(label < 0)
+            if invalid.size:
+                index[invalid] = size
+                bad.append(invalid + start)
+            value = f.cand_confidence[start:stop] / top
+            candidate[index] = True
+            scores[index] = value
+            lost = np.flatnonzero(~(value <= scores[index]))
+            index, value = index[lost], value[lost]
+            scores[index] = value
+            lost = ~(value <= scores[index])
+            if lost.any():
+                np.maximum.at(scores, index[lost], value[lost])
+            start = stop
+        bad = np.concatenate(bad) if bad else np.zeros(0, dtype=np.int64)
+        return scores[:size], candidate[:size], bad
+
+    def build(self) -> PredictionSet:
+        self.duplicates()
+        labels = self.label_set()
+        f = self.flat
+        inst, instance_names, agent, agent_names = self.inst, self.instance_names, self.agent, self.agent_names
+        n, m, k = len(instance_names), len(agent_names), len(labels)
+        gold = self.gold(labels, inst, n)
+
+        top = SCALE_MAX[self.scale]
+        pair = inst * m + agent
+        scores, candidate, bad = self.candidates(pair * k, labels, n * m * k)
+        bad_record = np.searchsorted(np.cumsum(f.cand_count), bad, side="right")
+        bad_agent = agent[bad_record]
+        invalid_counts = np.bincount(bad_agent, minlength=m)
+        examples: dict[str, list[str]] = {}
+        if bad.size:
+            if self.strict:
+                record = int(bad_record[0])
+                raw = f.cand_label[int(bad[0])]
+                self.fail(
+                    f"candidate label '{raw}' of agent '{f.agent[record]}' is not in the label set "
+                    f"({', '.join(labels)})",
+                    records=[record],
+                    hint="drop --strict to count and drop such labels, or map it with --synonyms",
+                )
+            bad_codes, bad_names = _codes(f.cand_label.take(pa.array(bad)))
+            bad_names = [*("<not a string>" if b is None else str(b)[:80] for b in bad_names), "<not a string>"]
+            for a in range(m):
+                counts = np.bincount(bad_codes[bad_agent == a], minlength=len(bad_names))
+                if counts.any():
+                    order = np.argsort(-counts, kind="stable")[:_MAX_EXAMPLES]
+                    examples[agent_names[a]] = list(dict.fromkeys(bad_names[i] for i in order if counts[i]))
+
+        present = np.zeros(n * m, dtype=bool)
+        present[pair] = True
+        quality = np.full(n * m, np.nan)
+        quality[pair] = f.quality / top
+        line = np.zeros(n * m, dtype=np.int64)
+        line[pair] = f.line if f.line_kind == "line" else 0
+
+        dataset = None
+        if f.dataset.null_count < len(f.dataset):
+            ds_codes, ds_names = _codes(f.dataset)
+            per_instance = np.full(n, -1, dtype=np.int64)
+            np.maximum.at(per_instance, inst, ds_codes)
+            names = np.asarray([*ds_names, "(none)"], dtype=object)
+            dataset = names[per_instance]
+
+        keep = gold >= 0
+        n_without_gold = int((gold == -1).sum())
+        if not keep.any():
+            raise InputError(
+                "no instance has a gold label in the label set",
+                path=self.path,
+                hint="add a 'gold' field to at least one record of each instance",
+            )
+        result = PredictionSet(
+            instance_ids=instance_names.astype(object, copy=False),
+            agents=tuple(agent_names),
+            labels=labels,
+            scores=scores.reshape(n, m, k),
+            candidate=candidate.reshape(n, m, k),
+            quality=quality.reshape(n, m),
+            gold=gold,
+            present=present.reshape(n, m),
+            dataset=dataset,
+            line=line.reshape(n, m),
+            invalid_labels={name: int(c) for name, c in zip(agent_names, invalid_counts, strict=True)},
+            invalid_examples=examples,
+            skipped=self.skipped,
+            n_without_gold=n_without_gold,
+            source=str(self.path),
+            scale=self.scale,
+        )
+        return result if keep.all() else result.subset(keep)
+
+
+def load_predictions(
+    path: str | Path,
+    *,
+    labels: LabelSet | str | None = None,
+    synonyms: Mapping[str, str] | str | Path | None = None,
+    scale: Scale = "percent",
+    strict: bool = False,
+    skip_invalid: bool = False,
+) -> PredictionSet:
+    """Read a predictions file (or run directory) into a :class:`PredictionSet`.
+
+    ``labels`` is a :class:`LabelSet`, a comma list or a preset name; when omitted the
+    set is the sorted set of gold values. ``synonyms`` is a mapping or a JSON file of
+    variant -> label. Invalid candidate labels are dropped and counted per agent
+    (``strict`` makes them an error). ``skip_invalid`` skips bad records instead of
+    failing and lists them in ``PredictionSet.skipped``.
+    """
+    if scale not in SCALE_MAX:
+        raise InputError(f"unknown scale '{scale}'", hint="use 'percent' (0-100) or 'unit' (0-1)")
+    synonym_map = load_synonyms(synonyms)
+    if isinstance(labels, str):
+        labels = LabelSet.parse(labels, synonyms=synonym_map)
+    elif labels is not None and synonym_map and not labels.synonyms:
+        labels = LabelSet(labels.labels, synonym_map, source=labels.source)
+    if labels is None:
+        labels = run_labels(path, synonyms=synonym_map)
+    resolved = _resolve_path(path)
+    fmt = _format(resolved)
+    try:
+        flat = _fast(resolved, fmt, scale)
+    except _GiveUp:
+        flat = _exact(resolved, fmt, scale, skip_invalid)
+    options = dict(labels=labels, synonyms=synonym_map, scale=scale, strict=strict, skip_invalid=skip_invalid)
+    return _Assembler(flat, resolved, **options).build()
+
+
+def run_labels(path: str | Path, *, synonyms: Mapping[str, str] | None = None) -> LabelSet | None:
+    """The label set a run directory recorded (``dataset.json`` of ``modsab run``, or
+    ``run.json`` of ``modsab agents run``), so its label order is kept; else ``None``."""
+    path = Path(path)
+    if not path.is_dir():
+        return None
+    for name in ("dataset.json", "run.json"):
+        try:
+            labels = json.loads((path / name).read_text(encoding="utf-8")).get("labels")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(labels, list) and labels and all(isinstance(label, str) for label in labels):
+            return LabelSet(tuple(labels), synonyms or {}, source=f"recorded in {path / name}")
+    return None
+
+
+def load_synonyms(synonyms: Mapping[str, str] | str | Path | None) -> dict[str, str]:
+    """A synonym map from a mapping or a JSON file ``{"variant": "label", ...}``."""
+    if synonyms is None:
+        return {}
+    if isinstance(synonyms, Mapping):
+        return {clean(str(k)): clean(str(v)) for k, v in synonyms.items()}
+    path = Path(synonyms)
+    if not path.is_file():
+        raise InputError("synonym file not found", path=path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise InputError(f"invalid JSON: {error.msg}", path=path, line=error.lineno) from error
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise InputError("expected a JSON object of variant -> label strings", path=path, hint='e.g. {"glad": "joy"}')
+    return {clean(k): clean(v) for k, v in data.items()}

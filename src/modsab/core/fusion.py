@@ -1,0 +1,130 @@
+"""Late fusion of agent answers: ``s(y) = sum_m w_m * c_m(y)``.
+
+A fusion rule is a small object with one method, :meth:`FusionRule.weights`, that
+says how much each (instance, agent) answer counts; :func:`fuse` does the weighted
+sum over the agent axis for every rule alike. Rules that change the answers
+themselves (recalibration, caps) override :meth:`FusionRule.scores` too.
+
+Fused scores are rounded to :data:`TIE_DECIMALS` decimals so that ties are ties
+whatever order the agents are summed in (0.1 + 0.2 + 0.3 != 0.3 + 0.2 + 0.1 in
+floating point), and ties always go to the label earlier in the label set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from modsab.contract.errors import InputError
+from modsab.contract.predictions import PredictionSet
+
+TIE_DECIMALS = 9
+
+
+class FusionRule:
+    """Uniform weights (the paper's default rule). Subclasses change the weights."""
+
+    name = "uniform"
+
+    def weights(self, pset: PredictionSet, agents: Sequence[int]) -> np.ndarray:
+        """``[n, len(agents)]`` weight of each fused agent's answer per instance."""
+        return np.ones((pset.n_instances, len(agents)))
+
+    def scores(self, pset: PredictionSet, agents: Sequence[int]) -> np.ndarray:
+        """``[n, len(agents), k]`` the answers to fuse (confidence in [0, 1]); the set's own
+        array, not a copy, when all agents are fused in order (callers never write to it)."""
+        agents = list(agents)
+        if agents == list(range(pset.scores.shape[1])):
+            return pset.scores
+        return pset.scores[:, agents, :]
+
+    @property
+    def transforms_answers(self) -> bool:
+        """True when the rule fuses answers other than the set's own scores (it overrides
+        :meth:`scores` or :meth:`block_scores`): fast paths that read the raw scores directly
+        must then ask the rule for its answers."""
+        cls = type(self)
+        return cls.scores is not FusionRule.scores or cls.block_scores is not FusionRule.block_scores
+
+    def block_scores(self, pset: PredictionSet, agents: Sequence[int], rows: slice) -> np.ndarray:
+        """:meth:`scores` of the instances in ``rows`` only (``[rows, len(agents), k]``).
+
+        Diagnostics that fuse a strategy many times walk the set in blocks of rows small
+        enough to stay in cache; a rule that transforms answers per instance overrides
+        this so that no whole-set copy is made. The default slices :meth:`scores`."""
+        if type(self).scores is FusionRule.scores:
+            agents = list(agents)
+            block = pset.scores[rows]
+            return block if agents == list(range(block.shape[1])) else block[:, agents, :]
+        return self.scores(pset, agents)[rows]
+
+    def fuse(self, pset: PredictionSet, agents: Sequence[int]) -> np.ndarray:
+        return fuse(self.scores(pset, agents), self.weights(pset, agents))
+
+
+class QualityWeighted(FusionRule):
+    """``w_m = q_m / 100``: each answer counts as much as the agent trusts its input."""
+
+    name = "quality"
+
+    def weights(self, pset: PredictionSet, agents: Sequence[int]) -> np.ndarray:
+        agents = list(agents)
+        every = agents == list(range(pset.quality.shape[1]))
+        quality = pset.quality if every else pset.quality[:, agents]
+        unknown = np.isnan(quality)
+        needed = (pset.answered if every else pset.answered[:, agents]) & unknown
+        if needed.any():
+            row, col = (int(v[0]) for v in np.nonzero(needed))
+            raise InputError(
+                "quality weighting needs a quality score, and this answer has none",
+                item=pset.where(row, agents[col]),
+                hint="add 'quality' (0-100) to every record, or use --weights uniform",
+            )
+        return np.where(unknown, 0.0, quality)
+
+
+RULES: dict[str, type[FusionRule]] = {"uniform": FusionRule, "quality": QualityWeighted}
+
+
+def rule(name: str | FusionRule) -> FusionRule:
+    """A fusion rule by name (``uniform``, ``quality``) or the rule itself."""
+    if isinstance(name, FusionRule):
+        return name
+    try:
+        return RULES[name]()
+    except KeyError:
+        raise InputError(f"unknown weights '{name}'", hint=f"choose one of {', '.join(RULES)}") from None
+
+
+def fuse(scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``[n, k]`` fused score: weighted sum over the agent axis, rounded for exact ties."""
+    fused = np.einsum("nmk,nm->nk", scores, weights, optimize=False)
+    return np.round(fused, TIE_DECIMALS, out=fused)
+
+
+def top_label(fused: np.ndarray) -> np.ndarray:
+    """``[n]`` fused top-1 index, ties to the earlier label; -1 where nothing scored above 0."""
+    best = np.argmax(fused, axis=1)
+    positive = np.take_along_axis(fused, best[:, None], axis=1)[:, 0] > 0
+    return np.where(positive, best, -1)
+
+
+def gold_rank(fused: np.ndarray, gold: np.ndarray) -> np.ndarray:
+    """``[n]`` 0-based position of the gold label in the fused ranking.
+
+    The ranking holds labels with ``s(y) > 0`` by score, ties to the earlier label;
+    a gold label outside the ranking gets rank ``n_labels`` (never a hit).
+    """
+    n, k = fused.shape
+    gold_score = fused[np.arange(n), gold]
+    ahead = (fused > gold_score[:, None]) | ((fused == gold_score[:, None]) & (np.arange(k)[None, :] < gold[:, None]))
+    rank = ahead.sum(axis=1)
+    return np.where(gold_score > 0, rank, k)
+
+
+def ranking(fused: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(order[n, k], length[n])``: labels by fused score (ties to the earlier label) and
+    how many of them scored above 0."""
+    order = np.argsort(-fused, axis=1, kind="stable")
+    return order, (fused > 0).sum(axis=1)

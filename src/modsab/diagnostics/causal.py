@@ -1,0 +1,159 @@
+"""Counterfactual (causal) sabotage: fuse again without an agent, or a pair of agents.
+
+The paper's "successful sabotage" is correlational: agent m was confident, wrong, and
+the fusion picked m's label, but m need not have *caused* it (METHOD.md, Limits). Here
+agent m is a **causal saboteur** on an instance when the fused top-1 is wrong with m
+and right without it, a **causal contributor** when right with m and wrong without it
+(a leave-one-out counterfactual, as in feature ablation). A pair is **jointly causal**
+when the answer is wrong with all agents and right without both, and **only jointly**
+when, in addition, neither alone is a causal saboteur (for example two agents backing
+the same wrong label: both successful saboteurs by the paper's rule, neither causal).
+
+The report reads each coalition's ``[n]`` correctness row once and packs, per agent and
+per pair, the few booleans behind its figures into one small integer per instance; the
+figures and their resamples come from the (at most 16) distinct codes and their counts.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import numpy as np
+
+from modsab.core import audit
+from modsab.stats import metrics
+from modsab.diagnostics.attribution import Attribution, Coalitions
+
+
+def _without(n_agents: int, drop: list[tuple[int, ...]]) -> np.ndarray:
+    masks = np.ones((len(drop), n_agents), dtype=np.int8)
+    for row, agents in enumerate(drop):
+        masks[row, list(agents)] = 0
+    return masks
+
+
+class LeaveOneOut(Attribution):
+    """``correct(all) - correct(all but m)``: -1 causal saboteur, +1 causal contributor."""
+
+    name = "counterfactual"
+
+    def attribute(self, coalitions: Coalitions) -> np.ndarray:
+        m = coalitions.n_agents
+        masks = np.vstack([coalitions.full_mask(), _without(m, [(j,) for j in range(m)])])
+        values = coalitions.values(masks, "correct")
+        return values[:, :1] - values[:, 1:]
+
+
+def agent_pairs(n_agents: int) -> list[tuple[int, int]]:
+    return list(combinations(range(n_agents), 2))
+
+
+def _effect_masks(n_agents: int) -> np.ndarray:
+    """All agents, then each agent left out, then each pair left out (:func:`agent_pairs` order)."""
+    singles = _without(n_agents, [(j,) for j in range(n_agents)])
+    return np.vstack([np.ones((1, n_agents), dtype=np.int8), singles, _without(n_agents, agent_pairs(n_agents))])
+
+
+def _pair_flags(correct: list[np.ndarray], n_agents: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per pair, ``(jointly_causal[n], only_jointly[n])`` from the rows of :func:`_effect_masks`."""
+    wrong = ~correct[0]
+    single = [wrong & row for row in correct[1 : n_agents + 1]]
+    joint = [wrong & row for row in correct[n_agents + 1 :]]
+    only = [joint[p] & ~single[a] & ~single[b] for p, (a, b) in enumerate(agent_pairs(n_agents))]
+    return joint, only
+
+
+def pair_effects(coalitions: Coalitions) -> tuple[np.ndarray, np.ndarray]:
+    """``(jointly_causal[n, P], only_jointly[n, P])`` for :func:`agent_pairs` order."""
+    m = coalitions.n_agents
+    correct, _ = coalitions.rows(_effect_masks(m))
+    joint, only = _pair_flags(correct, m)
+    n = len(coalitions.gold)
+    return tuple(np.column_stack(flags) if flags else np.zeros((n, 0), dtype=bool) for flags in (joint, only))
+
+
+def _paper_successful(coalitions: Coalitions, fused_top: np.ndarray) -> np.ndarray:
+    """``[n, m]`` successful saboteurs by the paper's rule (as :class:`PaperRule`, from
+    :func:`modsab.core.audit.roles`): answered, wrong, ``confidence >= tau`` and followed."""
+    top, confidence = coalitions.top, coalitions.confidence
+    threshold = coalitions.tau - audit.TAU_TOLERANCE
+    if threshold <= -1.0:  # a missing confidence counts as -1
+        confidence = np.nan_to_num(confidence, nan=-1.0)
+    return (top >= 0) & (top != coalitions.gold[:, None]) & (confidence >= threshold) & (top == fused_top[:, None])
+
+
+def causal_report(
+    coalitions: Coalitions,
+    *,
+    answered: np.ndarray,
+    resamples: int = 1000,
+    seed: int | None = 0,
+    level: float = 0.95,
+) -> dict:
+    """The ``causal`` JSON section: per-agent causal rates beside the paper's rule, how the
+    two disagree, and pairwise removal. Agent rates are over the instances the agent
+    answered (as the paper's rates); pair rates over all instances. Each agent's and each
+    pair's figures resample together (their own bootstrap, from one generator)."""
+    m = coalitions.n_agents
+    correct, _ = coalitions.rows(_effect_masks(m))
+    right = correct[0]
+    paper_rule = _paper_successful(coalitions, coalitions.fused_top())
+    rng = np.random.default_rng(seed)
+    ci: dict[str, list[float | None]] = {}
+    agents = {}
+    for j, name in enumerate(coalitions.agents):
+        flags = [
+            answered[:, j],
+            ~right & correct[1 + j],  # causal saboteur: wrong with the agent, right without it
+            right & ~correct[1 + j],  # causal contributor
+            paper_rule[:, j],
+        ]
+        rows, counts = metrics.column_patterns(flags, [2] * len(flags))
+        was_answered, causal, contribution, paper = rows.T
+        both = causal & paper
+        p, c = metrics.pattern_ratio_intervals(
+            counts,
+            {
+                f"agents.{name}.causal_sabotage_rate": (causal, was_answered),
+                f"agents.{name}.causal_contribution_rate": (contribution, was_answered),
+                f"agents.{name}.paper_successful_sabotage_rate": (paper, was_answered),
+                f"agents.{name}.causal_given_paper": (both, paper),
+            },
+            resamples=resamples,
+            rng=rng,
+            level=level,
+        )
+        ci |= c
+        n_both = int(counts @ both)
+        agents[name] = {
+            "n": int(counts @ was_answered),
+            **{key.rsplit(".", 1)[1]: value for key, value in p.items()},
+            "disagreement": {
+                "both": n_both,
+                "paper_only": int(counts @ paper) - n_both,
+                "causal_only": int(counts @ causal) - n_both,
+            },
+        }
+    pairs = {}
+    for (a, b), joint, only in zip(agent_pairs(m), *_pair_flags(correct, m), strict=True):
+        name = f"{coalitions.agents[a]}+{coalitions.agents[b]}"
+        rows, counts = metrics.column_patterns([joint, only], [2, 2])
+        every = np.ones(len(counts), dtype=np.int64)
+        p, c = metrics.pattern_ratio_intervals(
+            counts,
+            {
+                f"pairs.{name}.jointly_causal_rate": (rows[:, 0], every),
+                f"pairs.{name}.only_jointly_rate": (rows[:, 1], every),
+            },
+            resamples=resamples,
+            rng=rng,
+            level=level,
+        )
+        ci |= c
+        pairs[name] = {
+            "jointly_causal": int(counts @ rows[:, 0]),
+            "only_jointly": int(counts @ rows[:, 1]),
+            "jointly_causal_rate": p[f"pairs.{name}.jointly_causal_rate"],
+            "only_jointly_rate": p[f"pairs.{name}.only_jointly_rate"],
+        }
+    return {"n_instances": len(coalitions.gold), "agents": agents, "pairs": pairs, "ci": ci}

@@ -1,0 +1,380 @@
+"""Figure data: what every chart of the report shows, computed once from the diagnosis JSON.
+
+The inline SVG charts of the page (:mod:`modsab.views.report.svg`) and the static PNG/SVG
+files for papers (:mod:`modsab.views.report.static`) both draw these objects, so the two
+always show the same numbers. Sections produced by later diagnostics (``causal``,
+``calibration``, ``tau_sweep``) are read defensively: a shape we do not recognise
+gives no figure (the page still lists it as a table), never an error.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: Rates shown in the reliability profile, in this order, with their legend names.
+PROFILE_RATES: tuple[tuple[str, str], ...] = (
+    ("contributor_rate", "contributor"),
+    ("potential_sabotage_rate", "potential sabotage"),
+    ("successful_sabotage_rate", "successful sabotage"),
+)
+
+
+@dataclass
+class Bar:
+    value: float | None
+    low: float | None = None
+    high: float | None = None
+
+
+@dataclass
+class BarChart:
+    """Grouped bars with optional intervals: ``values[group][series]``."""
+
+    key: str
+    title: str
+    groups: list[str]
+    series: list[str]
+    values: list[list[Bar]]
+    y_label: str = ""
+    kind: str = "bars"
+
+
+@dataclass
+class Heatmap:
+    key: str
+    title: str
+    rows: list[str]
+    columns: list[str]
+    values: list[list[float]]
+    row_label: str = ""
+    column_label: str = ""
+    kind: str = "heatmap"
+
+
+@dataclass
+class Line:
+    name: str
+    x: list[float]
+    y: list[float | None]
+    low: list[float | None] = field(default_factory=list)
+    high: list[float | None] = field(default_factory=list)
+    count: list[int | None] = field(default_factory=list)
+
+
+@dataclass
+class LineChart:
+    key: str
+    title: str
+    lines: list[Line]
+    x_label: str = ""
+    y_label: str = ""
+    diagonal: bool = False
+    x_range: tuple[float, float] = (0.0, 1.0)
+    kind: str = "lines"
+
+
+Figure = BarChart | Heatmap | LineChart
+
+
+def number(value: Any) -> float | None:
+    """A finite float, or None (JSON nulls, NaN, strings and bools are not numbers here)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _interval(ci: dict[str, Any], key: str) -> tuple[float | None, float | None]:
+    pair = ci.get(key) if isinstance(ci, dict) else None
+    if isinstance(pair, list | tuple) and len(pair) == 2:
+        return number(pair[0]), number(pair[1])
+    return None, None
+
+
+def _bar(summary: dict[str, Any], value: Any, ci_key: str) -> Bar:
+    low, high = _interval(summary.get("ci") or {}, ci_key)
+    return Bar(number(value), low, high)
+
+
+# -- headline -------------------------------------------------------------------------------
+
+
+def _groups(diagnosis: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    groups = [("all", diagnosis)]
+    by_dataset = diagnosis.get("by_dataset")
+    if isinstance(by_dataset, dict) and len(by_dataset) > 1:
+        groups += [(str(name), summary) for name, summary in by_dataset.items() if isinstance(summary, dict)]
+    return groups
+
+
+def headline(diagnosis: dict[str, Any]) -> BarChart:
+    """Fused top-1..top-k coverage per dataset, beside the baseline's top-1 when there is one."""
+    ks = sorted((diagnosis.get("fusion_topk") or {}), key=int)
+    has_baseline = any(number(s.get("baseline_top1")) is not None for _, s in _groups(diagnosis))
+    series = (["Base T1"] if has_baseline else []) + [f"Fus T{k}" for k in ks]
+    values = []
+    for _, summary in _groups(diagnosis):
+        row = [_bar(summary, summary.get("baseline_top1"), "baseline_top1")] if has_baseline else []
+        topk = summary.get("fusion_topk") or {}
+        row += [_bar(summary, topk.get(k), f"fusion_topk.{k}") for k in ks]
+        values.append(row)
+    return BarChart(
+        "headline",
+        "Fused top-k vs baseline",
+        [name for name, _ in _groups(diagnosis)],
+        series,
+        values,
+        y_label="share of instances",
+    )
+
+
+# -- reliability profile --------------------------------------------------------------------
+
+
+def _causal_rates(diagnosis: dict[str, Any]) -> dict[str, dict[str, Bar]]:
+    """``{agent: {rate name: Bar}}`` from a ``causal`` section, when it holds per-agent rates."""
+    causal = diagnosis.get("causal")
+    if not isinstance(causal, dict):
+        return {}
+    agents = causal.get("agents", causal)
+    ci = causal.get("ci") if isinstance(causal.get("ci"), dict) else {}
+    out: dict[str, dict[str, Bar]] = {}
+    if not isinstance(agents, dict):
+        return {}
+    for agent, entry in agents.items():
+        if not isinstance(entry, dict):
+            continue
+        for key, value in entry.items():
+            if key.endswith("_rate") and not key.startswith("paper_") and number(value) is not None:
+                low, high = _interval(ci, f"agents.{agent}.{key}")
+                if low is None and isinstance(entry.get(f"{key}_ci"), list):
+                    low, high = _interval({"x": entry[f"{key}_ci"]}, "x")
+                name = key[: -len("_rate")].replace("_", " ")
+                out.setdefault(str(agent), {})[name if "causal" in name else f"causal {name}"] = Bar(
+                    number(value), low, high
+                )
+    return out
+
+
+def reliability(diagnosis: dict[str, Any]) -> BarChart:
+    """Per agent: contributor, potential and successful sabotage rates (and causal ones)."""
+    agents = list((diagnosis.get("agents") or {}).keys())
+    causal = _causal_rates(diagnosis)
+    causal_names = sorted({name for rates in causal.values() for name in rates})
+    series = [name for _, name in PROFILE_RATES] + causal_names
+    values = []
+    for agent in agents:
+        entry = diagnosis["agents"][agent] or {}
+        row = [_bar(diagnosis, entry.get(key), f"agents.{agent}.{key}") for key, _ in PROFILE_RATES]
+        row += [causal.get(agent, {}).get(name, Bar(None)) for name in causal_names]
+        values.append(row)
+    return BarChart("reliability", "Reliability profile per agent", agents, series, values, y_label="rate")
+
+
+def sabotage_heatmap(diagnosis: dict[str, Any], which: str = "successful_by_gold") -> Heatmap | None:
+    """Agent x label counts of successful sabotage (by gold label, or by the label pushed)."""
+    breakdown = diagnosis.get("sabotage_by_label") or {}
+    labels = [str(label) for label in diagnosis.get("labels") or []]
+    if not breakdown or not labels:
+        return None
+    rows = list(breakdown)
+    values = [[number((breakdown[a].get(which) or {}).get(label)) or 0.0 for label in labels] for a in rows]
+    title = {
+        "successful_by_gold": "Successful sabotage by gold label",
+        "successful_by_pushed_label": "Successful sabotage by the label pushed",
+    }.get(which, which)
+    column = "gold label" if which.endswith("gold") else "label pushed"
+    return Heatmap(f"heatmap_{which}", title, rows, labels, values, row_label="agent", column_label=column)
+
+
+# -- later diagnostics (read defensively) ---------------------------------------------------
+
+_CONFIDENCE_KEYS = ("mean_confidence", "confidence", "avg_confidence", "conf", "mean_conf")
+_ACCURACY_KEYS = ("accuracy", "acc", "frequency", "observed", "hit_rate", "empirical")
+_COUNT_KEYS = ("count", "n", "n_instances", "support")
+
+
+def _first(entry: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        if key in entry:
+            return entry[key]
+    return None
+
+
+def _bin_rows(bins: Any) -> list[dict[str, Any]]:
+    """Bins as a list of dicts, from a list of dicts or a dict of parallel lists."""
+    if isinstance(bins, list):
+        return [b for b in bins if isinstance(b, dict)]
+    if isinstance(bins, dict):
+        lists = {k: v for k, v in bins.items() if isinstance(v, list)}
+        if lists:
+            n = min(len(v) for v in lists.values())
+            return [{k: v[i] for k, v in lists.items()} for i in range(n)]
+    return []
+
+
+def _calibration_line(agent: str, entry: Any) -> Line | None:
+    bins = entry.get("bins", entry.get("reliability")) if isinstance(entry, dict) else entry
+    if isinstance(bins, dict) and isinstance(bins.get("equal_width"), dict):
+        bins = bins["equal_width"]  # modsab calibration: {"equal_width": {...}, "equal_mass": {...}}
+    line = Line(agent, [], [], [], [], [])
+    for row in _bin_rows(bins):
+        x = number(_first(row, _CONFIDENCE_KEYS))
+        if x is None:
+            lo, hi = (
+                number(_first(row, ("lo", "low", "bin_lower", "lower"))),
+                number(_first(row, ("hi", "high", "bin_upper", "upper"))),
+            )
+            x = None if lo is None or hi is None else (lo + hi) / 2
+        y = number(_first(row, _ACCURACY_KEYS))
+        if x is None:
+            continue
+        interval = _first(row, ("ci", "interval", "accuracy_ci"))
+        low, high = _interval({"x": interval}, "x") if isinstance(interval, list) else (None, None)
+        count = number(_first(row, _COUNT_KEYS))
+        line.x.append(x / 100 if x > 1 else x)
+        line.y.append(y)
+        line.low.append(low)
+        line.high.append(high)
+        line.count.append(None if count is None else int(count))
+    return line if line.x else None
+
+
+def calibration_agents(section: Any) -> dict[str, Any]:
+    """``{agent: entry}`` of a calibration section: ``groups.all`` (modsab), ``agents``, or itself."""
+    if not isinstance(section, dict):
+        return {}
+    groups = section.get("groups")
+    if isinstance(groups, dict) and groups:
+        chosen = groups.get("all", next(iter(groups.values())))
+        return chosen if isinstance(chosen, dict) else {}
+    agents = section.get("agents", section)
+    return agents if isinstance(agents, dict) else {}
+
+
+def calibration(diagnosis: dict[str, Any]) -> list[LineChart]:
+    """One reliability diagram per agent, when the ``calibration`` section has bins."""
+    agents = calibration_agents(diagnosis.get("calibration"))
+    charts = []
+    for agent, entry in agents.items() if isinstance(agents, dict) else []:
+        line = _calibration_line(str(agent), entry)
+        if line is not None:
+            title = str(agent)
+            ece = number(entry.get("ece")) if isinstance(entry, dict) else None
+            if ece is not None:
+                low, high = _interval(entry.get("ci") or {}, "ece")
+                title += f" · ECE {ece:.3f}" + ("" if low is None else f" [{low:.3f}, {high:.3f}]")
+            charts.append(
+                LineChart(
+                    f"calibration_{re.sub(r'[^A-Za-z0-9_.-]', '_', str(agent))}_{len(charts)}",
+                    title,
+                    [line],
+                    x_label="confidence",
+                    y_label="accuracy",
+                    diagonal=True,
+                )
+            )
+    return charts
+
+
+def table_rows(section: Any) -> list[dict[str, Any]]:
+    """A diagnostics section as flat table rows: list of dicts, dict of dicts, or columns.
+
+    Nested dicts are flattened one level with dotted names (``agents.audio``); lists
+    and deeper values are left out of the row (they are in the JSON).
+    """
+    if isinstance(section, dict) and isinstance(section.get("agents"), dict):
+        section = section["agents"]  # {"agents": {name: {...}}, ...}: one row per agent
+    if isinstance(section, list):
+        items = [(None, row) for row in section]
+    elif isinstance(section, dict):
+        if section and all(isinstance(v, list) for v in section.values()):
+            return _bin_rows(section)
+        if section and all(isinstance(v, dict) for v in section.values()):
+            items = list(section.items())
+        else:
+            items = [(None, section)]
+    else:
+        return []
+    rows = []
+    for name, row in items:
+        if not isinstance(row, dict):
+            continue
+        flat: dict[str, Any] = {} if name is None else {"name": str(name)}
+        for key, value in row.items():
+            if isinstance(value, dict):
+                for sub, inner in value.items():
+                    if not isinstance(inner, dict | list):
+                        flat[f"{key}.{sub}"] = inner
+            elif not isinstance(value, list):
+                flat[str(key)] = value
+        rows.append(flat)
+    return rows
+
+
+TAU_RATES = (
+    ("successful_sabotage_rate", "Successful sabotage rate by tau"),
+    ("potential_sabotage_rate", "Potential sabotage rate by tau"),
+)
+
+
+def _tau_points(section: dict[str, Any]) -> list[LineChart]:
+    """modsab's ``tau_sweep``: ``points: [{tau, agents: {name: {rate, ci: {rate: [lo, hi]}}}}]``."""
+    points = sorted((p for p in section["points"] if number(p.get("tau")) is not None), key=lambda p: p["tau"])
+    if len(points) < 2:
+        return []
+    agents = list(points[0].get("agents") or {})
+    x = [float(p["tau"]) for p in points]
+    charts = []
+    for key, title in TAU_RATES:
+        lines = []
+        for agent in agents:
+            entries = [(p.get("agents") or {}).get(agent) or {} for p in points]
+            intervals = [_interval(e.get("ci") or {}, key) for e in entries]
+            line = Line(
+                agent, x, [number(e.get(key)) for e in entries], [i[0] for i in intervals], [i[1] for i in intervals]
+            )
+            if any(v is not None for v in line.y):
+                lines.append(line)
+        if lines:
+            charts.append(LineChart(f"tau_{key}", title, lines, x_label="tau", y_label="rate", x_range=(x[0], x[-1])))
+    return charts
+
+
+def tau_sweep(diagnosis: dict[str, Any]) -> list[LineChart]:
+    """Rates against tau: per agent (modsab's ``points``), or one line per 0-1 column of rows."""
+    section = diagnosis.get("tau_sweep")
+    if isinstance(section, dict) and isinstance(section.get("points"), list):
+        return _tau_points(section)
+    rows = table_rows(section)
+    rows = [r for r in rows if number(r.get("tau")) is not None]
+    if len(rows) < 2:
+        return []
+    rows.sort(key=lambda r: r["tau"])
+    columns = [c for c in rows[0] if c not in ("tau", "name") and all(number(r.get(c)) is not None for r in rows)]
+    columns = [c for c in columns if all(0 <= r[c] <= 1 for r in rows)][:12]
+    if not columns:
+        return []
+    x = [float(r["tau"]) for r in rows]
+    lines = [Line(c, x, [float(r[c]) for r in rows]) for c in columns]
+    return [LineChart("tau_sweep", "Rates against tau", lines, x_label="tau", y_label="rate", x_range=(x[0], x[-1]))]
+
+
+def all_figures(diagnosis: dict[str, Any]) -> list[Figure]:
+    """Every figure the diagnosis supports, in page order."""
+    figures: list[Figure] = [headline(diagnosis), reliability(diagnosis)]
+    for which in ("successful_by_gold", "successful_by_pushed_label"):
+        heat = sabotage_heatmap(diagnosis, which)
+        if heat is not None:
+            figures.append(heat)
+    figures += calibration(diagnosis)
+    figures += tau_sweep(diagnosis)
+    return figures
+
+
+def to_json(figures: list[Figure]) -> list[dict[str, Any]]:
+    """The figures as plain JSON data (embedded in the page, written beside static files)."""
+    return [asdict(f) for f in figures]

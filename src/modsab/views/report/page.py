@@ -1,0 +1,232 @@
+"""The HTML page: sections from the diagnosis JSON, inline SVG, the instance browser.
+
+One file, no remote resource: the stylesheet and the script are inlined with a fresh
+nonce that the Content-Security-Policy names, so nothing else can run. Every text
+from data or models is escaped here (:func:`html.escape`) or, in the browser, set
+with ``textContent``; the embedded JSON escapes ``<``, ``>`` and ``&``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import secrets
+from html import escape
+from importlib import resources
+from typing import Any
+
+from modsab.views.report import figures as fig
+from modsab.views.report.browser import json_for_script
+from modsab.views.report.markup import table
+from modsab.views.report.sections import section_table
+from modsab.views.report.svg import render
+
+#: Sections other diagnostics may add to the diagnosis JSON, with their headings.
+OPTIONAL_TABLES: tuple[tuple[str, str], ...] = (
+    ("fusion_compare", "Fusion strategies"),
+    ("causal", "Causal (counterfactual) sabotage"),
+    ("shapley", "Shapley contributions"),
+)
+
+
+def _asset(name: str) -> str:
+    return resources.files("modsab.views.report").joinpath("assets", name).read_text(encoding="utf-8")
+
+
+def _ci(summary: dict[str, Any], key: str) -> str:
+    low, high = fig._interval(summary.get("ci") or {}, key)
+    return "" if low is None or high is None else f" [{low:.3f}, {high:.3f}]"
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> list[list[Any]]:
+    out = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out += _flatten(value, f"{prefix}{key}.")
+        else:
+            out.append([f"{prefix}{key}", value])
+    return out
+
+
+# -- sections --------------------------------------------------------------------------------
+
+
+def _run_section(d: dict[str, Any], config: dict[str, Any], notes: list[str]) -> str:
+    boot = d.get("bootstrap") or {}
+    facts = [
+        ["source", d.get("source")],
+        ["instances", d.get("n_instances")],
+        ["labels", d.get("labels")],
+        ["label set", d.get("label_source")],
+        ["fused agents", d.get("fused_agents")],
+        ["baseline (Base T1)", d.get("baseline")],
+        ["fusion weights", d.get("weights")],
+        ["tau", d.get("tau")],
+        ["confidence scale", d.get("scale")],
+        ["bootstrap", f"{boot.get('resamples')} resamples, level {boot.get('level')}, seed {boot.get('seed')}"],
+        ["instances without gold", d.get("n_without_gold")],
+        ["records skipped", d.get("n_skipped")],
+    ]
+    parts = ['<section id="run"><h2>Run</h2>', table(["", ""], [f for f in facts if f[1] is not None], cls="kv")]
+    if config:
+        parts += ["<h3>Config, model and prompt versions</h3>", table(["key", "value"], _flatten(config), cls="kv")]
+    agents = d.get("agents") or {}
+    examples = d.get("invalid_label_examples") or {}
+    rows = [
+        [a, e.get("n"), e.get("abstained"), e.get("missing_records"), e.get("invalid_labels"), examples.get(a, [])]
+        for a, e in agents.items()
+    ]
+    parts += [
+        "<h3>Answers per agent</h3>",
+        table(["agent", "answered", "abstained", "missing records", "invalid labels", "invalid examples"], rows),
+    ]
+    skipped = d.get("skipped") or []
+    if skipped:
+        parts.append(f"<h3>Skipped records ({len(skipped)})</h3>")
+        parts.append(table(["where", "reason"], [[s.get("where"), s.get("reason")] for s in skipped[:50]]))
+    for note in notes:
+        parts.append(f'<p class="note">{escape(note)}</p>')
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _headline_section(d: dict[str, Any], chart: fig.BarChart) -> str:
+    groups = fig._groups(d)
+    ks = sorted((d.get("fusion_topk") or {}), key=int)
+    headers = ["group", "n", "Base T1"] + [f"Fus T{k}" for k in ks]
+    rows = []
+    for name, s in groups:
+        base = s.get("baseline_top1")
+        row = [name, s.get("n_instances"), "–" if base is None else f"{base:.3f}{_ci(s, 'baseline_top1')}"]
+        for k in ks:
+            v = (s.get("fusion_topk") or {}).get(k)
+            row.append("–" if v is None else f"{v:.3f}{_ci(s, f'fusion_topk.{k}')}")
+        rows.append(row)
+    level = (d.get("bootstrap") or {}).get("level")
+    note = f"Intervals: {level:.0%} percentile bootstrap over instances." if isinstance(level, float) else ""
+    return (
+        '<section id="headline"><h2>Headline: fused top-k vs baseline</h2>'
+        f'<div class="figs">{render(chart)}</div>{table(headers, rows)}<p class="note">{escape(note)}</p></section>'
+    )
+
+
+def _profile_section(d: dict[str, Any], figures: list[fig.Figure]) -> str:
+    keys = [
+        ("top1", "top-1"),
+        ("contributor_share", "contributor share"),
+        ("potential_sabotage_share", "potential share"),
+        ("successful_sabotage_share", "successful share"),
+        ("success_given_potential", "success | potential"),
+    ]
+    rows = []
+    for agent, e in (d.get("agents") or {}).items():
+        row = [agent, "yes" if e.get("fused") else "no"]
+        for key, _ in fig.PROFILE_RATES:
+            v = e.get(key)
+            row.append("–" if v is None else f"{v:.3f}{_ci(d, f'agents.{agent}.{key}')}")
+        row += [e.get(key) for key, _ in keys[1:]]
+        rows.append(row)
+    headers = ["agent", "fused"] + [name for _, name in fig.PROFILE_RATES] + [name for _, name in keys[1:]]
+    heat = "".join(render(f) for f in figures if isinstance(f, fig.Heatmap))
+    profile = next(f for f in figures if f.key == "reliability")
+    return (
+        '<section id="profile"><h2>Reliability profile</h2>'
+        f'<div class="figs">{render(profile)}</div>{table(headers, rows)}'
+        '<p class="note">Rates are over the instances each agent answered; shares are over the fused agents.</p>'
+        f'<h3>Which agent sabotages which label</h3><div class="figs">{heat}</div></section>'
+    )
+
+
+def _optional_sections(d: dict[str, Any], figures: list[fig.Figure]) -> list[tuple[str, str, str]]:
+    """``(id, heading, html)`` of the sections later diagnostics add, when present."""
+    out = []
+    calibration = [f for f in figures if f.key.startswith("calibration_")]
+    if d.get("calibration") is not None:
+        body = "".join(render(f) for f in calibration)
+        out.append(
+            (
+                "calibration",
+                "Calibration",
+                f'<div class="figs">{body}</div>{section_table("calibration", d["calibration"])}',
+            )
+        )
+    if d.get("tau_sweep") is not None:
+        sweep = "".join(render(f) for f in figures if f.key.startswith("tau_"))
+        out.append(("tau", "Tau sweep", f'<div class="figs">{sweep}</div>{section_table("tau_sweep", d["tau_sweep"])}'))
+    for key, heading in OPTIONAL_TABLES:
+        if d.get(key) is not None:
+            out.append((key, heading, section_table(key, d[key])))
+    return out
+
+
+_BROWSER = """<section id="instances"><h2>Instance browser</h2>
+<div class="filters">
+<label>role<select id="f-role"><option value="">any</option>
+<option value="successful_sabotage">successful sabotage</option>
+<option value="potential_any">potential sabotage (incl. successful)</option>
+<option value="contributor">contributor</option><option value="wrong">wrong (below tau)</option>
+<option value="abstained">abstained</option></select></label>
+<label>agent<select id="f-agent"><option value="">any agent</option></select></label>
+<label>gold<select id="f-gold"><option value="">any</option></select></label>
+<label>predicted (fused top-1)<select id="f-pred"><option value="">any</option></select></label>
+<label id="f-dataset-wrap">dataset<select id="f-dataset"><option value="">any</option></select></label>
+<label>instance id<input id="f-id" type="search" placeholder="contains"></label>
+</div>
+<div class="pager"><button id="ib-prev" type="button">&#8249; prev</button><span id="ib-page"></span>
+<button id="ib-next" type="button">next &#8250;</button><strong id="ib-count" data-count=""></strong></div>
+<p class="note">Click a row for each agent's ranked candidates (confidence 0-100), quality, raw answer and
+descriptors. Role and agent combine: "agent" alone does nothing; with a role it asks that agent.</p>
+<table id="ib-table"><thead><tr><th>instance</th><th>dataset</th><th>gold</th><th>fused top-1</th>
+<th>gold rank</th><th>agents (top label, confidence)</th></tr></thead><tbody id="ib-body"></tbody></table>
+</section>"""
+
+
+def page(
+    d: dict[str, Any],
+    *,
+    instances: dict[str, Any] | None,
+    texts: str | None = None,
+    config: dict[str, Any],
+    notes: list[str],
+    title: str,
+) -> str:
+    figures = fig.all_figures(d)
+    nonce = secrets.token_urlsafe(18)
+    csp = (
+        f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; img-src data:; "
+        "base-uri 'none'; form-action 'none'"
+    )
+    sections = [("run", "Run"), ("headline", "Headline"), ("profile", "Reliability")]
+    optional = _optional_sections(d, figures)
+    sections += [(sid, heading) for sid, heading, _ in optional]
+    if instances is not None:
+        sections.append(("instances", "Instances"))
+    nav = "".join(f'<a href="#{sid}">{escape(heading)}</a>' for sid, heading in sections)
+    body = [
+        _run_section(d, config, notes),
+        _headline_section(d, next(f for f in figures if f.key == "headline")),
+        _profile_section(d, figures),
+    ]
+    body += [f'<section id="{sid}"><h2>{escape(h)}</h2>{html}</section>' for sid, h, html in optional]
+    generated = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    from modsab import __version__
+
+    scripts = [f'<script type="application/json" id="figure-data">{json_for_script(fig.to_json(figures))}</script>']
+    if instances is not None:
+        body.append(_BROWSER)
+        scripts.append(f'<script type="application/json" id="instance-data">{json_for_script(instances)}</script>')
+        if texts:
+            scripts.append(
+                f'<script type="application/octet-stream" id="text-data" data-encoding="gzip+base64">{texts}</script>'
+            )
+        scripts.append(f'<script nonce="{nonce}">{_asset("report.js")}</script>')
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title>"
+        f'<style nonce="{nonce}">{_asset("report.css")}</style></head><body>'
+        f"<header><h1>{escape(title)}</h1><p>{escape(str(d.get('n_instances')))} instances · "
+        f"{escape(str(d.get('source', '')))} · modsab {escape(__version__)} · {generated}</p></header>"
+        f"<nav>{nav}</nav><main>{''.join(body)}</main>{''.join(scripts)}</body></html>\n"
+    )
