@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from modsab.diagnostics.run import DIAGNOSTICS
+from modsab.registry import diagnostics as _registered
+
+DIAGNOSTICS = _registered.names()
 from modsab.core.diagnosis import diagnose
 from modsab.data.synth import SynthConfig, generate
 

@@ -9,16 +9,16 @@ from sklearn.metrics import roc_auc_score
 
 from modsab.diagnostics.calibration import (
     PERCENT,
-    Recalibrated,
-    _codes,
+    distinct_codes as _codes,
     _quantiles,
     agent_statistics,
     auroc,
     calibration_report,
     crossfit,
     expected_calibration_error,
-    fit_temperature,
 )
+from modsab.core.recalibration import fit_temperature
+from modsab.core.rules.recalibrated import Recalibrated
 from modsab.data.synth import SynthConfig, generate
 
 

@@ -23,7 +23,7 @@ _LAZY = {
     "diagnose": "modsab.core.diagnosis",
     "Diagnosis": "modsab.core.diagnosis",
     "FusionRule": "modsab.core.fusion",
-    "QualityWeighted": "modsab.core.fusion",
+    "QualityWeighted": "modsab.core.rules.quality",
     "Role": "modsab.core.audit",
 }
 

@@ -85,9 +85,9 @@ class Registry(Generic[T]):
 
 
 #: Fusion rules: the ``--weights`` values and the strategies of ``fusion_compare``.
-fusion_rules: Registry[Any] = Registry("fusion rule", "modsab.core.rules", option="--weights")
+fusion_rules: Registry[Any] = Registry("weights", "modsab.core.rules", option="--weights")
 #: Contribution methods over coalitions (paper rule, leave-one-out, Shapley).
-attributions: Registry[Any] = Registry("attribution method", "modsab.diagnostics.attributions")
+attributions: Registry[Any] = Registry("attribution method", "modsab.diagnostics")
 #: Diagnostics beyond the paper, each a JSON section of its own.
 diagnostics: Registry[Any] = Registry("diagnostic", "modsab.diagnostics", option="--diagnostics")
 #: Dataset loaders of ``[dataset] loader``.

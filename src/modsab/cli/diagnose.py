@@ -26,18 +26,15 @@ def diagnose_command(
     seed: int = options.SEED,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout instead of tables."),
     instances: Path = typer.Option(None, "--instances", help="Write one row per instance to .parquet, .csv or .jsonl."),
-    causal: bool = options.CAUSAL,
-    shapley: bool = options.SHAPLEY,
-    calibration: bool = options.CALIBRATION,
-    fusion_compare: bool = options.FUSION_COMPARE,
-    tau_sweep: bool = options.TAU_SWEEP,
     run_all: bool = options.ALL,
     folds: int = options.FOLDS,
+    **flags: bool,
 ) -> None:
     """Fuse per-modality answers, audit every instance, print the paper's tables.
 
-    --causal, --shapley, --calibration, --fusion-compare and --tau-sweep (or --all) add
-    the diagnostics beyond the paper; cross-fitted parts use --folds seeded instance folds.
+    --causal, --shapley, --calibration, --fusion-compare and --tau-sweep (or --all; one flag
+    per registered diagnostic) add the diagnostics beyond the paper; cross-fitted parts use
+    --folds seeded folds.
     """
     _diagnose_and_print(predictions, as_json=as_json, instances=instances, **options.diagnose_kwargs(locals()))
 
@@ -84,5 +81,5 @@ def demo_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("diagnose")(diagnose_command)
+    app.command("diagnose")(options.with_diagnostic_flags(diagnose_command))
     app.command("demo")(demo_command)

@@ -5,9 +5,14 @@ One definition each, so the commands cannot drift apart in name, default or help
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
+
+from modsab import registry
 
 PREDICTIONS_HELP = "Predictions file (.jsonl, .csv, .parquet) or a run directory holding predictions.*"
 
@@ -23,39 +28,63 @@ STRICT = typer.Option(False, "--strict", help="A candidate label outside the set
 SKIP_INVALID = typer.Option(
     False, "--skip-invalid", help="Skip invalid records (counted and listed) instead of failing."
 )
-WEIGHTS = typer.Option("uniform", "--weights", help="'uniform' (w=1) or 'quality' (w=q/100).")
+WEIGHTS = typer.Option(
+    "uniform",
+    "--weights",
+    help="Fusion rule: " + ", ".join(registry.fusion_rules.names()) + " ('uniform': w=1, 'quality': w=q/100).",
+)
 FUSE = typer.Option(None, "--fuse", help="Comma-separated agents to fuse. Default: all but the baseline.")
 BASELINE = typer.Option(None, "--baseline", help="Agent whose own top-1 is reported as Base T1.")
 TAU = typer.Option(0.70, "--tau", help="Confidence threshold of potential sabotage.")
 K = typer.Option(5, "--k", help="Largest k of fused top-k (capped at the number of labels).")
 BOOTSTRAP = typer.Option(1000, "--bootstrap", help="Bootstrap resamples (0: no intervals).")
 SEED = typer.Option(0, "--seed", help="Seed of the bootstrap.")
-CAUSAL = typer.Option(False, "--causal", help="Counterfactual sabotage: fuse again without each agent and each pair.")
-SHAPLEY = typer.Option(False, "--shapley", help="Exact Shapley shares of each agent (2^M fusions).")
-CALIBRATION = typer.Option(
-    False, "--calibration", help="Calibration, self-assessment AUROC, cross-fitted recalibration."
-)
-FUSION_COMPARE = typer.Option(
-    False, "--fusion-compare", help="Fusion strategies side by side, with paired differences to uniform."
-)
-TAU_SWEEP = typer.Option(False, "--tau-sweep", help="Sabotage rates and role changes over tau 0.50-0.95.")
-ALL = typer.Option(False, "--all", help="All five diagnostics above.")
+ALL = typer.Option(False, "--all", help="Every diagnostic beyond the paper (each also has its own flag).")
 FOLDS = typer.Option(5, "--folds", help="Seeded instance folds for cross-fitting (recalibration, learned weights).")
 
 
-DIAGNOSTICS = ("causal", "shapley", "calibration", "fusion_compare", "tau_sweep")
 _PLAIN = (
     "labels", "scale", "synonyms", "strict", "skip_invalid", "weights", "baseline", "tau", "k", "bootstrap", "seed"
 )
 
 
+def flag(name: str) -> str:
+    """The command-line flag of a diagnostic: ``fusion_compare`` -> ``--fusion-compare``."""
+    return "--" + name.replace("_", "-")
+
+
+def with_diagnostic_flags(command: Callable) -> Callable:
+    """``command`` with one ``--<diagnostic>`` flag per registered diagnostic (read from
+    :data:`modsab.registry.diagnostics`, so a new diagnostic needs no edit here). The flags
+    reach ``command`` as keyword arguments by name; it takes them as ``**flags``."""
+    signature = inspect.signature(command)
+    params = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    annotations = dict(getattr(command, "__annotations__", {}))
+    for name, entry in registry.diagnostics.items():
+        option = typer.Option(False, flag(name), help=entry.help)
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=bool))
+        annotations[name] = bool
+
+    @functools.wraps(command)
+    def wrapper(**kwargs):
+        return command(**kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = annotations
+    return wrapper
+
+
 def diagnose_kwargs(params: dict) -> dict:
     """``diagnose()`` keywords from a command's parameters (``locals()`` of a command that
-    takes the options above; ``run_all`` is ``--all``, ``folds`` is ``--folds``)."""
+    takes the options above and the diagnostic flags; ``run_all`` is ``--all``, ``folds`` is
+    ``--folds``)."""
     out = {name: params[name] for name in _PLAIN}
     out["fuse"] = agent_list(params["fuse"])
     out["n_folds"] = params["folds"]
-    out |= {name: bool(params[name] or params["run_all"]) for name in DIAGNOSTICS}
+    flags = params.get("flags", params)
+    out["diagnostics"] = [
+        name for name in registry.diagnostics.names() if params["run_all"] or flags.get(name)
+    ]
     return out
 
 

@@ -31,14 +31,10 @@ def report_command(
     k: int = options.K,
     bootstrap: int = options.BOOTSTRAP,
     seed: int = options.SEED,
-    causal: bool = options.CAUSAL,
-    shapley: bool = options.SHAPLEY,
-    calibration: bool = options.CALIBRATION,
-    fusion_compare: bool = options.FUSION_COMPARE,
-    tau_sweep: bool = options.TAU_SWEEP,
     run_all: bool = options.ALL,
     folds: int = options.FOLDS,
     title: str = typer.Option(None, "--title", help="Page title. Default: from the run directory name."),
+    **flags: bool,
 ) -> None:
     """Write one offline HTML report: headline, reliability profile, sabotage heatmap, instance browser.
 
@@ -65,4 +61,4 @@ def report_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("report")(report_command)
+    app.command("report")(options.with_diagnostic_flags(report_command))

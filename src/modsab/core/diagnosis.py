@@ -16,7 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from modsab import registry
 from modsab.core import audit, fusion
+from modsab.core.context import Context
+from modsab.core.folds import Folds, check_folds
 from modsab.stats import metrics
 from modsab.contract.errors import InputError
 from modsab.contract.predictions import PredictionSet, load_predictions
@@ -82,16 +85,30 @@ class Diagnosis:
     rule: fusion.FusionRule | None = None
     #: Sections of the diagnostics beyond the paper, by JSON key (see :meth:`extend`).
     extras: dict[str, Any] = field(default_factory=dict)
-    #: Arrays the diagnostics share across :meth:`extend` calls (coalition fusions, groups).
-    workspace: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: What the diagnostics share across :meth:`extend` calls (top labels, folds, groups,
+    #: coalition fusions); lives and dies with this diagnosis.
+    context: Context | None = field(default=None, repr=False, compare=False)
 
-    def extend(self, *names: str, n_folds: int = 5) -> Diagnosis:
-        """Run diagnostics beyond the paper (``causal``, ``shapley``, ``calibration``,
-        ``fusion_compare``, ``tau_sweep``; see :mod:`modsab.diagnostics.run`) and keep their
-        sections for :meth:`to_dict`. Returns ``self``."""
-        from modsab.diagnostics import run as beyond
+    def __post_init__(self) -> None:
+        if self.context is None:
+            self.context = Context(self.pset)
+        every_agent = tuple(range(len(self.pset.agents)))
+        self.context.remember(("agent_top", every_agent), lambda: (self.top, self.confidence))  # the audit has them
+        if self.rule is None:
+            self.rule = fusion.rule(self.options.weights, tau=self.options.tau, seed=self.options.seed)
 
-        self.extras.update(beyond.run(self, names, n_folds=n_folds))
+    def extend(self, *names: str, n_folds: Folds = 5) -> Diagnosis:
+        """Run diagnostics beyond the paper (any of :data:`modsab.registry.diagnostics`:
+        ``causal``, ``shapley``, ``calibration``, ``fusion_compare``, ``tau_sweep``, ...) and
+        keep their sections for :meth:`to_dict`. ``n_folds`` is an int or a splitter for what
+        they cross-fit. Every name and check runs before anything is computed. Returns ``self``."""
+        n_folds = check_folds(n_folds)
+        entries = [(name, registry.diagnostics.get(name)) for name in names]
+        for _, entry in entries:
+            if entry.check is not None:
+                entry.check(self)
+        for name, entry in entries:
+            self.extras[name] = entry.compute(self, folds=n_folds)
         return self
 
     # -- JSON -----------------------------------------------------------------------
@@ -179,28 +196,12 @@ class Diagnosis:
         return pd.DataFrame(columns)
 
     def _beyond_columns(self) -> dict[str, np.ndarray]:
-        """Per-instance views of the causal and Shapley sections, when they were run:
-        ``<agent>.causal`` (``saboteur``, ``contributor`` or empty) and
-        ``<agent>.shapley_<value>`` for each fused agent."""
-        coalitions = self.workspace.get("coalitions")
-        if coalitions is None:
-            return {}
+        """Per-instance columns of the diagnostics that were run and have them (for example
+        ``<agent>.causal`` and ``<agent>.shapley_<value>``), in registry order."""
         out: dict[str, np.ndarray] = {}
-        if "causal" in self.extras:
-            from modsab.diagnostics.causal import LeaveOneOut
-
-            effect = LeaveOneOut().attribute(coalitions)
-            for j, agent in enumerate(coalitions.agents):
-                out[f"{agent}.causal"] = np.where(
-                    effect[:, j] < 0, "saboteur", np.where(effect[:, j] > 0, "contributor", "")
-                ).astype(object)
-        if "shapley" in self.extras:
-            from modsab.diagnostics.shapley import VALUES, Shapley
-
-            for value in VALUES:
-                phi = Shapley(value).attribute(coalitions)
-                for j, agent in enumerate(coalitions.agents):
-                    out[f"{agent}.shapley_{value}"] = phi[:, j]
+        for name, entry in registry.diagnostics.items():
+            if name in self.extras and entry.columns is not None:
+                out.update(entry.columns(self))
         return out
 
     def write_instances(self, path: str | Path) -> Path:
@@ -285,7 +286,7 @@ def _summarise(
 def diagnose(
     predictions: PredictionSet | str | Path,
     *,
-    weights: str = "uniform",
+    weights: str | fusion.FusionRule = "uniform",
     fuse: Sequence[str] | None = None,
     baseline: str | None = None,
     tau: float = 0.70,
@@ -293,28 +294,32 @@ def diagnose(
     bootstrap: int = 1000,
     seed: int | None = 0,
     level: float = 0.95,
-    causal: bool = False,
-    shapley: bool = False,
-    calibration: bool = False,
-    fusion_compare: bool = False,
-    tau_sweep: bool = False,
-    n_folds: int = 5,
-    **load_options: Any,
+    diagnostics: Sequence[str] | str | None = None,
+    n_folds: Folds = 5,
+    **options: Any,
 ) -> Diagnosis:
     """Fuse the agents, audit every instance and summarise, with bootstrap intervals.
 
     ``predictions`` is a :class:`PredictionSet` or a path for :func:`load_predictions`
-    (``load_options`` go there: ``labels``, ``synonyms``, ``scale``, ``strict``,
-    ``skip_invalid``). ``weights`` is ``"uniform"`` or ``"quality"`` (or a
-    :class:`~modsab.core.fusion.FusionRule`); ``fuse`` picks the fused agents (default:
-    all but the baseline); ``baseline`` names the agent reported as Base T1.
+    (its options go there: ``labels``, ``synonyms``, ``scale``, ``strict``,
+    ``skip_invalid``, ...). ``weights`` is a registered fusion rule (``"uniform"``,
+    ``"quality"``, ``"learned"``, ...; :data:`modsab.registry.fusion_rules`) or a
+    :class:`~modsab.core.fusion.FusionRule`; ``fuse`` picks the fused agents (default: all
+    but the baseline); ``baseline`` names the agent reported as Base T1.
 
-    ``causal``, ``shapley``, ``calibration``, ``fusion_compare`` and ``tau_sweep`` add the
-    diagnostics beyond the paper (:meth:`Diagnosis.extend`); ``n_folds`` is the number of
-    seeded instance folds of their cross-fitted parts.
+    Diagnostics beyond the paper (:data:`modsab.registry.diagnostics`) are added by name,
+    ``diagnostics=["causal", "shapley"]`` or ``"all"``, or one flag each (``causal=True``,
+    ``shapley=True``, ``calibration=True``, ``fusion_compare=True``, ``tau_sweep=True``);
+    see :meth:`Diagnosis.extend`. ``n_folds`` (an int, or a splitter such as scikit-learn's
+    ``GroupKFold``) deals the folds of their cross-fitted parts.
     """
-    pset = predictions if isinstance(predictions, PredictionSet) else load_predictions(predictions, **load_options)
-    rule = fusion.rule(weights)
+    wanted = _wanted_diagnostics(diagnostics, options)
+    n_folds = check_folds(n_folds)
+    pset = predictions if isinstance(predictions, PredictionSet) else load_predictions(predictions, **options)
+    if isinstance(predictions, PredictionSet) and options:
+        raise TypeError(f"diagnose() got unexpected keyword arguments {', '.join(sorted(options))}")
+    context = Context(pset)
+    rule = fusion.rule(weights, tau=tau, folds=n_folds, seed=seed)
     options = Options(
         weights=rule.name,
         fuse=tuple(fuse) if fuse else None,
@@ -328,7 +333,7 @@ def diagnose(
     fused_idx, baseline_idx = _select_agents(pset, options)
     k_eff = min(options.k, len(pset.labels))
 
-    fused = rule.fuse(pset, fused_idx)
+    fused = rule.fuse(context, fused_idx)
     fused_top = fusion.top_label(fused)
     rank = fusion.gold_rank(fused, pset.gold)
     top, confidence = audit.agent_top(pset.scores, pset.candidate)
@@ -356,13 +361,22 @@ def diagnose(
         overall=overall,
         by_dataset=by_dataset,
         rule=rule,
+        context=context,
     )
-    flags = {
-        "causal": causal,
-        "shapley": shapley,
-        "calibration": calibration,
-        "fusion_compare": fusion_compare,
-        "tau_sweep": tau_sweep,
-    }
-    wanted = tuple(name for name, on in flags.items() if on)
     return result.extend(*wanted, n_folds=n_folds) if wanted else result
+
+
+def _wanted_diagnostics(names: Sequence[str] | str | None, flags: dict[str, Any]) -> tuple[str, ...]:
+    """The diagnostics asked for by name (``"all"`` for every registered one) or by flag;
+    flags are taken out of ``flags`` (the rest are loader options)."""
+    registered = registry.diagnostics.names()
+    wanted = [name for name in registered if flags.pop(name, False)]
+    if names == "all":
+        names = registered
+    elif isinstance(names, str):
+        names = [name.strip() for name in names.split(",") if name.strip()]
+    for name in names or ():
+        registry.diagnostics.get(name)  # an unknown name is an error listing the valid ones
+        if name not in wanted:
+            wanted.append(name)
+    return tuple(name for name in registered if name in wanted)

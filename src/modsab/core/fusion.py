@@ -1,9 +1,12 @@
 """Late fusion of agent answers: ``s(y) = sum_m w_m * c_m(y)``.
 
-A fusion rule is a small object with one method, :meth:`FusionRule.weights`, that
-says how much each (instance, agent) answer counts; :func:`fuse` does the weighted
-sum over the agent axis for every rule alike. Rules that change the answers
-themselves (recalibration, caps) override :meth:`FusionRule.scores` too.
+This module is the one definition of fusion: the weighted sum, its rounding, the tie rule
+and the ranking. A fusion rule is a small object with one method, :meth:`FusionRule.weights`,
+that says how much each (instance, agent) answer counts; :func:`fuse` does the weighted
+sum over the agent axis for every rule alike. Rules that change the answers themselves
+(recalibration, caps) override :meth:`FusionRule.scores` too. The rules live one per module
+in :mod:`modsab.core.rules`; rules receive a :class:`~modsab.core.context.Context` (or a bare
+set) and read the set's arrays through it.
 
 Fused scores are rounded to :data:`TIE_DECIMALS` decimals so that ties are ties
 whatever order the agents are summed in (0.1 + 0.2 + 0.3 != 0.3 + 0.2 + 0.1 in
@@ -16,8 +19,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from modsab.contract.errors import InputError
 from modsab.contract.predictions import PredictionSet
+from modsab.core.context import Context, of
 
 TIE_DECIMALS = 9
 
@@ -26,6 +29,14 @@ class FusionRule:
     """Uniform weights (the paper's default rule). Subclasses change the weights."""
 
     name = "uniform"
+    #: Whether the ``fusion_compare`` diagnostic puts this rule beside the others.
+    in_comparison = True
+
+    @classmethod
+    def from_options(cls, *, tau: float = 0.70, folds=5, seed: int | None = 0) -> FusionRule:
+        """The rule as a diagnosis makes it from its options (tau, folds, seed); rules that
+        take none of them ignore them."""
+        return cls()
 
     def weights(self, pset: PredictionSet, agents: Sequence[int]) -> np.ndarray:
         """``[n, len(agents)]`` weight of each fused agent's answer per instance."""
@@ -59,42 +70,20 @@ class FusionRule:
             return block if agents == list(range(block.shape[1])) else block[:, agents, :]
         return self.scores(pset, agents)[rows]
 
-    def fuse(self, pset: PredictionSet, agents: Sequence[int]) -> np.ndarray:
-        return fuse(self.scores(pset, agents), self.weights(pset, agents))
+    def fuse(self, pset: PredictionSet | Context, agents: Sequence[int]) -> np.ndarray:
+        """``[n, k]`` fused scores of ``agents`` under this rule (see :func:`fuse`)."""
+        data = of(pset)
+        return fuse(self.scores(data, agents), self.weights(data, agents))
 
 
-class QualityWeighted(FusionRule):
-    """``w_m = q_m / 100``: each answer counts as much as the agent trusts its input."""
-
-    name = "quality"
-
-    def weights(self, pset: PredictionSet, agents: Sequence[int]) -> np.ndarray:
-        agents = list(agents)
-        every = agents == list(range(pset.quality.shape[1]))
-        quality = pset.quality if every else pset.quality[:, agents]
-        unknown = np.isnan(quality)
-        needed = (pset.answered if every else pset.answered[:, agents]) & unknown
-        if needed.any():
-            row, col = (int(v[0]) for v in np.nonzero(needed))
-            raise InputError(
-                "quality weighting needs a quality score, and this answer has none",
-                item=pset.where(row, agents[col]),
-                hint="add 'quality' (0-100) to every record, or use --weights uniform",
-            )
-        return np.where(unknown, 0.0, quality)
-
-
-RULES: dict[str, type[FusionRule]] = {"uniform": FusionRule, "quality": QualityWeighted}
-
-
-def rule(name: str | FusionRule) -> FusionRule:
-    """A fusion rule by name (``uniform``, ``quality``) or the rule itself."""
+def rule(name: str | FusionRule, *, tau: float = 0.70, folds=5, seed: int | None = 0) -> FusionRule:
+    """A fusion rule by its registered name (:data:`modsab.registry.fusion_rules`: ``uniform``,
+    ``quality``, ``learned``, ...) made with the diagnosis' options, or the rule itself."""
     if isinstance(name, FusionRule):
         return name
-    try:
-        return RULES[name]()
-    except KeyError:
-        raise InputError(f"unknown weights '{name}'", hint=f"choose one of {', '.join(RULES)}") from None
+    from modsab.registry import fusion_rules
+
+    return fusion_rules.get(name).from_options(tau=tau, folds=folds, seed=seed)
 
 
 def fuse(scores: np.ndarray, weights: np.ndarray) -> np.ndarray:

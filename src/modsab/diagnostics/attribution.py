@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from modsab.core import audit, cache, fusion
+from modsab.core import audit, fusion
+from modsab.core.context import of
 from modsab.contract.predictions import PredictionSet
+from modsab.registry import attributions
 
 #: Floats held at once by one batch of coalition fusions (1 MiB: a batch stays in cache).
 BATCH_FLOATS = 1 << 17
@@ -55,7 +57,7 @@ class Coalitions:
         them under ``rule``, when the caller already has them (a diagnosis does)."""
         agents = list(agents)
         contrib = rule.scores(pset, agents) * rule.weights(pset, agents)[:, :, None]
-        top, confidence = agent_top or cache.agent_top(pset, agents)
+        top, confidence = agent_top or of(pset).agent_top(agents)
         out = cls(contrib, pset.gold, top, confidence, tuple(pset.agents[m] for m in agents), tau)
         if fused_top is not None:
             out._memo["fused_top"] = fused_top
@@ -193,6 +195,7 @@ class Attribution:
         return self.attribute(coalitions) < 0
 
 
+@attributions.register("paper", order=0)
 class PaperRule(Attribution):
     """The paper's correlational audit (METHOD.md step 4): +1 contributor (``y_m = y*``),
     -1 successful saboteur (``c_m >= tau``, ``y_m != y*``, ``y_hat = y_m``), else 0."""

@@ -46,19 +46,30 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from modsab.core import cache
 from modsab.stats import metrics
-from modsab.core.fusion import FusionRule
 from modsab.contract.predictions import PredictionSet
+from modsab.core import audit
+from modsab.core.context import of
+from modsab.core.folds import n_folds_of
+from modsab.diagnostics._base import Diagnostic, bootstrap_options
+from modsab.registry import diagnostics
+from modsab.core.recalibration import (
+    BLOCK,
+    CLIP,
+    METHODS,
+    PERCENT,
+    count_cells,
+    crossfit,
+    distinct_codes,
+    fits,
+    fold_tally,
+    set_folds,
+)
 
 CANDIDATE_EPS = 0.01
-CLIP = 1e-4
 GRID = 1e-2  # resampling grid of confidences (exact for integer percent answers)
 EXACT = 1e-6  # confidences are compared on this grid for the point figures (counting, not sorting)
-METHODS = ("temperature", "isotonic")
-PERCENT = np.arange(101) / 100  # integer-percent answers as read (``p / 100``)
 STRICT = 1e-11  # scores this close to integer percents (in percent) give exact candidate-NLL cells
-BLOCK = 1 << 18  # scores per block of a pass over the score array
 # Resampling grid of the candidate NLL's mean (its interval only; the point is exact): with
 # 128 steps the grid's rounding changes the bootstrap spread by far less than the Monte
 # Carlo noise of 1,000 resamples (measured: < 0.1% of the SD), at a quarter of the cells of
@@ -338,59 +349,20 @@ def agent_statistics(
     """Every calibration figure of one agent's answered instances, with intervals."""
     confidence = np.asarray(confidence, dtype=np.float64)
     correct = np.asarray(correct).astype(np.int64)
-    code, values = _codes(confidence, np.ones(confidence.shape, dtype=bool))
-    table = _count([(code, values.size + 1), (correct, 2)])[:-1]
+    code, values = distinct_codes(confidence, np.ones(confidence.shape, dtype=bool))
+    table = count_cells([(code, values.size + 1), (correct, 2)])[:-1]
     tables = {}
     for name, column in (("quality", quality), ("nll", nll)):
         if column is not None:
             column = np.asarray(column, dtype=np.float64)
-            column_code, column_values = _codes(column, np.isfinite(column))
+            column_code, column_values = distinct_codes(column, np.isfinite(column))
             columns = [(column_code, column_values.size + 1)] + ([(correct, 2)] if name == "quality" else [])
-            tables[name] = (column_values, _count(columns)[:-1])
+            tables[name] = (column_values, count_cells(columns)[:-1])
     options = {"bins": bins, "resamples": resamples, "seed": seed, "level": level}
     return _statistics(values, table, **tables, **options)
 
 
 # -- tables of distinct values ------------------------------------------------------------------
-
-
-def _percent_codes(values: np.ndarray, valid: np.ndarray) -> np.ndarray | None:
-    """Integer percent of each valid value (``PERCENT.size`` elsewhere) when every valid value
-    is exactly ``p / 100`` (as integer-percent answers are read), else None."""
-    x = np.where(valid, values, 0.0)
-    percent = np.rint(x * 100)
-    if percent.size and not (percent.min() >= 0 and percent.max() <= 100 and np.array_equal(percent / 100, x)):
-        return None
-    code = percent.astype(np.int64)
-    code[~valid] = PERCENT.size
-    return code
-
-
-def _codes(values: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(code[n], distinct[V])``: each valid value's index among the sorted distinct valid
-    values, ``V`` elsewhere. Integer-percent values are coded on :data:`PERCENT`, unsorted."""
-    code = _percent_codes(values, valid)
-    if code is not None:
-        return code, PERCENT
-    distinct, inverse = np.unique(values[valid], return_inverse=True)
-    code = np.full(values.shape, distinct.size, dtype=np.int64)
-    code[valid] = inverse.reshape(-1)
-    return code, distinct
-
-
-def _count(columns: list[tuple[np.ndarray, int]], rows: np.ndarray | None = None) -> np.ndarray:
-    """How often each combination of the integer columns ``(code, size)`` occurs (over
-    ``rows``), as an array of shape ``(size, ...)``: one ``bincount``, no sort."""
-    shape = tuple(size for _, size in columns)
-    code = None
-    for column, size in columns:
-        column = column if rows is None else column[rows]
-        if code is None:
-            code = column.astype(np.int64)
-        else:
-            code *= size
-            code += column
-    return np.bincount(code, minlength=int(np.prod(shape))).reshape(shape)
 
 
 def _merge(values: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -420,196 +392,9 @@ class _Groups:
 
     def counts(self, columns: list[tuple[np.ndarray, int]]) -> dict[str, np.ndarray]:
         if self.key is None:
-            return {group: _count(columns, self.rows(group)) for group in self.groups}
-        keyed = _count([(self.key, len(self.named) + 1), *columns])
+            return {group: count_cells(columns, self.rows(group)) for group in self.groups}
+        keyed = count_cells([(self.key, len(self.named) + 1), *columns])
         return {"all": keyed.sum(axis=0)} | {name: keyed[i] for i, name in enumerate(self.named)}
-
-
-# -- recalibration ------------------------------------------------------------------------------
-
-
-def folds(n: int, n_folds: int = 5, seed: int | None = 0) -> np.ndarray:
-    """``[n]`` fold of each instance: a seeded shuffle dealt round-robin."""
-    fold = np.empty(n, dtype=np.int64)
-    fold[np.random.default_rng(seed).permutation(n)] = np.arange(n) % n_folds
-    return fold
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, CLIP, 1 - CLIP)
-    return np.log(p / (1 - p))
-
-
-def _tally(confidence: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(distinct confidences, how many, how many right)``: what both fits need."""
-    values, inverse = np.unique(confidence, return_inverse=True)
-    return values, np.bincount(inverse).astype(float), np.bincount(inverse, correct.astype(float))
-
-
-def fit_temperature(confidence: np.ndarray, correct: np.ndarray) -> float:
-    """Temperature ``T`` minimising the log loss of ``sigmoid(logit(c) / T)`` (Newton's method
-    on ``1/T``, over distinct confidences). ``T > 1`` means the agent was overconfident."""
-    return _temperature(*_tally(confidence, correct))
-
-
-def _temperature(values: np.ndarray, weight: np.ndarray, hits: np.ndarray, iterations: int = 50) -> float:
-    z = _logit(values)
-    beta = 1.0
-    for _ in range(iterations):
-        p = 1 / (1 + np.exp(-beta * z))
-        gradient = np.sum((weight * p - hits) * z)
-        hessian = np.sum(weight * p * (1 - p) * z * z)
-        if hessian <= 0:
-            break
-        step = gradient / hessian
-        beta = float(np.clip(beta - step, 1e-3, 1e3))
-        if abs(step) < 1e-10:
-            break
-    return 1.0 / beta
-
-
-def fit_isotonic(confidence: np.ndarray, correct: np.ndarray):
-    """Isotonic map from confidence to accuracy (scikit-learn, imported here)."""
-    return _isotonic(*_tally(confidence, correct))
-
-
-def _isotonic(values: np.ndarray, weight: np.ndarray, hits: np.ndarray):
-    from sklearn.isotonic import IsotonicRegression
-
-    keep = weight > 0
-    model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
-    return model.fit(values[keep], hits[keep] / weight[keep], sample_weight=weight[keep])
-
-
-def _on_percent_grid(scores: np.ndarray, percent: np.ndarray) -> bool:
-    """Scores are integer percents (as read from 0-100 answers, up to float rounding)."""
-    return bool(np.all(np.abs(scores * 100 - percent) <= 1e-6))
-
-
-def _map(method: str, fitted, values: np.ndarray) -> np.ndarray:
-    if method == "temperature":
-        return 1 / (1 + np.exp(-_logit(values) / fitted))
-    return fitted.predict(values.ravel()).reshape(values.shape)
-
-
-def _apply(method: str, fitted, scores: np.ndarray) -> np.ndarray:
-    """Recalibrate every candidate confidence (absent labels stay 0, candidates stay > 0).
-    Integer-percent answers go through a 101-entry table instead of one call per value."""
-    percent = np.rint(scores * 100)
-    if _on_percent_grid(scores, percent):
-        table = np.maximum(_map(method, fitted, np.arange(101) / 100), CLIP)
-        table[0] = 0.0
-        return table[percent.astype(np.int64)]
-    return np.where(scores > 0, np.maximum(_map(method, fitted, scores), CLIP), 0.0)
-
-
-def crossfit(
-    pset: PredictionSet, agents: Sequence[int], method: str, *, n_folds: int = 5, seed: int | None = 0
-) -> tuple[np.ndarray, dict[str, list[float]]]:
-    """``(scores[n, len(agents), k], fitted)``: every fold's answers recalibrated by maps
-    fitted on the other folds; ``fitted`` holds each agent's temperatures (or nothing).
-    Remembered per set; the calibration report shares the fits, not this array."""
-    key = ("crossfit", tuple(agents), method, n_folds, seed)
-    return cache.remember(pset, key, lambda: _crossfit(pset, agents, method, n_folds=n_folds, seed=seed))
-
-
-def set_folds(pset: PredictionSet, n_folds: int, seed: int | None) -> np.ndarray:
-    """:func:`folds` of the set's instances, remembered: every cross-fitted part (recalibration,
-    learned and reliability weights) deals the same folds once."""
-    return cache.remember(pset, ("folds", n_folds, seed), lambda: folds(pset.n_instances, n_folds, seed))
-
-
-def _fold_tally(pset: PredictionSet, agents: list[int], n_folds: int, seed: int | None) -> list[tuple]:
-    """Per agent ``(code[n], values[V], counts[folds, V, 2])``: its top confidences coded
-    by :func:`_codes` and its answered instances counted by fold and correctness."""
-
-    def compute():
-        top, confidence = cache.agent_top(pset, agents)
-        answered = top >= 0
-        correct = top == pset.gold[:, None]
-        fold = set_folds(pset, n_folds, seed)
-        out = []
-        for j in range(len(agents)):
-            code, values = _codes(confidence[:, j], answered[:, j])  # one contiguous column per agent
-            counts = _count([(fold, n_folds), (code, values.size + 1), (correct[:, j], 2)])
-            out.append((code, values, counts[:, :-1]))
-        return out
-
-    return cache.remember(pset, ("fold_tally", tuple(agents), n_folds, seed), compute)
-
-
-def _fits(pset: PredictionSet, agents: list[int], method: str, n_folds: int, seed: int | None):
-    """``(models, tables, fitted)``: per agent, each fold's map fitted on the other folds (None
-    when they hold no answer) and its ``[folds, 101]`` table of integer percents; the
-    temperatures. Fitted on the counts of distinct confidences; remembered per set."""
-    if method not in METHODS:
-        raise ValueError(f"unknown recalibration '{method}': use one of {', '.join(METHODS)}")
-
-    def compute():
-        fit = _temperature if method == "temperature" else _isotonic
-        models: list[list] = []
-        fitted: dict[str, list[float]] = {}
-        for m, (_, values, counts) in zip(agents, _fold_tally(pset, agents, n_folds, seed), strict=True):
-            present = counts.sum(axis=(0, 2)) > 0
-            values, counts = values[present], counts[:, present]
-            total = counts.sum(axis=0)
-            per_fold, temperatures = [], []
-            for f in range(n_folds):
-                train = total - counts[f]
-                weight = train.sum(axis=1).astype(float)
-                if not weight.any():
-                    per_fold.append(None)
-                    continue
-                model = fit(values, weight, train[:, 1].astype(float))
-                per_fold.append(model)
-                if method == "temperature":
-                    temperatures.append(float(model))
-            models.append(per_fold)
-            if temperatures:
-                fitted[pset.agents[m]] = temperatures
-        tables = [np.stack([PERCENT if f is None else _apply(method, f, PERCENT) for f in fs]) for fs in models]
-        return models, tables, fitted
-
-    return cache.remember(pset, ("fits", tuple(agents), method, n_folds, seed), compute)
-
-
-def _lookup(pset: PredictionSet, agents: list[int], tables: list[np.ndarray], fold: np.ndarray):
-    """Every score of ``agents`` through its agent's and fold's table, in one blockwise pass;
-    None as soon as a score is off the integer-percent grid (:func:`_on_percent_grid`)."""
-    scores = pset.scores
-    n, k = scores.shape[0], scores.shape[2]
-    flat = np.concatenate([table.ravel() for table in tables]) if tables else np.zeros(0)
-    offset = (np.arange(len(agents)) * (tables[0].size if tables else 0))[None, :, None]
-    every = agents == list(range(scores.shape[1]))
-    out = np.empty((n, len(agents), k))
-    step = max(1, BLOCK // max(1, len(agents) * k))
-    for start in range(0, n, step):
-        block = scores[start : start + step] if every else scores[start : start + step][:, agents]
-        scaled = block * 100
-        percent = np.rint(scaled)
-        np.subtract(scaled, percent, out=scaled)
-        if not np.abs(scaled, out=scaled).max(initial=0.0) <= 1e-6:
-            return None
-        index = percent.astype(np.intp)
-        index += offset
-        index += (fold[start : start + step] * 101)[:, None, None]
-        np.take(flat, index, out=out[start : start + step], mode="clip")
-    return out
-
-
-def _crossfit(pset, agents, method, *, n_folds, seed):
-    agents = list(agents)
-    models, tables, fitted = _fits(pset, agents, method, n_folds, seed)
-    fold = set_folds(pset, n_folds, seed)
-    out = _lookup(pset, agents, tables, fold)  # integer percent: one 101-entry table per agent and fold
-    if out is None:
-        out = np.array(pset.scores[:, agents], dtype=np.float64)
-        for j, m in enumerate(agents):
-            for f, model in enumerate(models[j]):
-                if model is not None:
-                    held_out = fold == f
-                    out[held_out, j] = _apply(method, model, pset.scores[held_out, m])
-    return out, fitted
 
 
 def _nll_codes(pset: PredictionSet, answered: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -641,17 +426,6 @@ def _nll_codes(pset: PredictionSet, answered: np.ndarray) -> tuple[np.ndarray, n
     return code, values.ravel()
 
 
-class Recalibrated(FusionRule):
-    """Uniform fusion of cross-fitted recalibrated confidences (temperature or isotonic)."""
-
-    def __init__(self, method: str = "temperature", *, n_folds: int = 5, seed: int | None = 0) -> None:
-        self.method, self.n_folds, self.seed = method, n_folds, seed
-        self.name = f"recalibrated-{method}"
-
-    def scores(self, pset: PredictionSet, agents: Sequence[int]) -> np.ndarray:
-        return crossfit(pset, agents, self.method, n_folds=self.n_folds, seed=self.seed)[0]
-
-
 def calibration_report(
     pset: PredictionSet,
     *,
@@ -668,20 +442,21 @@ def calibration_report(
     Each agent's instances are counted once into small tables (distinct confidence and
     correctness, quality, candidate-NLL cell) keyed by group; every figure and interval
     comes from those tables."""
+    pset = of(pset)  # the folds, fits and top labels are shared with the recalibrated fusion rules
     agents = list(range(len(pset.agents)))
     n = pset.n_instances
-    top, _ = cache.agent_top(pset, agents)
+    top, _ = of(pset).agent_top(agents)
     answered = top >= 0
-    tally = _fold_tally(pset, agents, n_folds, seed)
-    fits = {method: _fits(pset, agents, method, n_folds, seed) for method in METHODS}
+    tally = fold_tally(pset, agents, n_folds, seed)
+    maps = {method: fits(pset, agents, method, n_folds, seed) for method in METHODS}
     temperatures: dict[str, list[float]] = {}
-    for *_, fitted in fits.values():
+    for *_, fitted in maps.values():
         temperatures |= fitted
     options = {"bins": bins, "resamples": resamples, "seed": seed, "level": level}
     out: dict = {
         "bins": bins,
-        "n_folds": n_folds,
-        "split": f"cross-fitted over {n_folds} seeded instance folds (seed {seed})",
+        "n_folds": n_folds_of(n_folds),
+        "split": _split_text(pset, n_folds, seed),
         "temperatures": temperatures,
         "groups": {},
     }
@@ -693,7 +468,7 @@ def calibration_report(
     entries: dict[str, dict] = {group: {} for group in groups}
     for j, (name, (code, values, fold_counts)) in enumerate(zip(pset.agents, tally, strict=True)):
         hit = top[:, j] == pset.gold
-        q_code, q_values = _codes(pset.quality[:, j], known[:, j])
+        q_code, q_values = distinct_codes(pset.quality[:, j], known[:, j])
         sizes = [(code, values.size + 1), (q_code, q_values.size + 1), (hit, 2)]
         if (values.size + 1) * (q_values.size + 1) <= 1 << 16:  # confidence and quality in one count
             joint = layout.counts(sizes)
@@ -704,7 +479,7 @@ def calibration_report(
         if nll_codes is not None:
             n_code, n_values = nll_codes[0][j], nll_codes[1]
         else:
-            n_code, n_values = _codes(candidate_nll(pset.scores[:, j], pset.gold), answered[:, j])
+            n_code, n_values = distinct_codes(candidate_nll(pset.scores[:, j], pset.gold), answered[:, j])
         nll = layout.counts([(n_code, n_values.size + 1)])
         for group in groups:
             stats = _statistics(
@@ -717,20 +492,91 @@ def calibration_report(
             if group == "all":
                 rows = layout.rows("all")
                 if rows is not None:
-                    fold_counts = _count(
+                    fold_counts = count_cells(
                         [(set_folds(pset, n_folds, seed), n_folds), (code, values.size + 1), (hit, 2)], rows
                     )
                     fold_counts = fold_counts[:, :-1]
                 stats["recalibrated"] = {}
-                for method, (_, tables, _) in fits.items():
+                for method, (_, tables, _) in maps.items():
                     if values is PERCENT:  # exact integer percents: the fold's table is the map
                         table = _merge(tables[j].ravel(), fold_counts.reshape(-1, 2))
                     else:  # the recalibrated scores themselves
                         scores = crossfit(pset, agents, method, n_folds=n_folds, seed=seed)[0]
                         after = scores[np.arange(n), j, np.maximum(top[:, j], 0)]
-                        after_code, after_values = _codes(after, answered[:, j])
-                        table = (after_values, _count([(after_code, after_values.size + 1), (hit, 2)], rows)[:-1])
+                        after_code, after_values = distinct_codes(after, answered[:, j])
+                        table = (after_values, count_cells([(after_code, after_values.size + 1), (hit, 2)], rows)[:-1])
                     stats["recalibrated"][method] = _statistics(*table, diagrams=False, **options)
             entries[group][name] = stats
     out["groups"] = entries
     return out
+
+
+def _split_text(pset, folds, seed) -> str:
+    """How the recalibration folds were dealt, in words (the ``split`` key)."""
+    if not isinstance(folds, int):
+        return f"cross-fitted over the {n_folds_of(folds)} folds of {type(folds).__name__}"
+    if getattr(pset, "speaker", None) is not None:
+        return f"cross-fitted over {folds} seeded speaker folds (seed {seed})"
+    return f"cross-fitted over {folds} seeded instance folds (seed {seed})"
+
+
+def _section(d, *, folds=5) -> dict:
+    return calibration_report(d.context, groups=d.context.groups(), n_folds=folds, **bootstrap_options(d))
+
+
+def calibration_reference(d, *, folds=5) -> dict:
+    """The scalar point figures of the ``calibration`` section, plainly, per group and agent,
+    on the agent's answered instances (top label, confidence ``c``, ``correct``): counts,
+    accuracy, mean confidence, Brier, top-label NLL, equal-width ECE as a loop over bins,
+    AUROC of confidence and of quality by scikit-learn, candidate NLL (no intervals)."""
+    from sklearn.metrics import roc_auc_score
+
+    pset = d.pset
+    top, confidence = audit.agent_top(pset.scores, pset.candidate)
+    k = len(pset.labels)
+    groups = {"all": np.arange(pset.n_instances)} | d.context.groups()
+    out: dict = {"groups": {}}
+    for group, rows in groups.items():
+        out["groups"][group] = entry = {}
+        for m, name in enumerate(pset.agents):
+            answered = rows[top[rows, m] >= 0]
+            c = confidence[answered, m]
+            correct = (top[answered, m] == pset.gold[answered]).astype(float)
+            figures: dict = {"n": int(answered.size)}
+            if answered.size:
+                p = np.clip(np.where(correct > 0, c, 1 - c), CLIP, 1)
+                ece = 0.0
+                for b in range(10):
+                    inside = (c >= b / 10) & ((c < (b + 1) / 10) | ((b == 9) & (c <= 1)))
+                    if inside.any():
+                        ece += inside.sum() / c.size * abs(correct[inside].mean() - c[inside].mean())
+                scores = pset.scores[answered, m]
+                at_gold = scores[np.arange(answered.size), pset.gold[answered]]
+                figures |= {
+                    "accuracy": float(correct.mean()),
+                    "mean_confidence": float(c.mean()),
+                    "brier": float(np.mean((c - correct) ** 2)),
+                    "top_nll": float(-np.mean(np.log(p))),
+                    "ece": float(ece),
+                    "candidate_nll": float(
+                        np.mean(-np.log((at_gold + CANDIDATE_EPS / k) / (scores.sum(axis=1) + CANDIDATE_EPS)))
+                    ),
+                }
+                if 0 < correct.sum() < correct.size:
+                    figures["confidence_auroc"] = float(roc_auc_score(correct, c))
+                    quality = pset.quality[answered, m]
+                    known = np.isfinite(quality)
+                    if known.any() and 0 < correct[known].sum() < known.sum():
+                        figures["quality_auroc"] = float(roc_auc_score(correct[known], quality[known]))
+            entry[name] = figures
+    return out
+
+
+diagnostics.register("calibration", order=3)(
+    Diagnostic(
+        help="Calibration, self-assessment AUROC, cross-fitted recalibration.",
+        compute=_section,
+        by_dataset=True,
+        reference=calibration_reference,
+    )
+)

@@ -20,9 +20,11 @@ from itertools import combinations
 
 import numpy as np
 
-from modsab.core import audit
+from modsab.core import audit, fusion
 from modsab.stats import metrics
+from modsab.diagnostics._base import Diagnostic, bootstrap_options, coalitions, fused_indices
 from modsab.diagnostics.attribution import Attribution, Coalitions
+from modsab.registry import attributions, diagnostics
 
 
 def _without(n_agents: int, drop: list[tuple[int, ...]]) -> np.ndarray:
@@ -32,6 +34,7 @@ def _without(n_agents: int, drop: list[tuple[int, ...]]) -> np.ndarray:
     return masks
 
 
+@attributions.register("leave-one-out", order=1)
 class LeaveOneOut(Attribution):
     """``correct(all) - correct(all but m)``: -1 causal saboteur, +1 causal contributor."""
 
@@ -157,3 +160,82 @@ def causal_report(
             "only_jointly_rate": p[f"pairs.{name}.only_jointly_rate"],
         }
     return {"n_instances": len(coalitions.gold), "agents": agents, "pairs": pairs, "ci": ci}
+
+
+def _section(d, *, folds=5) -> dict:
+    agents = fused_indices(d)
+    return causal_report(coalitions(d), answered=d.top[:, agents] >= 0, **bootstrap_options(d))
+
+
+def _columns(d) -> dict[str, np.ndarray]:
+    """``<agent>.causal``: ``saboteur``, ``contributor`` or empty, per fused agent."""
+    c = coalitions(d)
+    effect = LeaveOneOut().attribute(c)
+    return {
+        f"{agent}.causal": np.where(effect[:, j] < 0, "saboteur", np.where(effect[:, j] > 0, "contributor", "")).astype(
+            object
+        )
+        for j, agent in enumerate(c.agents)
+    }
+
+
+def causal_reference(d, *, folds=5) -> dict:
+    """The point figures of the ``causal`` section, plainly: the rule's fusion of all fused
+    agents, of all but one and of all but a pair (:func:`~modsab.core.fusion.fuse`), "right"
+    meaning gold is the fused top-1 (:func:`~modsab.core.fusion.gold_rank` 0), and the paper's
+    successful saboteurs from :func:`~modsab.core.audit.roles` (no intervals)."""
+    agents = fused_indices(d)
+    names = d.fused_agents
+    scores, weights = d.rule.scores(d.context, agents), d.rule.weights(d.context, agents)
+    gold = d.pset.gold
+
+    def right(keep: list[int]) -> np.ndarray:
+        return fusion.gold_rank(fusion.fuse(scores[:, keep], weights[:, keep]), gold) == 0
+
+    every = list(range(len(agents)))
+    all_right = right(every)
+    top, confidence = d.top[:, agents], d.confidence[:, agents]
+    paper = audit.roles(top, confidence, gold, d.fused_top, tau=d.options.tau) == audit.Role.SUCCESSFUL_SABOTAGE
+
+    def ratio(num, den) -> float | None:
+        return float(num / den) if den else None
+
+    out_agents, causal_of = {}, {}
+    for j, name in enumerate(names):
+        without = right([i for i in every if i != j])
+        causal, contribution = ~all_right & without, all_right & ~without
+        causal_of[j] = causal
+        n, both = int((top[:, j] >= 0).sum()), int((causal & paper[:, j]).sum())
+        out_agents[name] = {
+            "n": n,
+            "causal_sabotage_rate": ratio(causal.sum(), n),
+            "causal_contribution_rate": ratio(contribution.sum(), n),
+            "paper_successful_sabotage_rate": ratio(paper[:, j].sum(), n),
+            "causal_given_paper": ratio(both, paper[:, j].sum()),
+            "disagreement": {
+                "both": both,
+                "paper_only": int(paper[:, j].sum()) - both,
+                "causal_only": int(causal.sum()) - both,
+            },
+        }
+    pairs = {}
+    for a, b in agent_pairs(len(agents)):
+        joint = ~all_right & right([i for i in every if i not in (a, b)])
+        only = joint & ~causal_of[a] & ~causal_of[b]
+        pairs[f"{names[a]}+{names[b]}"] = {
+            "jointly_causal": int(joint.sum()),
+            "only_jointly": int(only.sum()),
+            "jointly_causal_rate": ratio(joint.sum(), len(gold)),
+            "only_jointly_rate": ratio(only.sum(), len(gold)),
+        }
+    return {"n_instances": len(gold), "agents": out_agents, "pairs": pairs}
+
+
+diagnostics.register("causal", order=1)(
+    Diagnostic(
+        help="Counterfactual sabotage: fuse again without each agent and each pair.",
+        compute=_section,
+        columns=_columns,
+        reference=causal_reference,
+    )
+)

@@ -1,23 +1,9 @@
 """Fusion strategies side by side, including rules built to resist a saboteur.
 
-Every strategy is a :class:`~modsab.core.fusion.FusionRule`, so the audit, the counterfactual
-test and the Shapley shares work on each alike. Beside the paper's two rules:
-
-- ``recalibrated-temperature`` / ``recalibrated-isotonic``: uniform fusion of
-  cross-fitted recalibrated confidences (:mod:`modsab.diagnostics.calibration`).
-- ``learned``: logistic stacking. For every (instance, label), the agents' scores for
-  that label are the features and "this label is gold" the target; the coefficients,
-  clipped at 0, are per-agent weights of a linear fusion (so it stays a fusion rule).
-  Cross-fitted: each fold is fused with weights learned on the other folds (at most
-  ``max_fit`` training instances per fold, drawn with the seed).
-- ``cap`` (sabotage-resistant): no agent may count for more than the mean top
-  confidence of the other agents on that instance; a lone confident voice can no longer
-  outshout several unsure ones.
-- ``agreement`` (sabotage-resistant): a confident answer (``c >= tau``) whose top label no
-  other fused agent names at all is down-weighted to ``lone_weight``: a high-confidence
-  override needs a second opinion.
-- ``reliability`` (sabotage-resistant): each agent weighted by its skill above chance,
-  ``(acc - 1/K) / (1 - 1/K)`` clipped at 0, measured on the other folds (held out).
+Every strategy is a registered :class:`~modsab.core.fusion.FusionRule`
+(:mod:`modsab.core.rules`, one module each: uniform, quality, recalibrated-temperature,
+recalibrated-isotonic, learned, cap, agreement, reliability, and the quality-permuted
+placebo), so the audit, the counterfactual test and the Shapley shares work on each alike.
 
 :func:`compare` reports fused top-1..top-k, the share of instances with a successful
 saboteur (paper's rule) and with a causal saboteur (leave-one-out), each with a
@@ -31,142 +17,25 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from modsab.core import audit, cache, fusion
-from modsab.stats import metrics
-from modsab.diagnostics.calibration import Recalibrated, set_folds
 from modsab.contract.errors import InputError
-from modsab.core.fusion import FusionRule, QualityWeighted
 from modsab.contract.predictions import PredictionSet
+from modsab.core import audit, fusion
+from modsab.core.context import of
+from modsab.core.folds import n_folds_of
+from modsab.core.fusion import FusionRule
+from modsab.diagnostics._base import Diagnostic, bootstrap_options, fused_indices
+from modsab.registry import diagnostics, fusion_rules
+from modsab.stats import metrics
 
 
-class _CrossFitted(FusionRule):
-    """A rule whose weights are learned on the other folds of each instance."""
-
-    def __init__(self, *, n_folds: int = 5, seed: int | None = 0) -> None:
-        self.n_folds, self.seed = n_folds, seed
-
-    def learn(self, pset: PredictionSet, agents: list[int], train: np.ndarray) -> np.ndarray:
-        """``[len(agents)]`` weights learned on the instances where ``train`` is True."""
-        raise NotImplementedError
-
-    def fold_weights(self, pset: PredictionSet, agents: list[int], fold: np.ndarray) -> np.ndarray:
-        """``[n_folds, len(agents)]``: row f learned on every fold but f."""
-        return np.stack([self.learn(pset, agents, fold != f) for f in range(self.n_folds)])
-
-    def weights(self, pset: PredictionSet, agents: Sequence[int]) -> np.ndarray:
-        agents = list(agents)
-        fold = set_folds(pset, self.n_folds, self.seed)
-        return self.fold_weights(pset, agents, fold)[fold]
-
-
-class LearnedWeights(_CrossFitted):
-    """Logistic stacking on agent scores, coefficients clipped at 0 (see the module docstring)."""
-
-    name = "learned"
-
-    def __init__(self, *, n_folds: int = 5, seed: int | None = 0, max_fit: int = 10_000) -> None:
-        super().__init__(n_folds=n_folds, seed=seed)
-        self.max_fit = max_fit
-
-    def learn(self, pset: PredictionSet, agents: list[int], train: np.ndarray) -> np.ndarray:
-        from sklearn.linear_model import LogisticRegression
-
-        rows = np.flatnonzero(train)
-        if rows.size > self.max_fit:
-            rows = np.sort(np.random.default_rng(self.seed).choice(rows, self.max_fit, replace=False))
-        k = len(pset.labels)
-        features = pset.scores[rows][:, agents, :].transpose(0, 2, 1).reshape(-1, len(agents))
-        target = (np.arange(k)[None, :] == pset.gold[rows, None]).ravel()
-        if target.all() or not target.any():
-            return np.ones(len(agents))
-        model = LogisticRegression(C=1.0, max_iter=200).fit(features, target)
-        coef = np.clip(model.coef_[0], 0, None)
-        return coef if coef.sum() > 0 else np.ones(len(agents))
-
-
-class ReliabilityWeighted(_CrossFitted):
-    """Weight = held-out top-1 skill above chance, ``(acc - 1/K) / (1 - 1/K)``, at least 0."""
-
-    name = "reliability"
-
-    def learn(self, pset: PredictionSet, agents: list[int], train: np.ndarray) -> np.ndarray:
-        top, _ = cache.agent_top(pset, agents)
-        return self._skill(pset, (top[train] >= 0).sum(axis=0), (top[train] == pset.gold[train, None]).sum(axis=0))
-
-    def fold_weights(self, pset: PredictionSet, agents: list[int], fold: np.ndarray) -> np.ndarray:
-        """Per-fold tallies once, then each fold's training counts are the total minus its own."""
-        top, _ = cache.agent_top(pset, agents)
-        tally = np.stack(
-            [
-                [np.bincount(fold, weights=column, minlength=self.n_folds) for column in (top >= 0).T],
-                [np.bincount(fold, weights=column, minlength=self.n_folds) for column in (top == pset.gold[:, None]).T],
-            ]
-        )  # [2, m, folds]
-        train = tally.sum(axis=2, keepdims=True) - tally
-        return np.stack([self._skill(pset, train[0, :, f], train[1, :, f]) for f in range(self.n_folds)])
-
-    @staticmethod
-    def _skill(pset: PredictionSet, answered: np.ndarray, right: np.ndarray) -> np.ndarray:
-        if len(pset.labels) < 2:  # one label: no skill above chance to measure
-            return np.ones(len(answered))
-        accuracy = right / np.maximum(answered, 1)
-        chance = 1 / len(pset.labels)
-        skill = np.clip((accuracy - chance) / (1 - chance), 0, None)
-        return skill if skill.sum() > 0 else np.ones(len(answered))
-
-
-class CappedInfluence(FusionRule):
-    """No agent counts for more than the mean top confidence of the other answering agents."""
-
-    name = "cap"
-
-    def scores(self, pset: PredictionSet, agents: Sequence[int]) -> np.ndarray:
-        return self.block_scores(pset, agents, slice(None))
-
-    def block_scores(self, pset: PredictionSet, agents: Sequence[int], rows: slice) -> np.ndarray:
-        scores = FusionRule().block_scores(pset, agents, rows)
-        top = scores.max(axis=2)
-        answered = (top > 0).sum(axis=1, keepdims=True)
-        others = np.maximum(answered - (top > 0), 1)
-        cap = np.where(answered > 1, (top.sum(axis=1, keepdims=True) - top) / others, top)
-        return np.minimum(scores, cap[:, :, None])
-
-
-class AgreementOverride(FusionRule):
-    """A confident answer whose top label no other fused agent names counts ``lone_weight``."""
-
-    name = "agreement"
-
-    def __init__(self, tau: float = 0.70, lone_weight: float = 0.25) -> None:
-        self.tau, self.lone_weight = tau, lone_weight
-
-    def weights(self, pset: PredictionSet, agents: Sequence[int]) -> np.ndarray:
-        agents = list(agents)
-        top, confidence = cache.agent_top(pset, agents)
-        k = len(pset.labels)
-        every = agents == list(range(pset.candidate.shape[1]))
-        named = (pset.candidate if every else pset.candidate[:, agents, :]).reshape(pset.n_instances, -1)
-        safe_top = np.maximum(top, 0)
-        # how many fused agents name each agent's top label (itself included when it answered)
-        support = sum(np.take_along_axis(named, i * k + safe_top, axis=1).astype(np.int64) for i in range(len(agents)))
-        support -= top >= 0
-        confident = np.nan_to_num(confidence, nan=0) >= self.tau - audit.TAU_TOLERANCE
-        lone = confident & (support < 1) & (top >= 0)
-        return np.where(lone, self.lone_weight, 1.0)
-
-
-def default_strategies(*, tau: float = 0.70, n_folds: int = 5, seed: int | None = 0) -> list[FusionRule]:
-    """The strategies ``modsab diagnose --fusion-compare`` puts side by side (uniform first)."""
-    return [
-        FusionRule(),
-        QualityWeighted(),
-        Recalibrated("temperature", n_folds=n_folds, seed=seed),
-        Recalibrated("isotonic", n_folds=n_folds, seed=seed),
-        LearnedWeights(n_folds=n_folds, seed=seed),
-        CappedInfluence(),
-        AgreementOverride(tau=tau),
-        ReliabilityWeighted(n_folds=n_folds, seed=seed),
-    ]
+def default_strategies(*, tau: float = 0.70, n_folds=5, seed: int | None = 0) -> list[FusionRule]:
+    """The strategies ``modsab diagnose --fusion-compare`` puts side by side: every registered
+    fusion rule with ``in_comparison`` (:data:`modsab.registry.fusion_rules`), uniform first."""
+    rules = []
+    for _, entry in fusion_rules.items():
+        if entry.in_comparison:
+            rules.append(entry.from_options(tau=tau, folds=n_folds, seed=seed))
+    return rules
 
 
 def _label_major(pset: PredictionSet, agents: list[int]) -> np.ndarray:
@@ -183,7 +52,7 @@ def _label_major(pset: PredictionSet, agents: list[int]) -> np.ndarray:
             out[:, :, rows] = block.transpose(1, 2, 0)
         return out
 
-    return cache.remember(pset, ("label_major", tuple(agents)), compute)
+    return of(pset).remember(("label_major", tuple(agents)), compute)
 
 
 #: Rows fused at once by :func:`outcomes`: small enough that a block's arrays stay in cache.
@@ -212,7 +81,8 @@ def outcomes(
     extended by the label's position so that equal scores rank the earlier label first:
     then "gold is the top-1" is one comparison with the largest key."""
     agents = list(agents)
-    top, confidence = agent_top or cache.agent_top(pset, agents)
+    pset = of(pset)
+    top, confidence = agent_top or pset.agent_top(agents)
     confident = confidence >= tau - audit.TAU_TOLERANCE  # NaN (abstained) is never confident
     weights = rule.weights(pset, agents)
     n, n_labels, m = pset.n_instances, len(pset.labels), len(agents)
@@ -263,6 +133,28 @@ def outcomes(
     return out
 
 
+def outcomes_reference(
+    pset: PredictionSet, rule: FusionRule, agents: Sequence[int], *, tau: float = 0.70, k: int = 5
+) -> np.ndarray:
+    """What :func:`outcomes` codes, plainly: the rule's fusion of all agents and of all agents
+    but one (:func:`~modsab.core.fusion.fuse`, :func:`~modsab.core.fusion.gold_rank`) and the
+    paper's roles (:func:`~modsab.core.audit.roles`)."""
+    agents = list(agents)
+    data = of(pset)
+    scores, weights = rule.scores(data, agents), rule.weights(data, agents)
+    fused = fusion.fuse(scores, weights)
+    rank = fusion.gold_rank(fused, pset.gold)
+    top, confidence = audit.agent_top(pset.scores[:, agents], pset.candidate[:, agents])
+    role = audit.roles(top, confidence, pset.gold, fusion.top_label(fused), tau=tau)
+    successful = (role == audit.Role.SUCCESSFUL_SABOTAGE).any(axis=1)
+    causal = np.zeros(pset.n_instances, dtype=bool)
+    for j in range(len(agents)):
+        others = [i for i in range(len(agents)) if i != j]
+        causal |= fusion.gold_rank(fusion.fuse(scores[:, others], weights[:, others]), pset.gold) == 0
+    causal &= rank > 0
+    return np.minimum(rank, k) + (k + 1) * (successful + 2 * causal)
+
+
 def compare(
     pset: PredictionSet,
     agents: Sequence[int],
@@ -274,10 +166,14 @@ def compare(
     resamples: int = 1000,
     seed: int | None = 0,
     level: float = 0.95,
+    outcome=None,
 ) -> dict:
     """The ``fusion_compare`` JSON section (see the module docstring). Rates are over all
-    instances; ``diff`` is the strategy minus uniform, with a paired interval."""
+    instances; ``diff`` is the strategy minus uniform, with a paired interval. ``outcome``
+    codes each rule's instances (default :func:`outcomes`; the reference passes
+    :func:`outcomes_reference`)."""
     agents = list(agents)
+    pset = of(pset)  # one context: the rules share folds, top labels and the label-major copy
     strategies = list(strategies or default_strategies(tau=tau, n_folds=n_folds, seed=seed))
     k = min(k, len(pset.labels))
     figures = [f"top{j}" for j in range(1, k + 1)] + ["successful_sabotage", "causal_sabotage"]
@@ -286,11 +182,14 @@ def compare(
     indicator = np.column_stack(  # [code, figure] 0/1
         [(code % (k + 1)) < j for j in range(1, k + 1)] + [(code // (k + 1)) % 2 == 1, code // (2 * (k + 1)) == 1]
     ).astype(np.float64)
-    agent_top = cache.agent_top(pset, agents)
+    agent_top = of(pset).agent_top(agents)
     codes, kept, skipped = [], [], {}
     for i, rule in enumerate(strategies):
         try:
-            codes.append(outcomes(pset, rule, agents, tau=tau, k=k, agent_top=agent_top))
+            if outcome is None:
+                codes.append(outcomes(pset, rule, agents, tau=tau, k=k, agent_top=agent_top))
+            else:
+                codes.append(outcome(pset, rule, agents, tau=tau, k=k))
         except InputError as error:  # e.g. quality weighting without quality scores: leave that rule out
             if i == 0:
                 raise
@@ -333,7 +232,30 @@ def compare(
         "baseline": base,
         "figures": figures,
         "n_instances": pset.n_instances,
-        "n_folds": n_folds,
+        "n_folds": n_folds_of(n_folds),
         "strategies": table,
         "skipped": skipped,
     }
+
+
+def _section(d, *, folds=5) -> dict:
+    o = d.options
+    return compare(d.context, fused_indices(d), tau=o.tau, k=d.k, n_folds=folds, **bootstrap_options(d))
+
+
+diagnostics.register("fusion_compare", order=4)(
+    Diagnostic(
+        help="Fusion strategies side by side, with paired differences to uniform.",
+        compute=_section,
+        reference=lambda d, folds=5: compare(
+            d.context,
+            fused_indices(d),
+            tau=d.options.tau,
+            k=d.k,
+            n_folds=folds,
+            resamples=0,
+            seed=d.options.seed,
+            outcome=outcomes_reference,
+        ),
+    )
+)

@@ -29,6 +29,10 @@ from math import factorial
 import numpy as np
 
 from modsab.stats import metrics
+from modsab.contract.errors import InputError
+from modsab.core import fusion
+from modsab.diagnostics._base import Diagnostic, bootstrap_options, coalitions, fused_indices
+from modsab.registry import attributions, diagnostics
 from modsab.diagnostics.attribution import Attribution, Coalitions
 
 MAX_AGENTS = 10
@@ -60,6 +64,7 @@ def shapley_matrix(n_agents: int) -> np.ndarray:
     return np.where(masks == 1, with_m[:, None], -without_m[:, None])
 
 
+@attributions.register("shapley", order=2)
 class Shapley(Attribution):
     """Exact Shapley value of each agent for ``value`` (``correct`` or ``gold_probability``).
 
@@ -221,3 +226,84 @@ def _plain_report(
             entry[f"total_{value}"] = float(phi[rows].sum(axis=1).mean()) if np.size(rows) else None
         out["groups"][group] = entry
     return out
+
+
+def _check(d) -> None:
+    """Exact Shapley values fuse every subset of agents: refuse too many before anything runs."""
+    n_agents = len(d.fused_agents)
+    if n_agents > MAX_AGENTS:
+        raise InputError(
+            f"exact Shapley values fuse every subset of agents (2^{n_agents} here); "
+            f"{n_agents} fused agents is more than {MAX_AGENTS}",
+            hint="fuse at most 10 agents (--fuse), or name the diagnostics you want instead of --all / --shapley",
+        )
+
+
+def _section(d, *, folds=5) -> dict:
+    return shapley_report(coalitions(d), groups=d.context.groups(), **bootstrap_options(d))
+
+
+def _columns(d) -> dict[str, np.ndarray]:
+    """``<agent>.shapley_<value>`` per fused agent and coalition value."""
+    c = coalitions(d)
+    out = {}
+    for value in VALUES:
+        phi = Shapley(value).attribute(c)
+        for j, agent in enumerate(c.agents):
+            out[f"{agent}.shapley_{value}"] = phi[:, j]
+    return out
+
+
+def shapley_reference(d, *, folds=5) -> dict:
+    """The point figures of the ``shapley`` section, plainly: every subset of the fused agents
+    fused by :func:`~modsab.core.fusion.fuse`, its value (gold is the top-1; gold's share of
+    the fused score), and each agent's Shapley value by the subset formula
+    ``sum_S |S|! (M-|S|-1)! / M! (v(S + m) - v(S))``, averaged per group (no intervals)."""
+    from itertools import combinations
+
+    agents = fused_indices(d)
+    m, gold = len(agents), d.pset.gold
+    scores, weights = d.rule.scores(d.context, agents), d.rule.weights(d.context, agents)
+
+    def value(subset: tuple[int, ...]) -> dict[str, np.ndarray]:
+        keep = list(subset)
+        fused = fusion.fuse(scores[:, keep], weights[:, keep])
+        total = fused.sum(axis=1)
+        at_gold = fused[np.arange(len(gold)), gold]
+        return {
+            "correct": (fusion.gold_rank(fused, gold) == 0).astype(np.float64),
+            "gold_probability": np.where(total > 0, at_gold / np.where(total > 0, total, 1.0), 0.0),
+        }
+
+    values = {s: value(s) for r in range(m + 1) for s in combinations(range(m), r)}
+    phi = {v: np.zeros((len(gold), m)) for v in VALUES}
+    for j in range(m):
+        for subset, v_s in values.items():
+            if j in subset:
+                continue
+            weight = factorial(len(subset)) * factorial(m - len(subset) - 1) / factorial(m)
+            with_j = values[tuple(sorted((*subset, j)))]
+            for v in VALUES:
+                phi[v][:, j] += weight * (with_j[v] - v_s[v])
+    out: dict = {"values": list(VALUES), "groups": {}}
+    for group, rows in ({"all": np.arange(len(gold))} | d.context.groups()).items():
+        n = len(rows)
+        entry: dict = {"n_instances": n, "agents": {}}
+        for j, name in enumerate(d.fused_agents):
+            entry["agents"][name] = {v: {"mean": float(phi[v][rows, j].mean()) if n else None} for v in VALUES}
+        for v in VALUES:
+            entry[f"total_{v}"] = float(phi[v][rows].sum(axis=1).mean()) if n else None
+        out["groups"][group] = entry
+    return out
+
+
+diagnostics.register("shapley", order=2)(
+    Diagnostic(
+        help="Exact Shapley shares of each agent (2^M fusions).",
+        compute=_section,
+        check=_check,
+        columns=_columns,
+        by_dataset=True,
+        reference=shapley_reference,
+    )
+)

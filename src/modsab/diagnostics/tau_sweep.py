@@ -23,6 +23,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from modsab.core import audit
+from modsab.diagnostics._base import Diagnostic, bootstrap_options, fused_indices
+from modsab.registry import diagnostics
 from modsab.stats import metrics
 
 DEFAULT_GRID = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
@@ -135,3 +137,50 @@ def tau_sweep(
         previous = role
         points.append(entry)
     return {"grid": grid, "points": points}
+
+
+def _section(d, *, folds=5) -> dict:
+    agents = fused_indices(d)
+    return tau_sweep(
+        d.top[:, agents], d.confidence[:, agents], d.pset.gold, d.fused_top, d.fused_agents, **bootstrap_options(d)
+    )
+
+
+def _reference(d) -> dict:
+    agents = fused_indices(d)
+    return tau_sweep_reference(d.top[:, agents], d.confidence[:, agents], d.pset.gold, d.fused_top, d.fused_agents)
+
+
+diagnostics.register("tau_sweep", order=5)(
+    Diagnostic(help="Sabotage rates and role changes over tau 0.50-0.95.", compute=_section, reference=lambda d, folds=5: _reference(d))
+)
+
+
+def tau_sweep_reference(top, confidence, gold, fused_top, agents: Sequence[str], *, grid=DEFAULT_GRID) -> dict:
+    """The point figures of :func:`tau_sweep`, plainly: the paper's roles
+    (:func:`~modsab.core.audit.roles`) at every ``tau``, counted (no intervals)."""
+    answered = top >= 0
+    points, previous = [], None
+    for tau in sorted(float(t) for t in grid):
+        role = audit.roles(top, confidence, gold, fused_top, tau=tau)
+        potential = role >= audit.Role.POTENTIAL_SABOTAGE
+        successful = role == audit.Role.SUCCESSFUL_SABOTAGE
+        total = successful.sum()
+        entry: dict = {"tau": tau, "agents": {}}
+        for j, name in enumerate(agents):
+            n = answered[:, j].sum()
+            entry["agents"][name] = {
+                "potential_sabotage_rate": float(potential[:, j].sum() / n) if n else None,
+                "successful_sabotage_rate": float(successful[:, j].sum() / n) if n else None,
+                "successful_sabotage_share": float(successful[:, j].sum() / total) if total else None,
+            }
+        if previous is not None:
+            changed = role != previous
+            entry["changed_from_previous"] = {
+                "pairs": int(changed.sum()),
+                "instances": int(changed.any(axis=1).sum()),
+                "per_agent": {name: int(changed[:, j].sum()) for j, name in enumerate(agents)},
+            }
+        previous = role
+        points.append(entry)
+    return {"grid": sorted(float(t) for t in grid), "points": points}

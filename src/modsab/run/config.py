@@ -21,10 +21,11 @@ import os
 import tomllib
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from modsab import registry
 from modsab.contract.errors import InputError
 
 
@@ -76,36 +77,50 @@ class AgentSection(_Section):
 
 
 class FusionSection(_Section):
-    weights: Literal["uniform", "quality"] = "uniform"
+    weights: str = Field("uniform", description="a registered fusion rule (modsab.registry.fusion_rules)")
     fuse: list[str] | None = None
     baseline: str | None = None
 
+    @field_validator("weights")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        return _registered(registry.fusion_rules, value)
 
-Diagnostic = Literal["causal", "shapley", "calibration", "fusion_compare", "tau_sweep"]
+
+def _registered(registry, value: str) -> str:
+    """``value`` when ``registry`` has it; a ValueError listing the valid names otherwise."""
+    if value not in registry:
+        *first, last = (repr(name) for name in registry.names())
+        choices = f"{', '.join(first)} or {last}" if first else last
+        raise ValueError(f"Input should be {choices} (unknown {registry.what} '{value}')")
+    return value
 
 
 class AuditSection(_Section):
     tau: float = Field(0.70, ge=0, le=1)
     k: int = Field(5, ge=1)
     bootstrap: int = Field(1000, ge=0)
-    seed: int = 0
-    #: Diagnostics beyond the paper to add to the run's JSON and report ("all" for the five).
-    diagnostics: list[Diagnostic] = Field(default_factory=list)
-    #: Seeded instance folds for what the diagnostics cross-fit (recalibration, learned weights).
+    seed: int = Field(0, ge=0)
+    #: Diagnostics beyond the paper to add to the run's JSON and report (names of
+    #: modsab.registry.diagnostics, or "all").
+    diagnostics: list[Annotated[str, AfterValidator(lambda name: _registered(registry.diagnostics, name))]] = Field(
+        default_factory=list
+    )
+    #: Seeded folds for what the diagnostics cross-fit (recalibration, learned weights).
     folds: int = Field(5, ge=2)
 
     @field_validator("diagnostics", mode="before")
     @classmethod
     def _all(cls, value: Any) -> Any:
         if value == "all":
-            return list(typing.get_args(Diagnostic))
+            return list(registry.diagnostics.names())
         if isinstance(value, str):
-            raise ValueError(f"give a list of {', '.join(typing.get_args(Diagnostic))}, or \"all\"")
+            raise ValueError(f"give a list of {', '.join(registry.diagnostics.names())}, or \"all\"")
         return value
 
     def wanted(self) -> dict[str, bool]:
-        """``diagnose()`` keyword flags, one per diagnostic."""
-        return {name: name in self.diagnostics for name in typing.get_args(Diagnostic)}
+        """``diagnose()`` keyword flags, one per registered diagnostic."""
+        return {name: name in self.diagnostics for name in registry.diagnostics.names()}
 
 
 class OutputsSection(_Section):
