@@ -1,6 +1,8 @@
 """Options shared by the commands that fuse and audit predictions (``diagnose``, ``report``).
 
-One definition each, so the commands cannot drift apart in name, default or help.
+One definition each, so the commands cannot drift apart in name, default or help; the audit
+options take theirs from :class:`modsab.core.options.AuditOptions`, which the run config and
+``diagnose()`` use too, and the diagnostic flags come from the registry.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 import typer
 
 from modsab import registry
+from modsab.core.options import AuditOptions
 
 PREDICTIONS_HELP = "Predictions file (.jsonl, .csv, .parquet) or a run directory holding predictions.*"
 
@@ -28,19 +31,26 @@ STRICT = typer.Option(False, "--strict", help="A candidate label outside the set
 SKIP_INVALID = typer.Option(
     False, "--skip-invalid", help="Skip invalid records (counted and listed) instead of failing."
 )
-WEIGHTS = typer.Option(
-    "uniform",
-    "--weights",
-    help="Fusion rule: " + ", ".join(registry.fusion_rules.names()) + " ('uniform': w=1, 'quality': w=q/100).",
+
+
+def _audit_option(name: str, help: str | None = None) -> typer.models.OptionInfo:
+    """A command option for one field of :class:`~modsab.core.options.AuditOptions`: its
+    default and help come from the one definition there."""
+    field = AuditOptions.model_fields[name]
+    return typer.Option(field.default, f"--{name.replace('_', '-')}", help=help or field.description)
+
+
+WEIGHTS = _audit_option(
+    "weights", "Fusion rule: " + ", ".join(registry.fusion_rules.names()) + " ('uniform': w=1, 'quality': w=q/100)."
 )
-FUSE = typer.Option(None, "--fuse", help="Comma-separated agents to fuse. Default: all but the baseline.")
-BASELINE = typer.Option(None, "--baseline", help="Agent whose own top-1 is reported as Base T1.")
-TAU = typer.Option(0.70, "--tau", help="Confidence threshold of potential sabotage.")
-K = typer.Option(5, "--k", help="Largest k of fused top-k (capped at the number of labels).")
-BOOTSTRAP = typer.Option(1000, "--bootstrap", help="Bootstrap resamples (0: no intervals).")
-SEED = typer.Option(0, "--seed", help="Seed of the bootstrap.")
+FUSE = _audit_option("fuse", "Comma-separated agents to fuse. Default: all but the baseline.")
+BASELINE = _audit_option("baseline")
+TAU = _audit_option("tau")
+K = _audit_option("k")
+BOOTSTRAP = _audit_option("bootstrap")
+SEED = _audit_option("seed")
+FOLDS = _audit_option("folds")
 ALL = typer.Option(False, "--all", help="Every diagnostic beyond the paper (each also has its own flag).")
-FOLDS = typer.Option(5, "--folds", help="Seeded instance folds for cross-fitting (recalibration, learned weights).")
 
 
 _PLAIN = (

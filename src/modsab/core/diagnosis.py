@@ -20,33 +20,14 @@ from modsab import registry
 from modsab.core import audit, fusion
 from modsab.core.context import Context
 from modsab.core.folds import Folds, check_folds
+from modsab.core.options import AuditOptions
 from modsab.stats import metrics
 from modsab.contract.errors import InputError
 from modsab.contract.predictions import PredictionSet, load_predictions
 
 
-@dataclass(frozen=True)
-class Options:
-    """How to fuse and audit; mirrors the ``modsab diagnose`` options."""
-
-    weights: str = "uniform"
-    fuse: tuple[str, ...] | None = None
-    baseline: str | None = None
-    tau: float = 0.70
-    k: int = 5
-    bootstrap: int = 1000
-    seed: int | None = 0
-    level: float = 0.95
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.tau <= 1:
-            raise InputError(f"--tau {self.tau} is outside 0-1", hint="the paper uses 0.70")
-        if self.k < 1:
-            raise InputError(f"--k {self.k} must be at least 1")
-        if self.bootstrap < 0:
-            raise InputError(f"--bootstrap {self.bootstrap} must be 0 (no intervals) or more")
-        if not 0 < self.level < 1:
-            raise InputError(f"confidence level {self.level} must be between 0 and 1")
+#: The options of a diagnosis (one model for the run config, the CLI and ``diagnose()``).
+Options = AuditOptions
 
 
 @dataclass
@@ -314,14 +295,9 @@ def diagnose(
     ``GroupKFold``) deals the folds of their cross-fitted parts.
     """
     wanted = _wanted_diagnostics(diagnostics, options)
-    n_folds = check_folds(n_folds)
-    pset = predictions if isinstance(predictions, PredictionSet) else load_predictions(predictions, **options)
-    if isinstance(predictions, PredictionSet) and options:
-        raise TypeError(f"diagnose() got unexpected keyword arguments {', '.join(sorted(options))}")
-    context = Context(pset)
-    rule = fusion.rule(weights, tau=tau, folds=n_folds, seed=seed)
-    options = Options(
-        weights=rule.name,
+    given_rule = weights if isinstance(weights, fusion.FusionRule) else None
+    settings = AuditOptions.parse(
+        weights="uniform" if given_rule else weights,
         fuse=tuple(fuse) if fuse else None,
         baseline=baseline,
         tau=tau,
@@ -329,7 +305,17 @@ def diagnose(
         bootstrap=bootstrap,
         seed=seed,
         level=level,
+        diagnostics=wanted,
+        folds=n_folds,
     )
+    if given_rule is not None:
+        settings = settings.model_copy(update={"weights": given_rule.name})
+    pset = predictions if isinstance(predictions, PredictionSet) else load_predictions(predictions, **options)
+    if isinstance(predictions, PredictionSet) and options:
+        raise TypeError(f"diagnose() got unexpected keyword arguments {', '.join(sorted(options))}")
+    context = Context(pset)
+    rule = given_rule or fusion.rule(settings.weights, tau=settings.tau, folds=settings.folds, seed=settings.seed)
+    options = settings
     fused_idx, baseline_idx = _select_agents(pset, options)
     k_eff = min(options.k, len(pset.labels))
 
@@ -363,7 +349,7 @@ def diagnose(
         rule=rule,
         context=context,
     )
-    return result.extend(*wanted, n_folds=n_folds) if wanted else result
+    return result.extend(*options.diagnostics, n_folds=options.folds) if options.diagnostics else result
 
 
 def _wanted_diagnostics(names: Sequence[str] | str | None, flags: dict[str, Any]) -> tuple[str, ...]:
@@ -376,7 +362,6 @@ def _wanted_diagnostics(names: Sequence[str] | str | None, flags: dict[str, Any]
     elif isinstance(names, str):
         names = [name.strip() for name in names.split(",") if name.strip()]
     for name in names or ():
-        registry.diagnostics.get(name)  # an unknown name is an error listing the valid ones
         if name not in wanted:
             wanted.append(name)
-    return tuple(name for name in registered if name in wanted)
+    return tuple(wanted)  # checked against the registry by AuditOptions

@@ -27,6 +27,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from modsab import registry
 from modsab.contract.errors import InputError
+from modsab.core.options import section_model
 
 
 class _Section(BaseModel):
@@ -76,47 +77,13 @@ class AgentSection(_Section):
         return self
 
 
-class FusionSection(_Section):
-    weights: str = Field("uniform", description="a registered fusion rule (modsab.registry.fusion_rules)")
-    fuse: list[str] | None = None
-    baseline: str | None = None
-
-    @field_validator("weights")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        return _registered(registry.fusion_rules, value)
+#: ``[fusion]``: the fields of :class:`~modsab.core.options.AuditOptions` of that name.
+FusionSection = section_model("FusionSection", ("weights", "fuse", "baseline"), _Section)
 
 
-def _registered(registry, value: str) -> str:
-    """``value`` when ``registry`` has it; a ValueError listing the valid names otherwise."""
-    if value not in registry:
-        *first, last = (repr(name) for name in registry.names())
-        choices = f"{', '.join(first)} or {last}" if first else last
-        raise ValueError(f"Input should be {choices} (unknown {registry.what} '{value}')")
-    return value
-
-
-class AuditSection(_Section):
-    tau: float = Field(0.70, ge=0, le=1)
-    k: int = Field(5, ge=1)
-    bootstrap: int = Field(1000, ge=0)
-    seed: int = Field(0, ge=0)
-    #: Diagnostics beyond the paper to add to the run's JSON and report (names of
-    #: modsab.registry.diagnostics, or "all").
-    diagnostics: list[Annotated[str, AfterValidator(lambda name: _registered(registry.diagnostics, name))]] = Field(
-        default_factory=list
-    )
-    #: Seeded folds for what the diagnostics cross-fit (recalibration, learned weights).
-    folds: int = Field(5, ge=2)
-
-    @field_validator("diagnostics", mode="before")
-    @classmethod
-    def _all(cls, value: Any) -> Any:
-        if value == "all":
-            return list(registry.diagnostics.names())
-        if isinstance(value, str):
-            raise ValueError(f"give a list of {', '.join(registry.diagnostics.names())}, or \"all\"")
-        return value
+class AuditSection(section_model("AuditFields", ("tau", "k", "bootstrap", "seed", "diagnostics", "folds"), _Section)):
+    """``[audit]``: the fields of :class:`~modsab.core.options.AuditOptions` of that name
+    (``diagnostics`` a list of registered names, or "all")."""
 
     def wanted(self) -> dict[str, bool]:
         """``diagnose()`` keyword flags, one per registered diagnostic."""
