@@ -91,12 +91,43 @@ def _price(config: RunConfig, backend) -> tuple[float, float]:
     return PRICES.get(config.model, (0.0, 0.0))
 
 
-def prediction_records(store: RunStore, instances: Sequence[Instance]) -> list[dict[str, Any]]:
-    """Answers in the predictions contract; invalid and missing answers abstain (no candidates)."""
+def _rows(store: RunStore, instances: Sequence[Instance], agents: Sequence[str] | None = None):
+    """The store's answers for these instances (and agents), in instance then agent order
+    (the store keeps completion order, which changes from run to run)."""
+    position = {instance.instance_id: n for n, instance in enumerate(instances)}
+    agent_position = None if agents is None else {agent: n for n, agent in enumerate(agents)}
+    rows = [
+        row for row in store.answers()
+        if row["instance_id"] in position and (agent_position is None or row["agent"] in agent_position)
+    ]
+    return sorted(rows, key=lambda row: (position[row["instance_id"]],
+                                         0 if agent_position is None else agent_position[row["agent"]],
+                                         row["agent"]))
+
+
+def answer_counts(
+    store: RunStore, instances: Sequence[Instance], agents: Sequence[str]
+) -> dict[str, dict[str, int]]:
+    """Per agent, the stored answers of these instances by status: ``ok`` (answered),
+    ``invalid``, ``error`` (failed), ``missing`` (no input), and ``pending`` (not yet asked,
+    e.g. after a budget stop)."""
+    counts = {agent: dict.fromkeys(("ok", "invalid", "error", "missing"), 0) for agent in agents}
+    for row in _rows(store, instances, agents):
+        counts[row["agent"]][row["status"]] = counts[row["agent"]].get(row["status"], 0) + 1
+    for agent in agents:
+        counts[agent]["pending"] = len(instances) - sum(counts[agent].values())
+    return counts
+
+
+def prediction_records(
+    store: RunStore, instances: Sequence[Instance], agents: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """Answers in the predictions contract, in instance order then ``agents`` order; invalid
+    and missing answers abstain (no candidates)."""
     by_id = {instance.instance_id: instance for instance in instances}
     records = []
-    for row in store.answers():
-        if row["status"] == "error" or row["instance_id"] not in by_id:
+    for row in _rows(store, instances, agents):
+        if row["status"] == "error":
             continue
         instance = by_id[row["instance_id"]]
         answer = json.loads(row["answer"]) if row["answer"] else None
@@ -137,6 +168,8 @@ class RunResult:
     predictions: Path
     leaks: dict[str, int]
     config: dict[str, Any]
+    #: per agent, answers of these instances by status (see :func:`answer_counts`)
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def run_agents(
@@ -216,9 +249,10 @@ def run_agents(
                 await backend.aclose()
 
         stats = asyncio.run(main())
-        path = write_predictions(run_dir, prediction_records(store, instances))
+        path = write_predictions(run_dir, prediction_records(store, instances, meta["agents"]))
+        counts = answer_counts(store, instances, agents)
     finally:
         store.close()
         if cache is not None:
             cache.close()
-    return RunResult(run_dir, stats, path, leaks, meta)
+    return RunResult(run_dir, stats, path, leaks, meta, counts)

@@ -19,6 +19,7 @@ def run_command(
     import json
 
     from rich.console import Console
+    from rich.markup import escape
 
     from modsab.config import load_config
     from modsab.pipeline import run_pipeline
@@ -31,7 +32,9 @@ def run_command(
         typer.echo(resolved.to_toml())
         return
     err = Console(stderr=True)
-    outcome = run_pipeline(resolved, log=lambda text: err.print(f"[dim]{text}[/]"), progress=err.is_terminal)
+    outcome = run_pipeline(
+        resolved, log=lambda text: err.print(escape(text), style="dim", soft_wrap=True), progress=err.is_terminal
+    )
     if as_json:
         typer.echo(json.dumps(outcome.diagnosis, ensure_ascii=False))
     else:
