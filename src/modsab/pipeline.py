@@ -441,12 +441,24 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 def run_pipeline(
-    config: RunConfig, *, log: Callable[[str], None] | None = None, progress: bool = True
+    config: RunConfig, *, log: Callable[[str], None] | None = None, progress: bool = True, wait: bool = False
 ) -> RunOutcome:
-    """Run every stage; see the module docstring. Returns the diagnosis JSON."""
-    from modsab.diagnosis import diagnose
+    """Run every stage; see the module docstring. Returns the diagnosis JSON.
+
+    One process per run directory (:class:`~modsab.runlock.RunLock`): another run on the
+    same directory is an error naming it, or, with ``wait``, is waited for."""
+    from modsab.runlock import RunLock
 
     _check_agents_can_start(config)
+    run_dir = config.run.dir
+    with RunLock(run_dir, command="modsab run", wait=wait,
+                 on_wait=lambda holder: _say(log, f"waiting for {holder} to finish with {run_dir}")):
+        return _run_stages(config, log=log, progress=progress)
+
+
+def _run_stages(config: RunConfig, *, log: Callable[[str], None] | None, progress: bool) -> RunOutcome:
+    from modsab.diagnosis import diagnose
+
     run_dir = config.run.dir
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.toml").write_text(config.to_toml(), encoding="utf-8")

@@ -181,9 +181,27 @@ def run_agents(
     *,
     on_update: Callable[[Stats], None] | None = None,
     use_cache: bool = True,
+    wait: bool = False,
+    on_wait: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """Run every agent on every instance into ``run_dir``; resumes what is there."""
-    run_dir = Path(run_dir)
+    """Run every agent on every instance into ``run_dir``; resumes what is there.
+
+    One process per run directory (:class:`~modsab.runlock.RunLock`): another one on the
+    same directory is an error naming it, or, with ``wait``, is waited for."""
+    from modsab.runlock import RunLock
+
+    with RunLock(run_dir, command="modsab agents run", wait=wait, on_wait=on_wait):
+        return _run_agents(instances, config, Path(run_dir), on_update=on_update, use_cache=use_cache)
+
+
+def _run_agents(
+    instances: Sequence[Instance],
+    config: RunConfig,
+    run_dir: Path,
+    *,
+    on_update: Callable[[Stats], None] | None,
+    use_cache: bool,
+) -> RunResult:
     prompts = PromptSet.load(config.prompts_dir)
     agents = list(dict.fromkeys(config.agents))
     used_fields = {agent: list(config.fields.for_agent(agent)) for agent in agents}

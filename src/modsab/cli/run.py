@@ -14,6 +14,8 @@ def run_command(
     split: str = typer.Option(None, "--split", help="Only this split (loader-specific, e.g. test, actor01)."),
     agents: str = typer.Option(None, "--agents", help="Comma-separated subset of the config's agents."),
     as_json: bool = typer.Option(False, "--json", help="Print the diagnosis JSON on stdout instead of tables."),
+    wait: bool = typer.Option(False, "--wait", help="If another run holds the run directory, wait for it to end "
+                              "(default: stop with an error naming it)."),
 ) -> None:
     """Describe, run the agents, fuse, audit and report: every stage cached and resumable."""
     import json
@@ -33,7 +35,8 @@ def run_command(
         return
     err = Console(stderr=True)
     outcome = run_pipeline(
-        resolved, log=lambda text: err.print(escape(text), style="dim", soft_wrap=True), progress=err.is_terminal
+        resolved, log=lambda text: err.print(escape(text), style="dim", soft_wrap=True), progress=err.is_terminal,
+        wait=wait,
     )
     if as_json:
         typer.echo(json.dumps(outcome.diagnosis, ensure_ascii=False))
