@@ -70,7 +70,7 @@ def _write_dataset_summary(run_dir: Path, loaded: Loaded) -> None:
         "skipped_by_reason": loaded.skipped_by_reason(),
         "notes": [{"item": s.item, "reason": s.reason} for s in loaded.notes],
     }
-    (run_dir / "dataset.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    _write_json(run_dir / "dataset.json", summary)
 
 
 # -- stage 2: describe --------------------------------------------------------------------
@@ -124,7 +124,9 @@ def describe_instances(
     au = pd.DataFrame([_parse_units(u) for u in units], index=merged.index)
     if not au.empty:
         merged = pd.concat([merged, au.add_prefix("au_")], axis=1)
-    merged.to_parquet(run_dir / "descriptors.parquet", index=False)
+    tmp = run_dir / f".descriptors.parquet.{os.getpid()}.tmp"
+    merged.to_parquet(tmp, index=False)
+    os.replace(tmp, run_dir / "descriptors.parquet")
     return merged
 
 
@@ -344,13 +346,41 @@ def _cached_embeddings(texts: list[str | None], cache_dir: Path, embed) -> np.nd
     return _npy_cached(cache_dir / f"embeddings-minilm-{key}.npy", lambda: embed(texts))
 
 
+class CacheWarning(UserWarning):
+    """A cache entry that does not load (torn write, disk full, foreign file): recomputed."""
+
+
 def _npy_cached(path: Path, compute: Callable[[], np.ndarray]) -> np.ndarray:
-    """The array saved at ``path`` (a name made from a hash of the inputs), else ``compute()`` saved there."""
+    """The array saved at ``path`` (a name made from a hash of the inputs), else ``compute()`` saved there.
+
+    Written to a temporary file and renamed (``os.replace``), so a killed run or a full
+    disk never leaves a truncated entry under the final name; an entry that does not
+    load anyway is dropped and recomputed, with a :class:`CacheWarning`."""
+    import warnings
+
     if path.exists():
-        return np.load(path)
+        try:
+            return np.load(path, allow_pickle=False)
+        except (ValueError, EOFError, OSError) as error:
+            warnings.warn(f"cache entry {path} does not load ({type(error).__name__}: {error}); recomputing it",
+                          CacheWarning, stacklevel=2)
+            path.unlink(missing_ok=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     values = compute()
-    np.save(path, values)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as handle:
+            np.save(handle, values)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException as error:
+        tmp.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            from modsab.errors import storage_error
+
+            raise storage_error(error, path=path, what="write the cache entry") from None
+        raise
     return values
 
 
@@ -449,11 +479,18 @@ def run_pipeline(
     same directory is an error naming it, or, with ``wait``, is waited for."""
     from modsab.runlock import RunLock
 
+    import sqlite3
+
+    from modsab.errors import storage_error
+
     _check_agents_can_start(config)
     run_dir = config.run.dir
-    with RunLock(run_dir, command="modsab run", wait=wait,
-                 on_wait=lambda holder: _say(log, f"waiting for {holder} to finish with {run_dir}")):
-        return _run_stages(config, log=log, progress=progress)
+    try:
+        with RunLock(run_dir, command="modsab run", wait=wait,
+                     on_wait=lambda holder: _say(log, f"waiting for {holder} to finish with {run_dir}")):
+            return _run_stages(config, log=log, progress=progress)
+    except (OSError, sqlite3.OperationalError) as error:  # disk full, read-only, a file where a folder goes
+        raise storage_error(error, path=run_dir, what="read or write") from None
 
 
 def _run_stages(config: RunConfig, *, log: Callable[[str], None] | None, progress: bool) -> RunOutcome:
@@ -531,8 +568,7 @@ def _run_stages(config: RunConfig, *, log: Callable[[str], None] | None, progres
     payload = result.to_dict()
     payload["run"] = {"config": str(config.source) if config.source else None, "dataset": config.dataset.loader,
                       "agents": {a.name: a.kind for a in config.agents}}
-    (run_dir / config.outputs.json_file).write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n",
-                                                    encoding="utf-8")
+    _write_json(run_dir / config.outputs.json_file, payload)
     result.write_instances(run_dir / config.outputs.instances)
     seconds["diagnose"] = time.perf_counter() - start
 
@@ -544,5 +580,5 @@ def _run_stages(config: RunConfig, *, log: Callable[[str], None] | None, progres
         extras.raw_answers = {**extras.raw_answers, **_raw_answers(run_dir)}
         write_report(result, run_dir / config.outputs.report, extras=extras)
         seconds["report"] = time.perf_counter() - start
-    (run_dir / "timings.json").write_text(json.dumps(seconds, indent=2) + "\n", encoding="utf-8")
+    _write_json(run_dir / "timings.json", seconds)
     return RunOutcome(run_dir, payload, seconds)

@@ -188,10 +188,14 @@ def run_agents(
 
     One process per run directory (:class:`~modsab.runlock.RunLock`): another one on the
     same directory is an error naming it, or, with ``wait``, is waited for."""
+    from modsab.errors import storage_error
     from modsab.runlock import RunLock
 
-    with RunLock(run_dir, command="modsab agents run", wait=wait, on_wait=on_wait):
-        return _run_agents(instances, config, Path(run_dir), on_update=on_update, use_cache=use_cache)
+    try:
+        with RunLock(run_dir, command="modsab agents run", wait=wait, on_wait=on_wait):
+            return _run_agents(instances, config, Path(run_dir), on_update=on_update, use_cache=use_cache)
+    except OSError as error:  # disk full, read-only, a file where the folder goes
+        raise storage_error(error, path=run_dir, what="read or write") from None
 
 
 def _run_agents(

@@ -19,12 +19,13 @@ def run_command(
 ) -> None:
     """Describe, run the agents, fuse, audit and report: every stage cached and resumable."""
     import json
+    import warnings
 
     from rich.console import Console
     from rich.markup import escape
 
     from modsab.config import load_config
-    from modsab.pipeline import run_pipeline
+    from modsab.pipeline import CacheWarning, run_pipeline
     from modsab.render import print_summary
 
     resolved = load_config(config).narrowed(
@@ -34,10 +35,20 @@ def run_command(
         typer.echo(resolved.to_toml())
         return
     err = Console(stderr=True)
-    outcome = run_pipeline(
-        resolved, log=lambda text: err.print(escape(text), style="dim", soft_wrap=True), progress=err.is_terminal,
-        wait=wait,
-    )
+    with warnings.catch_warnings():
+        show = warnings.showwarning
+
+        def show_cache_warning(message, category, *args, **kwargs):
+            if issubclass(category, CacheWarning):
+                err.print(f"warning: {escape(str(message))}", style="yellow", soft_wrap=True)
+            else:
+                show(message, category, *args, **kwargs)
+
+        warnings.showwarning = show_cache_warning
+        outcome = run_pipeline(
+            resolved, log=lambda text: err.print(escape(text), style="dim", soft_wrap=True),
+            progress=err.is_terminal, wait=wait,
+        )
     if as_json:
         typer.echo(json.dumps(outcome.diagnosis, ensure_ascii=False))
     else:
