@@ -49,6 +49,9 @@ class RunSection(_Section):
 class DatasetSection(_Section):
     loader: Literal["manifest", "meld", "descriptions", "ravdess", "iemocap"] = "manifest"
     path: Path
+    #: the dataset tag of every instance (per-dataset tables); default: the loader's
+    #: (meld, ravdess, iemocap; manifest: its ``dataset`` column; descriptions: the file's stem)
+    name: str | None = Field(None, min_length=1, description="dataset name; a manifest's own column wins")
     labels: str | None = Field(None, description="label set or preset; default: the loader's")
     split: str | None = None
     limit: int | None = Field(None, ge=1)

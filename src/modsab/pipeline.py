@@ -57,8 +57,19 @@ def _say(log: Callable[[str], None] | None, text: str) -> None:
 
 
 def load_instances(config: RunConfig) -> Loaded:
+    """The dataset's instances; ``[dataset] name`` tags them (a manifest row's own
+    ``dataset`` value wins; the descriptions loader otherwise names them after its file)."""
     ds = config.dataset
-    return load_dataset(ds.loader, ds.path, labels=ds.labels, split=ds.split, limit=ds.limit, **ds.options)
+    options = dict(ds.options)
+    if ds.loader == "descriptions" and ds.name:
+        options["dataset"] = ds.name
+    loaded = load_dataset(ds.loader, ds.path, labels=ds.labels, split=ds.split, limit=ds.limit, **options)
+    if ds.name:
+        loaded.instances = [
+            i if ds.loader == "manifest" and i.dataset else i.model_copy(update={"dataset": ds.name})
+            for i in loaded.instances
+        ]
+    return loaded
 
 
 def _write_dataset_summary(run_dir: Path, loaded: Loaded) -> None:
@@ -293,8 +304,16 @@ def _records_for_probe(
     keep = np.array([by_id[i].gold is not None for i in descriptors["instance_id"]])
     table = descriptors[keep].reset_index(drop=True)
     if agent.features == "text":
-        texts = table["transcript"].tolist()
-        features = _cached_embeddings(texts, config.run.cache_dir or run_dir / "cache", text_embeddings)
+        # an empty or missing transcript (None, or NaN from a string column) is no input:
+        # the text probe abstains there and learns from the others
+        texts = [t.strip() if isinstance(t, str) else "" for t in table["transcript"].tolist()]
+        has_text = np.array([bool(t) for t in texts], dtype=bool)
+        features = np.full((len(texts), 1), np.nan)
+        if has_text.any():
+            embedded = _cached_embeddings([t for t in texts if t], config.run.cache_dir or run_dir / "cache",
+                                          text_embeddings)
+            features = np.full((len(texts), embedded.shape[1]), np.nan)
+            features[has_text] = embedded
     else:
         columns = feature_columns(table, agent.features)
         features = table[columns].to_numpy(dtype=np.float64)
