@@ -139,6 +139,18 @@ def test_a_reads_field_no_instance_has_is_an_error_before_any_call(tmp_path, cap
     assert "audio_description" in err and "transcript" in err  # the fields there are
 
 
+def test_an_agent_none_of_whose_fields_any_instance_has_is_an_error(tmp_path, capsys):
+    """The vision agent's default fields (face descriptions) are on no instance of a text+voice
+    manifest: every answer would be "missing"; that is an error, not a silent exit 0."""
+    with StubServer() as server:
+        code, _, err = modsab(capsys, "run", config(tmp_path, llm("text", server.url) + llm("vision", server.url)))
+        assert len(server.requests) == len(GOLDS)  # text answered; vision had nothing to send
+    assert code == 2
+    assert "agent 'vision' has no valid answer (0 answered, 0 invalid, 0 failed, 10 without input)" in err
+    assert "face_units" in err and "fields: audio_description, speaker, transcript" not in err
+    assert "fields: audio_description, transcript" in err and "--agents" in err
+
+
 def test_a_missing_api_key_is_found_before_any_agent_runs(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("MODSAB_NO_SUCH_KEY", raising=False)
     with StubServer() as first, StubServer() as second:

@@ -280,6 +280,7 @@ def _run_llm_agent(
         "stopped": stats.stopped,
         "errors": stats.errors[:3],
         "store": str(Path("agents") / agent_dir_name(agent.name) / "run.sqlite"),
+        "reads": list(fields.for_agent(agent.name)),
     }
     return records, summary
 
@@ -438,7 +439,8 @@ def _raw_answers(run_dir: Path) -> dict[str, dict[str, str]]:
 
 
 def _finish_agents_stage(
-    config: RunConfig, run_dir: Path, summary: dict[str, dict[str, Any]], log: Callable[[str], None] | None
+    config: RunConfig, run_dir: Path, summary: dict[str, dict[str, Any]], log: Callable[[str], None] | None,
+    available: list[str],
 ) -> None:
     """Print the per-agent summary, write it to ``run.json`` (with the agents in config
     order), then fail on an LLM / scorer agent without a single valid answer."""
@@ -472,7 +474,8 @@ def _finish_agents_stage(
         elif row["invalid"]:
             hint = f"every answer was invalid: the raw answers are in {row['store']} (table answers)"
         elif row["missing"]:
-            hint = "no instance has any of the fields it reads: set its 'reads'"
+            hint = (f"no instance has any of the fields it reads ({', '.join(row.get('reads', []))}); "
+                    f"fields: {', '.join(available) or 'none'}; set its 'reads', or leave it out with --agents")
         else:
             hint = f"no call was made (stopped: {row.get('stopped') or 'nothing to ask'})"
         raise InputError(f"agent '{agent.name}' has no valid answer ({counts})", path=config.source,
@@ -538,8 +541,8 @@ def _run_stages(config: RunConfig, *, log: Callable[[str], None] | None, progres
     summary: dict[str, dict[str, Any]] = {}
     llm = [a for a in config.agents if a.kind in ("llm", "scorer")]
     start = time.perf_counter()
+    inputs = _agent_inputs(descriptors, loaded.instances) if llm else []
     if llm:
-        inputs = _agent_inputs(descriptors, loaded.instances)
         _check_reads(llm, inputs, config)
         for agent in llm:
             by_agent[agent.name], summary[agent.name] = _run_llm_agent(
@@ -558,7 +561,7 @@ def _run_stages(config: RunConfig, *, log: Callable[[str], None] | None, progres
         summary[agent.name] = {"kind": agent.kind, "answered": answered, "invalid": 0, "failed": 0,
                                "missing": len(by_agent[agent.name]) - answered}
     seconds["probe_agents"] = time.perf_counter() - start
-    _finish_agents_stage(config, run_dir, summary, log)
+    _finish_agents_stage(config, run_dir, summary, log, sorted({name for i in inputs for name in i.fields}))
 
     position = {i.instance_id: n for n, i in enumerate(loaded.instances)}
     gold = {i.instance_id: i.gold for i in loaded.instances}
