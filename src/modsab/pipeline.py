@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -499,11 +500,8 @@ def run_pipeline(
 
     One process per run directory (:class:`~modsab.runlock.RunLock`): another run on the
     same directory is an error naming it, or, with ``wait``, is waited for."""
-    from modsab.runlock import RunLock
-
-    import sqlite3
-
     from modsab.errors import storage_error
+    from modsab.runlock import RunLock
 
     _check_agents_can_start(config)
     run_dir = config.run.dir

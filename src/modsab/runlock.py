@@ -10,6 +10,7 @@ no stale lock; the file itself stays, harmlessly).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import fcntl
 import json
@@ -77,9 +78,7 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         if self._fd is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, 0)
-            except OSError:
-                pass
             os.close(self._fd)  # closing releases the lock
             self._fd = None
