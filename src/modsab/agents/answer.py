@@ -36,7 +36,8 @@ class AgentAnswer(BaseModel):
 
     candidates: list[AnswerCandidate] = Field(min_length=1)
     primary_label: str | None = None
-    quality: int = Field(default=50, ge=0, le=100)
+    #: the agent's self-reported input quality; ``None`` when it gives none (scorer agents)
+    quality: int | None = Field(default=None, ge=0, le=100)
     issues: list[str] = Field(default_factory=list)
     reason: str = ""
 

@@ -3,13 +3,18 @@
 A backend turns ``messages`` into a :class:`Completion` or raises one of three errors
 the engine acts on: :class:`TransientError` (retry, honouring ``retry_after``),
 :class:`FormatRejected` (the server refused this ``response_format``: try the next
-mode), :class:`PermanentError` (give up on this call). The API key is read once from
-the environment and scrubbed from every error text; it is never stored.
+mode), :class:`PermanentError` (give up on this call). A body the client cannot read
+(not JSON, an HTML page sent with status 200, JSON without the expected fields) is a
+:class:`TransientError` carrying the raw body, so it is retried and, if it never
+parses, stored as a failed call with that body. The API key is read once from the
+environment and scrubbed from every text a backend returns (answers, raw bodies,
+errors); it is never stored.
 """
 
 from __future__ import annotations
 
 import email.utils
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,13 +29,20 @@ class Completion:
     finish_reason: str | None = None
 
 
+#: Longest raw body kept with a failed call (an HTML error page can be large).
+MAX_RAW_BODY = 100_000
+
+
 class BackendError(Exception):
-    pass
+    def __init__(self, message: str, *, raw: str | None = None) -> None:
+        super().__init__(message)
+        #: the response body as received, when there was one (stored with a failed call)
+        self.raw = raw
 
 
 class TransientError(BackendError):
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, retry_after: float | None = None, raw: str | None = None) -> None:
+        super().__init__(message, raw=raw)
         self.retry_after = retry_after
 
 
@@ -39,7 +51,9 @@ class FormatRejected(BackendError):
 
 
 class PermanentError(BackendError):
-    pass
+    def __init__(self, message: str, *, raw: str | None = None, attempts: int = 0) -> None:
+        super().__init__(message, raw=raw)
+        self.attempts = attempts
 
 
 class Backend(Protocol):
@@ -117,6 +131,47 @@ class OpenAIBackend:
     def _scrub(self, text: str) -> str:
         return text.replace(self._secret, "***") if self._secret else text
 
+    def _read(self, body: str, content_type: str | None) -> Completion:
+        """A chat-completions body -> :class:`Completion`; anything else is a
+        :class:`TransientError` that carries the (scrubbed) raw body."""
+
+        def unreadable(why: str) -> TransientError:
+            preview = " ".join(body.split())[:200]
+            return TransientError(
+                self._scrub(f"unreadable response ({why}; content-type {content_type or 'none'}): {preview!r}"),
+                raw=self._scrub(body[:MAX_RAW_BODY]),
+            )
+
+        try:
+            data = json.loads(body)
+        except ValueError as error:
+            raise unreadable(f"not JSON: {getattr(error, 'msg', error)}") from None
+        if not isinstance(data, dict):
+            raise unreadable("not a JSON object")
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise unreadable("the response has no choices")
+        choice = choices[0]
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if not isinstance(message, dict):
+            raise unreadable("the first choice has no message")
+        content = message.get("content")
+        if content is not None and not isinstance(content, str):
+            raise unreadable("the message content is not text")
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+
+        def count(name: str) -> int:
+            value = usage.get(name)
+            return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+        reason = choice.get("finish_reason")
+        return Completion(
+            text=self._scrub(content or ""),
+            prompt_tokens=count("prompt_tokens"),
+            completion_tokens=count("completion_tokens"),
+            finish_reason=reason if isinstance(reason, str) else None,
+        )
+
     async def complete(self, messages, params, response_format):
         import openai
 
@@ -128,33 +183,28 @@ class OpenAIBackend:
             body["response_format"] = response_format
         kwargs: dict[str, Any] = {"model": self.model, "messages": [], **params, "extra_body": body}
         try:
-            response = await self.client.chat.completions.create(**kwargs)
+            # the raw response: the body is read here, so a body the client could not parse
+            # (malformed JSON, an HTML page with status 200) is one failed call, not a crash
+            response = await self.client.chat.completions.with_raw_response.create(**kwargs)
+            body = response.text
         except openai.APIStatusError as error:
             status = error.status_code
             message = self._scrub(f"HTTP {status}: {error.message}")
+            raw = self._scrub(error.response.text[:MAX_RAW_BODY])
             if response_format is not None and (
                 status in (400, 422) or (status >= 500 and "response_format" in message)
             ):  # llama.cpp's server answers an unsupported json_schema with a 500
-                raise FormatRejected(message) from None
+                raise FormatRejected(message, raw=raw) from None
             if status == 429 or status >= 500 or status == 408:
                 raise TransientError(
-                    message, retry_after=parse_retry_after(error.response.headers)
+                    message, retry_after=parse_retry_after(error.response.headers), raw=raw
                 ) from None
-            raise PermanentError(message) from None
+            raise PermanentError(message, raw=raw) from None
         except (openai.APITimeoutError, openai.APIConnectionError) as error:
             raise TransientError(self._scrub(f"{type(error).__name__}: {error}")) from None
         except openai.APIResponseValidationError as error:
             raise TransientError(self._scrub(f"bad response: {error}")) from None
-        if not response.choices:
-            raise TransientError("the response has no choices")
-        choice = response.choices[0]
-        usage = response.usage
-        return Completion(
-            text=choice.message.content or "",
-            prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-            completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
-            finish_reason=choice.finish_reason,
-        )
+        return self._read(body, response.headers.get("content-type"))
 
     async def aclose(self) -> None:
         await self.client.close()

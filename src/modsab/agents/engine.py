@@ -4,7 +4,9 @@ For each pair the runner builds the agent's messages, looks the call up in the r
 store and then the shared cache, and only then sends it, under a concurrency bound,
 requests/min and tokens/min limits and a run budget. Transient failures (429, 5xx,
 time-outs, connection errors) are retried with exponential backoff and full jitter,
-waiting at least the server's ``Retry-After``. A server that rejects a
+waiting at least the server's ``Retry-After``; so is a body the client cannot read
+(malformed JSON, an HTML page with status 200), which, still unreadable after the
+retries, is stored as a failed call with its raw body. A server that rejects a
 ``response_format`` mode is asked again with the next weaker one (json_schema ->
 json_object -> plain text); the first accepted mode is kept for the run. An answer
 that does not parse gets one repair round with the validation error; still invalid,
@@ -294,8 +296,9 @@ class AgentRunner:
             completion, attempts = await self._send(messages, params)
         except PermanentError as error:
             record(
-                response=None,
+                response=error.raw,  # the body as received (scrubbed), kept with the failure
                 latency_s=time.monotonic() - started,
+                attempts=error.attempts,
                 status="error",
                 error=str(error),
             )
@@ -347,13 +350,18 @@ class AgentRunner:
                 completion = await self.backend.complete(messages, params, self.formats[index])
             except FormatRejected as error:
                 if index + 1 >= len(self.formats):
-                    raise PermanentError(str(error)) from None
+                    raise PermanentError(str(error), raw=error.raw, attempts=attempt) from None
                 self.format_index = max(self.format_index, index + 1)
                 attempt -= 1
                 continue
+            except PermanentError as error:
+                error.attempts = attempt
+                raise
             except TransientError as error:
                 if attempt > self.limits.max_retries:
-                    raise PermanentError(f"gave up after {attempt} attempts: {error}") from None
+                    raise PermanentError(
+                        f"gave up after {attempt} attempts: {error}", raw=error.raw, attempts=attempt
+                    ) from None
                 self.stats.retries += 1
                 if (
                     error.retry_after is not None
@@ -417,7 +425,7 @@ class AgentRunner:
                 agent,
                 status="error",
                 answer=None,
-                raw=None,
+                raw=error.raw,
                 call_key=None,
                 error=str(error),
             )

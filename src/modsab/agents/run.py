@@ -91,12 +91,44 @@ def _price(config: RunConfig, backend) -> tuple[float, float]:
     return PRICES.get(config.model, (0.0, 0.0))
 
 
-def prediction_records(store: RunStore, instances: Sequence[Instance]) -> list[dict[str, Any]]:
-    """Answers in the predictions contract; invalid and missing answers abstain (no candidates)."""
+def _rows(store: RunStore, instances: Sequence[Instance], agents: Sequence[str] | None = None):
+    """The store's answers for these instances (and agents), in instance then agent order
+    (the store keeps completion order, which changes from run to run)."""
+    position = {instance.instance_id: n for n, instance in enumerate(instances)}
+    agent_position = None if agents is None else {agent: n for n, agent in enumerate(agents)}
+    rows = [
+        row for row in store.answers()
+        if row["instance_id"] in position and (agent_position is None or row["agent"] in agent_position)
+    ]
+    return sorted(rows, key=lambda row: (position[row["instance_id"]],
+                                         0 if agent_position is None else agent_position[row["agent"]],
+                                         row["agent"]))
+
+
+def answer_counts(
+    store: RunStore, instances: Sequence[Instance], agents: Sequence[str]
+) -> dict[str, dict[str, int]]:
+    """Per agent, the stored answers of these instances by status: ``ok`` (answered),
+    ``invalid``, ``error`` (failed), ``missing`` (no input), and ``pending`` (not yet asked,
+    e.g. after a budget stop)."""
+    counts = {agent: dict.fromkeys(("ok", "invalid", "error", "missing"), 0) for agent in agents}
+    for row in _rows(store, instances, agents):
+        counts[row["agent"]][row["status"]] = counts[row["agent"]].get(row["status"], 0) + 1
+    for agent in agents:
+        counts[agent]["pending"] = len(instances) - sum(counts[agent].values())
+    return counts
+
+
+def prediction_records(
+    store: RunStore, instances: Sequence[Instance], agents: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """Answers in the predictions contract, in instance order then ``agents`` order; invalid
+    and missing answers abstain (no candidates). ``quality`` is left out when the agent
+    does not report one (scorer agents)."""
     by_id = {instance.instance_id: instance for instance in instances}
     records = []
-    for row in store.answers():
-        if row["status"] == "error" or row["instance_id"] not in by_id:
+    for row in _rows(store, instances, agents):
+        if row["status"] == "error":
             continue
         instance = by_id[row["instance_id"]]
         answer = json.loads(row["answer"]) if row["answer"] else None
@@ -105,11 +137,12 @@ def prediction_records(store: RunStore, instances: Sequence[Instance]) -> list[d
             "agent": row["agent"],
             "gold": instance.gold,
             "candidates": answer["candidates"] if answer else [],
-            "quality": answer["quality"] if answer else 0,
             "dataset": instance.dataset,
             "status": row["status"],
             "raw_ref": row["call_key"],
         }
+        if answer and answer.get("quality") is not None:
+            record["quality"] = answer["quality"]
         if answer:
             record.update(
                 primary_label=answer.get("primary_label"),
@@ -137,6 +170,8 @@ class RunResult:
     predictions: Path
     leaks: dict[str, int]
     config: dict[str, Any]
+    #: per agent, answers of these instances by status (see :func:`answer_counts`)
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def run_agents(
@@ -146,9 +181,31 @@ def run_agents(
     *,
     on_update: Callable[[Stats], None] | None = None,
     use_cache: bool = True,
+    wait: bool = False,
+    on_wait: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """Run every agent on every instance into ``run_dir``; resumes what is there."""
-    run_dir = Path(run_dir)
+    """Run every agent on every instance into ``run_dir``; resumes what is there.
+
+    One process per run directory (:class:`~modsab.run.lock.RunLock`): another one on the
+    same directory is an error naming it, or, with ``wait``, is waited for."""
+    from modsab.contract.errors import storage_error
+    from modsab.run.lock import RunLock
+
+    try:
+        with RunLock(run_dir, command="modsab agents run", wait=wait, on_wait=on_wait):
+            return _run_agents(instances, config, Path(run_dir), on_update=on_update, use_cache=use_cache)
+    except OSError as error:  # disk full, read-only, a file where the folder goes
+        raise storage_error(error, path=run_dir, what="read or write") from None
+
+
+def _run_agents(
+    instances: Sequence[Instance],
+    config: RunConfig,
+    run_dir: Path,
+    *,
+    on_update: Callable[[Stats], None] | None,
+    use_cache: bool,
+) -> RunResult:
     prompts = PromptSet.load(config.prompts_dir)
     agents = list(dict.fromkeys(config.agents))
     used_fields = {agent: list(config.fields.for_agent(agent)) for agent in agents}
@@ -216,9 +273,10 @@ def run_agents(
                 await backend.aclose()
 
         stats = asyncio.run(main())
-        path = write_predictions(run_dir, prediction_records(store, instances))
+        path = write_predictions(run_dir, prediction_records(store, instances, meta["agents"]))
+        counts = answer_counts(store, instances, agents)
     finally:
         store.close()
         if cache is not None:
             cache.close()
-    return RunResult(run_dir, stats, path, leaks, meta)
+    return RunResult(run_dir, stats, path, leaks, meta, counts)

@@ -26,10 +26,12 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from modsab.contract.errors import InputError, storage_error
 
 
 def cache_key(
@@ -98,19 +100,36 @@ CREATE TABLE IF NOT EXISTS responses (
 
 
 class _Database:
+    """A SQLite file; a failed read or write (disk full, read-only, damaged file) is an
+    :class:`~modsab.contract.errors.InputError` naming the file and what to do, never a traceback."""
+
     FILENAME = ""
     SCHEMA = ""
 
     def __init__(self, folder: str | Path) -> None:
         self.path = Path(folder) / self.FILENAME
-        self.db = _connect(self.path)
-        self.db.executescript(self.SCHEMA)
+        try:
+            self.db = _connect(self.path)
+            self.db.executescript(self.SCHEMA)
+        except (OSError, sqlite3.OperationalError, sqlite3.DatabaseError) as error:
+            raise self._failed(error, "open") from None
+
+    def _failed(self, error: Exception, what: str) -> InputError:
+        if isinstance(error, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.InterfaceError):
+            raise error  # a bug, not the disk
+        return storage_error(error, path=self.path, what=f"{what} {self.path.name}")
+
+    def _sql(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+        try:
+            return self.db.execute(sql, args)
+        except sqlite3.DatabaseError as error:
+            raise self._failed(error, "write" if not sql.lstrip().upper().startswith("SELECT") else "read") from None
 
     def close(self) -> None:
         self.db.close()
 
     def _response(self, sql: str, key: str) -> CachedResponse | None:
-        row = self.db.execute(sql, (key,)).fetchone()
+        row = self._sql(sql, (key,)).fetchone()
         return None if row is None else CachedResponse(row[0], row[1], row[2])
 
 
@@ -127,12 +146,12 @@ class RunStore(_Database):
     # -- config ------------------------------------------------------------------
 
     def config(self) -> dict[str, Any] | None:
-        row = self.db.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()
+        row = self._sql("SELECT value FROM meta WHERE key = 'config'").fetchone()
         return None if row is None else json.loads(row["value"])
 
     def set_config(self, config: Mapping[str, Any]) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('config', ?)", (json.dumps(config),))
-        self.db.execute("INSERT OR IGNORE INTO meta VALUES ('created_at', ?)", (str(time.time()),))
+        self._sql("INSERT OR REPLACE INTO meta VALUES ('config', ?)", (json.dumps(config),))
+        self._sql("INSERT OR IGNORE INTO meta VALUES ('created_at', ?)", (str(time.time()),))
 
     # -- calls ---------------------------------------------------------------------
 
@@ -160,7 +179,7 @@ class RunStore(_Database):
         error: str | None = None,
         source: str = "network",
     ) -> None:
-        self.db.execute(
+        self._sql(
             "INSERT OR REPLACE INTO calls VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 key,
@@ -184,7 +203,7 @@ class RunStore(_Database):
 
     def done(self) -> set[tuple[str, str]]:
         """(instance, agent) pairs with a final answer (ok or invalid)."""
-        rows = self.db.execute(
+        rows = self._sql(
             "SELECT instance_id, agent FROM answers WHERE status IN ('ok','invalid')"
         )
         return {(row[0], row[1]) for row in rows}
@@ -200,7 +219,7 @@ class RunStore(_Database):
         call_key: str | None,
         error: str | None = None,
     ) -> None:
-        self.db.execute(
+        self._sql(
             "INSERT OR REPLACE INTO answers VALUES (?,?,?,?,?,?,?,?)",
             (
                 instance_id,
@@ -215,15 +234,15 @@ class RunStore(_Database):
         )
 
     def answers(self) -> Iterator[sqlite3.Row]:
-        yield from self.db.execute("SELECT * FROM answers ORDER BY rowid")
+        yield from self._sql("SELECT * FROM answers ORDER BY rowid")
 
     def counts(self) -> dict[str, int]:
-        rows = self.db.execute("SELECT status, COUNT(*) FROM answers GROUP BY status")
+        rows = self._sql("SELECT status, COUNT(*) FROM answers GROUP BY status")
         return {row[0]: row[1] for row in rows}
 
     def usage(self) -> tuple[int, int, int]:
         """Network calls, prompt tokens and completion tokens spent by this run so far."""
-        row = self.db.execute(
+        row = self._sql(
             "SELECT COUNT(*), COALESCE(SUM(prompt_tokens),0), COALESCE(SUM(completion_tokens),0) "
             "FROM calls WHERE source = 'network'"
         ).fetchone()
@@ -242,7 +261,7 @@ class ResponseCache(_Database):
             key,
         )
         if found is not None:
-            self.db.execute(
+            self._sql(
                 "UPDATE responses SET hits = hits + 1, last_hit = ? WHERE cache_key = ?",
                 (time.time(), key),
             )
@@ -260,7 +279,7 @@ class ResponseCache(_Database):
         prompt_tokens: int,
         completion_tokens: int,
     ) -> None:
-        self.db.execute(
+        self._sql(
             "INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?,?,0,NULL)",
             (
                 key,
@@ -277,7 +296,7 @@ class ResponseCache(_Database):
 
     def groups(self) -> list[dict[str, Any]]:
         """One row per (base URL, model, prompt version): entries, tokens, hits, dates."""
-        rows = self.db.execute(
+        rows = self._sql(
             "SELECT base_url, model, prompt_version, COUNT(*) AS entries, "
             "SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens, "
             "SUM(hits) AS hits, MIN(created_at) AS first, MAX(created_at) AS last "
@@ -294,6 +313,6 @@ class ResponseCache(_Database):
             clauses.append("created_at < ?")
             args.append(time.time() - older_than_s)
         where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-        removed = self.db.execute(f"DELETE FROM responses{where}", args).rowcount
-        self.db.execute("VACUUM")
+        removed = self._sql(f"DELETE FROM responses{where}", args).rowcount
+        self._sql("VACUUM")
         return removed

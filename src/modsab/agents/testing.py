@@ -3,7 +3,9 @@
 It answers ``POST .../chat/completions`` after a fixed latency, at most ``capacity``
 requests at a time (the rest queue, as on a real server with C slots), and lets a
 ``responder`` decide each answer, so tests can script misbehaviour: 429 with
-``Retry-After``, 500, slow or truncated answers. Runs in a background thread
+``Retry-After``, 500, slow or truncated answers, a body that is not JSON or an HTML page
+with status 200 (:func:`raw_reply`). A responder that takes a ``headers`` keyword also
+gets the request's headers (lower-cased names), e.g. to echo the bearer token. Runs in a background thread
 (:meth:`StubServer.start`) or as a process::
 
     python -m modsab.agents.testing --port 8000 --latency 0.05 --capacity 16 --rate-429 0.1
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import random
 import threading
@@ -30,6 +33,8 @@ class Reply:
     delay: float = 0.0
     #: answer at once, outside the capacity slots (as servers do for 429s)
     immediate: bool = False
+    #: e.g. "text/html" for a proxy's error page sent with status 200
+    content_type: str = "application/json"
 
 
 def chat_reply(
@@ -59,6 +64,11 @@ def chat_reply(
             },
         }
     )
+
+
+def raw_reply(body: str | bytes, *, status: int = 200, content_type: str = "application/json") -> Reply:
+    """A reply whose body is sent exactly as given (malformed JSON, an HTML page, ...)."""
+    return Reply(status=status, body=body if isinstance(body, bytes) else body.encode(), content_type=content_type)
 
 
 def default_answer(request: dict[str, Any]) -> Reply:
@@ -102,6 +112,10 @@ class StubServer:
     ) -> None:
         self.latency, self.capacity = latency, capacity
         self.responder = responder or default_answer
+        try:
+            self._wants_headers = "headers" in inspect.signature(self.responder).parameters
+        except (TypeError, ValueError):
+            self._wants_headers = False
         self.host, self.port = host, port
         self.requests: list[dict[str, Any]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -123,7 +137,7 @@ class StubServer:
                     for k, _, v in (line.partition(":") for line in lines[1:] if line)
                 }
                 body = await reader.readexactly(int(headers.get("content-length", 0) or 0))
-                reply = await self._reply(method, path, body)
+                reply = await self._reply(method, path, body, headers)
                 payload = (
                     reply.body if isinstance(reply.body, str | bytes) else json.dumps(reply.body)
                 )
@@ -132,7 +146,7 @@ class StubServer:
                 writer.write(
                     (
                         f"HTTP/1.1 {reply.status} {_REASONS.get(reply.status, 'Status')}\r\n"
-                        f"content-type: application/json\r\ncontent-length: {len(data)}\r\n"
+                        f"content-type: {reply.content_type}\r\ncontent-length: {len(data)}\r\n"
                         f"{extra}\r\n"
                     ).encode()
                     + data
@@ -148,12 +162,12 @@ class StubServer:
         finally:
             writer.close()
 
-    async def _reply(self, method: str, path: str, body: bytes) -> Reply:
+    async def _reply(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> Reply:
         if method != "POST" or not path.rstrip("/").endswith("/chat/completions"):
             return Reply(404, {"error": {"message": f"no route {method} {path}"}})
         request = json.loads(body or b"{}")
         self.requests.append(request)
-        reply = self.responder(request)
+        reply = self.responder(request, headers=headers) if self._wants_headers else self.responder(request)
         if reply.immediate:
             await asyncio.sleep(reply.delay)
             return reply

@@ -84,6 +84,9 @@ def run(
     ),
     limit: int = typer.Option(None, "--limit", help="Only the first N instances."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    wait: bool = typer.Option(
+        False, "--wait", help="If another run holds the run directory, wait for it to end."
+    ),
 ) -> None:
     """Run every agent on every instance into RUN/predictions.jsonl; rerun to resume."""
     from rich.console import Console
@@ -129,7 +132,15 @@ def run(
         cache_dir=None if cache_dir is None else str(cache_dir),
     )
     with _progress(console, progress) as update:
-        result = run_agents(instances, config, run_dir, on_update=update, use_cache=not no_cache)
+        result = run_agents(
+            instances,
+            config,
+            run_dir,
+            on_update=update,
+            use_cache=not no_cache,
+            wait=wait,
+            on_wait=lambda holder: console.print(f"waiting for {holder} to finish with {run_dir}"),
+        )
     for name, count in result.leaks.items():
         console.print(
             f"[yellow]leakage warning:[/] field '{name}' names an emotion in {count} "

@@ -14,14 +14,18 @@ def run_command(
     split: str = typer.Option(None, "--split", help="Only this split (loader-specific, e.g. test, actor01)."),
     agents: str = typer.Option(None, "--agents", help="Comma-separated subset of the config's agents."),
     as_json: bool = typer.Option(False, "--json", help="Print the diagnosis JSON on stdout instead of tables."),
+    wait: bool = typer.Option(False, "--wait", help="If another run holds the run directory, wait for it to end "
+                              "(default: stop with an error naming it)."),
 ) -> None:
     """Describe, run the agents, fuse, audit and report: every stage cached and resumable."""
     import json
+    import warnings
 
     from rich.console import Console
+    from rich.markup import escape
 
     from modsab.run.config import load_config
-    from modsab.run.pipeline import run_pipeline
+    from modsab.run.pipeline import CacheWarning, run_pipeline
     from modsab.views.terminal import print_summary
 
     resolved = load_config(config).narrowed(
@@ -31,7 +35,20 @@ def run_command(
         typer.echo(resolved.to_toml())
         return
     err = Console(stderr=True)
-    outcome = run_pipeline(resolved, log=lambda text: err.print(f"[dim]{text}[/]"), progress=err.is_terminal)
+    with warnings.catch_warnings():
+        show = warnings.showwarning
+
+        def show_cache_warning(message, category, *args, **kwargs):
+            if issubclass(category, CacheWarning):
+                err.print(f"warning: {escape(str(message))}", style="yellow", soft_wrap=True)
+            else:
+                show(message, category, *args, **kwargs)
+
+        warnings.showwarning = show_cache_warning
+        outcome = run_pipeline(
+            resolved, log=lambda text: err.print(escape(text), style="dim", soft_wrap=True),
+            progress=err.is_terminal, wait=wait,
+        )
     if as_json:
         typer.echo(json.dumps(outcome.diagnosis, ensure_ascii=False))
     else:

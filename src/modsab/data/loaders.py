@@ -107,6 +107,14 @@ class DatasetLoader:
     def _finish(self, instances: list[Instance], skipped: list[Skip], notes: list[Skip] | None = None) -> Loaded:
         """Resolve gold labels against the label set, apply split and limit."""
         labels = self.labels or LabelSet.from_gold(i.gold for i in instances if i.gold)
+        if self.split is not None and instances and not any(i.split == self.split for i in instances):
+            splits = sorted({i.split for i in instances if i.split is not None})
+            raise InputError(
+                f"split '{self.split}' matches no instance",
+                path=self.path,
+                item="dataset.split",
+                hint=f"splits: {', '.join(splits)}" if splits else f"the {self.name} loader gives no split",
+            )
         kept: list[Instance] = []
         for instance in instances:
             if self.split is not None and instance.split != self.split:
@@ -318,17 +326,27 @@ class ClipDescriptions(DatasetLoader):
     """Clip descriptions as the paper distributes them (``meld_annotation.json``).
 
     ``true_label`` is the gold; ``fine-grained_summary`` names the emotion and is dropped;
-    the other fields become descriptors (Python-literal strings parsed safely).
+    the other fields become descriptors (Python-literal strings parsed safely). The
+    dataset name is ``dataset`` when given, else the file's stem without a trailing
+    ``_annotation(s)`` / ``_description(s)`` (``meld_annotation.json`` -> ``meld``); when
+    that name is a label preset and no labels are given, the preset is the label set.
     """
 
     name = "descriptions"
     DROP: ClassVar[frozenset[str]] = LABEL_FIELDS | {"coarse-grained_summary"}
 
-    def __init__(self, path: str | Path, *, dataset: str = "meld", **options: Any) -> None:
+    def __init__(self, path: str | Path, *, dataset: str | None = None, **options: Any) -> None:
+        dataset = dataset or self.name_of(Path(path))
         if options.get("labels") is None and dataset in PRESETS:
             options["labels"] = dataset
         super().__init__(path, **options)
         self.dataset = dataset
+
+    @staticmethod
+    def name_of(path: Path) -> str:
+        """The dataset name a descriptions file's name gives (``iemocap_annotation.json`` -> ``iemocap``)."""
+        stem = re.sub(r"[_-](annotations?|descriptions?)$", "", path.stem, flags=re.IGNORECASE)
+        return stem or path.stem
 
     def load(self) -> Loaded:
         instances, skipped = [], []

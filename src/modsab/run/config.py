@@ -23,7 +23,17 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from modsab import registry
 from modsab.contract.errors import InputError
@@ -42,6 +52,9 @@ class RunSection(_Section):
 class DatasetSection(_Section):
     loader: Literal["manifest", "meld", "descriptions", "ravdess", "iemocap"] = "manifest"
     path: Path
+    #: the dataset tag of every instance (per-dataset tables); default: the loader's
+    #: (meld, ravdess, iemocap; manifest: its ``dataset`` column; descriptions: the file's stem)
+    name: str | None = Field(None, min_length=1, description="dataset name; a manifest's own column wins")
     labels: str | None = Field(None, description="label set or preset; default: the loader's")
     split: str | None = None
     limit: int | None = Field(None, ge=1)
@@ -57,6 +70,20 @@ class DescribeSection(_Section):
     fps: float = Field(5.0, gt=0)
 
 
+#: Limits of an llm / scorer agent: the agent's own keys (``modsab agents run`` options).
+LIMIT_KEYS = (
+    "timeout", "max_retries", "concurrency", "requests_per_minute", "tokens_per_minute",
+    "max_cost", "max_tokens", "price_in", "price_out",
+)
+#: What ``options`` may hold, per agent kind (llm and scorer agents take none).
+OPTION_KEYS: dict[str, tuple[str, ...]] = {
+    "llm": (),
+    "scorer": (),
+    "probe": ("C", "n_splits", "calibration", "random_state"),
+    "precomputed": ("source_agent",),
+}
+
+
 class AgentSection(_Section):
     name: str = Field(..., min_length=1)
     kind: Literal["llm", "scorer", "probe", "precomputed"]
@@ -66,7 +93,36 @@ class AgentSection(_Section):
     base_url: str | None = None
     api_key_env: str | None = None
     path: Path | None = Field(None, description="precomputed predictions (contract format)")
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict, description="probe: C, n_splits, calibration, "
+                                    "random_state; precomputed: source_agent")
+    # -- limits (llm, scorer); unset = the engine's default, as for ``modsab agents run`` --
+    timeout: float | None = Field(None, gt=0, description="seconds per request (default 120)")
+    max_retries: int | None = Field(None, ge=0, description="retries of a transient failure (default 6)")
+    concurrency: int | None = Field(None, ge=1, description="requests in flight at once (default 4)")
+    requests_per_minute: float | None = Field(None, gt=0)
+    tokens_per_minute: float | None = Field(None, gt=0)
+    max_cost: float | None = Field(None, gt=0, description="USD: this agent stops cleanly before spending more")
+    max_tokens: int | None = Field(None, ge=1, description="this agent stops cleanly before using more tokens")
+    price_in: float | None = Field(None, ge=0, description="USD per million prompt tokens (for max_cost)")
+    price_out: float | None = Field(None, ge=0, description="USD per million completion tokens")
+    #: position in the config file's agent list (kept by ``narrowed``), for error messages
+    _index: int = PrivateAttr(0)
+
+    @field_validator("options")
+    @classmethod
+    def _known_options(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        kind = info.data.get("kind")
+        if kind not in OPTION_KEYS:
+            return options
+        allowed = OPTION_KEYS[kind]
+        for key in options:
+            if key not in allowed:
+                if key in LIMIT_KEYS:
+                    raise ValueError(f"unknown key '{key}': a limit is a key of the agent itself "
+                                     f"({key} = ... in its [[agents]] table)")
+                known = f"known: {', '.join(allowed)}" if allowed else f"{kind} agents take no options"
+                raise ValueError(f"unknown key '{key}' ({known})")
+        return options
 
     @model_validator(mode="after")
     def _kind_needs(self) -> AgentSection:
@@ -74,7 +130,18 @@ class AgentSection(_Section):
             raise ValueError("a precomputed agent needs 'path'")
         if self.kind == "probe" and not self.features:
             raise ValueError("a probe agent needs 'features' (text, audio, vision or a list of columns)")
+        if self.kind not in ("llm", "scorer"):
+            given = [key for key in LIMIT_KEYS if getattr(self, key) is not None]
+            if given:
+                raise ValueError(f"'{given[0]}' applies to llm and scorer agents only")
+        if (self.price_in is None) != (self.price_out is None):
+            raise ValueError("give both price_in and price_out")
         return self
+
+    @property
+    def key(self) -> str:
+        """``agents[i]``: where this agent is in the config file."""
+        return f"agents[{self._index}]"
 
 
 #: ``[fusion]``: the fields of :class:`~modsab.core.options.AuditOptions` of that name.
@@ -113,6 +180,8 @@ class RunConfig(_Section):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"agent name '{dupes[0]}' is used twice")
+        for index, agent in enumerate(agents):
+            agent._index = index
         return agents
 
     @model_validator(mode="after")

@@ -6,8 +6,10 @@ Stages, each cached and resumable, each writing into the run directory:
    (``dataset.json`` lists what was skipped and why);
 2. **describe**: media -> descriptors (``descriptors.parquet``; items cached by file
    content hash and extractor version, so a rerun describes nothing twice);
-3. **agents**: LLM / scorer agents (run store per model, every call cached), probe agents
-   (cross-fitted by speaker), precomputed answers -> ``predictions.jsonl`` (the contract);
+3. **agents**: LLM / scorer agents (one run store per agent, ``agents/<name>/``, every call
+   cached), probe agents (cross-fitted by speaker), precomputed answers ->
+   ``predictions.jsonl`` (the contract, agents in config order, instances in dataset
+   order); a per-agent summary (answered, invalid, failed, retries) goes to ``run.json``;
 4. **diagnose**: fusion + audit (+ the diagnostics asked for) -> ``diagnosis.json``,
    ``instances.parquet``, terminal tables;
 5. **report**: ``report.html``.
@@ -19,6 +21,8 @@ up where it stopped and ends with the same JSON as an uninterrupted one.
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,8 +58,19 @@ def _say(log: Callable[[str], None] | None, text: str) -> None:
 
 
 def load_instances(config: RunConfig) -> Loaded:
+    """The dataset's instances; ``[dataset] name`` tags them (a manifest row's own
+    ``dataset`` value wins; the descriptions loader otherwise names them after its file)."""
     ds = config.dataset
-    return load_dataset(ds.loader, ds.path, labels=ds.labels, split=ds.split, limit=ds.limit, **ds.options)
+    options = dict(ds.options)
+    if ds.loader == "descriptions" and ds.name:
+        options["dataset"] = ds.name
+    loaded = load_dataset(ds.loader, ds.path, labels=ds.labels, split=ds.split, limit=ds.limit, **options)
+    if ds.name:
+        loaded.instances = [
+            i if ds.loader == "manifest" and i.dataset else i.model_copy(update={"dataset": ds.name})
+            for i in loaded.instances
+        ]
+    return loaded
 
 
 def _write_dataset_summary(run_dir: Path, loaded: Loaded) -> None:
@@ -67,7 +82,7 @@ def _write_dataset_summary(run_dir: Path, loaded: Loaded) -> None:
         "skipped_by_reason": loaded.skipped_by_reason(),
         "notes": [{"item": s.item, "reason": s.reason} for s in loaded.notes],
     }
-    (run_dir / "dataset.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    _write_json(run_dir / "dataset.json", summary)
 
 
 # -- stage 2: describe --------------------------------------------------------------------
@@ -121,7 +136,9 @@ def describe_instances(
     au = pd.DataFrame([_parse_units(u) for u in units], index=merged.index)
     if not au.empty:
         merged = pd.concat([merged, au.add_prefix("au_")], axis=1)
-    merged.to_parquet(run_dir / "descriptors.parquet", index=False)
+    tmp = run_dir / f".descriptors.parquet.{os.getpid()}.tmp"
+    merged.to_parquet(tmp, index=False)
+    os.replace(tmp, run_dir / "descriptors.parquet")
     return merged
 
 
@@ -143,16 +160,10 @@ def _parse_units(value: Any) -> dict[str, float]:
 # -- stage 3: agents ----------------------------------------------------------------------
 
 
-def _records_for_llm(
-    agents: list[AgentSection], descriptors: pd.DataFrame, instances: list[Instance], labels: LabelSet,
-    run_dir: Path, config: RunConfig, log,
-) -> list[dict[str, Any]]:
-    """Run LLM / scorer agents, one run store per (model, endpoint)."""
-    from modsab.agents.inputs import FieldConfig
+def _agent_inputs(descriptors: pd.DataFrame, instances: list[Instance]):
+    """The descriptor texts LLM / scorer agents read, one agents-``Instance`` per row;
+    empty and missing values are left out (an agent with none of its fields abstains)."""
     from modsab.agents.inputs import Instance as AgentInstance
-    from modsab.agents.local import DEFAULT_MODEL
-    from modsab.agents.run import RunConfig as AgentRunConfig
-    from modsab.agents.run import run_agents
 
     gold = {i.instance_id: i.gold for i in instances}
     dataset = {i.instance_id: i.dataset for i in instances}
@@ -160,36 +171,119 @@ def _records_for_llm(
     text_columns = [c for c in descriptors.columns if c not in skip and
                     (descriptors[c].dtype == object or pd.api.types.is_string_dtype(descriptors[c]))]
     rows = descriptors[["instance_id", *text_columns]].to_dict("records")
-    agent_inputs = [
+    return [
         AgentInstance(
             instance_id=row["instance_id"],
-            fields={k: str(v) for k, v in row.items() if k != "instance_id" and isinstance(v, str) and v},
+            fields={k: v for k, v in row.items() if k != "instance_id" and isinstance(v, str) and v.strip()},
             gold=gold.get(row["instance_id"]),
             dataset=dataset.get(row["instance_id"]),
         )
         for row in rows
     ]
-    groups: dict[tuple[str, str | None, str | None], list[AgentSection]] = {}
+
+
+def _check_agents_can_start(config: RunConfig) -> None:
+    """What would stop an LLM / scorer agent, found before any stage runs: a missing API
+    key, a budget in dollars for a model without a known price."""
+    from modsab.agents.engine import PRICES
+
+    for agent in config.agents:
+        if agent.kind not in ("llm", "scorer") or not agent.base_url:
+            continue
+        if agent.api_key_env and not os.environ.get(agent.api_key_env):
+            raise InputError(
+                f"environment variable {agent.api_key_env} is not set (agent '{agent.name}')",
+                path=config.source, item=f"key '{agent.key}.api_key_env'",
+                hint=f"export {agent.api_key_env}=..., or drop api_key_env for a server without keys",
+            )
+        if agent.max_cost is not None and agent.price_in is None and (agent.model or "") not in PRICES:
+            raise InputError(
+                f"no price known for model '{agent.model}' (agent '{agent.name}')",
+                path=config.source, item=f"key '{agent.key}.max_cost'",
+                hint="give price_in and price_out (USD per million tokens)",
+            )
+
+
+def _check_reads(agents: list[AgentSection], inputs: list, config: RunConfig) -> None:
+    """Every field an agent ``reads`` is set on at least one instance (a typo would make
+    every answer "missing")."""
+    available = sorted({name for instance in inputs for name in instance.fields})
     for agent in agents:
-        groups.setdefault((agent.model or DEFAULT_MODEL, agent.base_url, agent.api_key_env), []).append(agent)
-    records: list[dict[str, Any]] = []
-    for (model, base_url, key_env), members in groups.items():
-        specs = [f"{a.name}={','.join(a.reads)}" for a in members if a.reads]
-        slug = "".join(ch if ch.isalnum() else "-" for ch in model).strip("-")
-        agent_config = AgentRunConfig(
-            model=model,
-            labels=labels,
-            agents=[a.name for a in members],
-            base_url=base_url,
-            api_key_env=key_env,
-            fields=FieldConfig.parse(specs),
-            cache_dir=str(config.run.cache_dir) if config.run.cache_dir else str(run_dir / "cache"),
-        )
-        _say(log, f"agents {', '.join(a.name for a in members)} on {model}")
-        result = run_agents(agent_inputs, agent_config, run_dir / "agents" / slug)
-        with result.predictions.open(encoding="utf-8") as handle:
-            records.extend(json.loads(line) for line in handle if line.strip())
-    return records
+        for name in agent.reads or ():
+            if not any(instance.fields.get(name) for instance in inputs):
+                raise InputError(
+                    f"agent '{agent.name}' reads '{name}', which no instance has",
+                    path=config.source, item=f"key '{agent.key}.reads'",
+                    hint=f"fields: {', '.join(available) or 'none'}",
+                )
+
+
+def agent_dir_name(name: str) -> str:
+    """The folder of an agent's run store under ``agents/``: the name itself when it is a
+    plain file name, else a slug plus a short hash (two names never share a folder)."""
+    import hashlib
+    import re
+
+    if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
+        return name
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "agent"
+    return f"{slug}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+def _run_llm_agent(
+    agent: AgentSection, inputs: list, labels: LabelSet, run_dir: Path, config: RunConfig, log,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """One LLM / scorer agent into its own run store ``agents/<name>/`` (keyed by agent, so
+    two agents on one model and different endpoints never share a store). Returns its
+    records and its summary."""
+    from modsab.agents.engine import Limits
+    from modsab.agents.inputs import FieldConfig
+    from modsab.agents.local import DEFAULT_MODEL
+    from modsab.agents.run import RunConfig as AgentRunConfig
+    from modsab.agents.run import run_agents
+
+    model = agent.model or DEFAULT_MODEL
+    limits = {key: getattr(agent, key) for key in ("concurrency", "requests_per_minute", "tokens_per_minute",
+                                                   "max_retries") if getattr(agent, key) is not None}
+    try:
+        fields = FieldConfig.parse([f"{agent.name}={','.join(agent.reads)}"] if agent.reads else [])
+    except InputError as error:
+        raise InputError(error.message, path=config.source, item=f"key '{agent.key}.reads'") from None
+    agent_config = AgentRunConfig(
+        model=model,
+        labels=labels,
+        agents=[agent.name],
+        base_url=agent.base_url,
+        api_key_env=agent.api_key_env,
+        fields=fields,
+        limits=Limits(**limits),
+        max_tokens_budget=agent.max_tokens,
+        max_cost=agent.max_cost,
+        price=None if agent.price_in is None else (agent.price_in, agent.price_out),
+        cache_dir=str(config.run.cache_dir) if config.run.cache_dir else str(run_dir / "cache"),
+        **({"timeout": agent.timeout} if agent.timeout is not None else {}),
+    )
+    _say(log, f"agent {agent.name} on {model}" + (f" at {agent.base_url}" if agent.base_url else ""))
+    result = run_agents(inputs, agent_config, run_dir / "agents" / agent_dir_name(agent.name))
+    with result.predictions.open(encoding="utf-8") as handle:
+        records = [json.loads(line) for line in handle if line.strip()]
+    counts, stats = result.counts.get(agent.name, {}), result.stats
+    summary = {
+        "kind": agent.kind,
+        "answered": counts.get("ok", 0),
+        "invalid": counts.get("invalid", 0),
+        "failed": counts.get("error", 0),
+        "missing": counts.get("missing", 0),
+        "pending": counts.get("pending", 0),
+        "retries": stats.retries,
+        "requests": stats.requests,
+        "cached": stats.cached,
+        "stopped": stats.stopped,
+        "errors": stats.errors[:3],
+        "store": str(Path("agents") / agent_dir_name(agent.name) / "run.sqlite"),
+        "reads": list(fields.for_agent(agent.name)),
+    }
+    return records, summary
 
 
 def _quality_column(descriptors: pd.DataFrame, features: str | list[str]) -> pd.Series | None:
@@ -212,8 +306,16 @@ def _records_for_probe(
     keep = np.array([by_id[i].gold is not None for i in descriptors["instance_id"]])
     table = descriptors[keep].reset_index(drop=True)
     if agent.features == "text":
-        texts = table["transcript"].tolist()
-        features = _cached_embeddings(texts, config.run.cache_dir or run_dir / "cache", text_embeddings)
+        # an empty or missing transcript (None, or NaN from a string column) is no input:
+        # the text probe abstains there and learns from the others
+        texts = [t.strip() if isinstance(t, str) else "" for t in table["transcript"].tolist()]
+        has_text = np.array([bool(t) for t in texts], dtype=bool)
+        features = np.full((len(texts), 1), np.nan)
+        if has_text.any():
+            embedded = _cached_embeddings([t for t in texts if t], config.run.cache_dir or run_dir / "cache",
+                                          text_embeddings)
+            features = np.full((len(texts), embedded.shape[1]), np.nan)
+            features[has_text] = embedded
     else:
         columns = feature_columns(table, agent.features)
         features = table[columns].to_numpy(dtype=np.float64)
@@ -265,13 +367,41 @@ def _cached_embeddings(texts: list[str | None], cache_dir: Path, embed) -> np.nd
     return _npy_cached(cache_dir / f"embeddings-minilm-{key}.npy", lambda: embed(texts))
 
 
+class CacheWarning(UserWarning):
+    """A cache entry that does not load (torn write, disk full, foreign file): recomputed."""
+
+
 def _npy_cached(path: Path, compute: Callable[[], np.ndarray]) -> np.ndarray:
-    """The array saved at ``path`` (a name made from a hash of the inputs), else ``compute()`` saved there."""
+    """The array saved at ``path`` (a name made from a hash of the inputs), else ``compute()`` saved there.
+
+    Written to a temporary file and renamed (``os.replace``), so a killed run or a full
+    disk never leaves a truncated entry under the final name; an entry that does not
+    load anyway is dropped and recomputed, with a :class:`CacheWarning`."""
+    import warnings
+
     if path.exists():
-        return np.load(path)
+        try:
+            return np.load(path, allow_pickle=False)
+        except (ValueError, EOFError, OSError) as error:
+            warnings.warn(f"cache entry {path} does not load ({type(error).__name__}: {error}); recomputing it",
+                          CacheWarning, stacklevel=2)
+            path.unlink(missing_ok=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     values = compute()
-    np.save(path, values)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as handle:
+            np.save(handle, values)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException as error:
+        tmp.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            from modsab.contract.errors import storage_error
+
+            raise storage_error(error, path=path, what="write the cache entry") from None
+        raise
     return values
 
 
@@ -309,13 +439,81 @@ def _raw_answers(run_dir: Path) -> dict[str, dict[str, str]]:
     return out
 
 
+def _finish_agents_stage(
+    config: RunConfig, run_dir: Path, summary: dict[str, dict[str, Any]], log: Callable[[str], None] | None,
+    available: list[str],
+) -> None:
+    """Print the per-agent summary, write it to ``run.json`` (with the agents in config
+    order), then fail on an LLM / scorer agent without a single valid answer."""
+    for agent in config.agents:
+        row = summary[agent.name]
+        text = (f"agent {agent.name}: {row['answered']} answered, {row['invalid']} invalid, "
+                f"{row['failed']} failed, {row['missing']} without input")
+        if "retries" in row:
+            text += f", {row['retries']} retries, {row['requests']} requests, {row['cached']} from cache"
+        if row.get("pending"):
+            text += f", {row['pending']} not asked"
+        if row.get("stopped"):
+            text += f" (stopped: {row['stopped']})"
+        _say(log, text)
+        for error in row.get("errors", [])[:1] if row["failed"] else []:
+            _say(log, f"  first failure: {error}")
+    _write_json(run_dir / "run.json", {
+        "config": str(config.source) if config.source else None,
+        "agents": [agent.name for agent in config.agents],
+        "agent_summary": summary,
+    })
+    for agent in config.agents:
+        row = summary[agent.name]
+        if agent.kind not in ("llm", "scorer") or row["answered"] > 0:
+            continue
+        counts = (f"{row['answered']} answered, {row['invalid']} invalid, {row['failed']} failed, "
+                  f"{row['missing']} without input")
+        if row["failed"]:
+            hint = (f"first failure: {row['errors'][0] if row['errors'] else '?'}; check base_url, model and "
+                    "key, then run the same command again (failed calls are retried, answers are kept)")
+        elif row["invalid"]:
+            hint = f"every answer was invalid: the raw answers are in {row['store']} (table answers)"
+        elif row["missing"]:
+            hint = (f"no instance has any of the fields it reads ({', '.join(row.get('reads', []))}); "
+                    f"fields: {', '.join(available) or 'none'}; set its 'reads', or leave it out with --agents")
+        else:
+            hint = f"no call was made (stopped: {row.get('stopped') or 'nothing to ask'})"
+        raise InputError(f"agent '{agent.name}' has no valid answer ({counts})", path=config.source,
+                         item=f"key '{agent.key}'", hint=hint)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """JSON written to a temporary file and renamed: never a half-written file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
 # -- the whole run --------------------------------------------------------------------------
 
 
 def run_pipeline(
-    config: RunConfig, *, log: Callable[[str], None] | None = None, progress: bool = True
+    config: RunConfig, *, log: Callable[[str], None] | None = None, progress: bool = True, wait: bool = False
 ) -> RunOutcome:
-    """Run every stage; see the module docstring. Returns the diagnosis JSON."""
+    """Run every stage; see the module docstring. Returns the diagnosis JSON.
+
+    One process per run directory (:class:`~modsab.run.lock.RunLock`): another run on the
+    same directory is an error naming it, or, with ``wait``, is waited for."""
+    from modsab.contract.errors import storage_error
+    from modsab.run.lock import RunLock
+
+    _check_agents_can_start(config)
+    run_dir = config.run.dir
+    try:
+        with RunLock(run_dir, command="modsab run", wait=wait,
+                     on_wait=lambda holder: _say(log, f"waiting for {holder} to finish with {run_dir}")):
+            return _run_stages(config, log=log, progress=progress)
+    except (OSError, sqlite3.OperationalError) as error:  # disk full, read-only, a file where a folder goes
+        raise storage_error(error, path=run_dir, what="read or write") from None
+
+
+def _run_stages(config: RunConfig, *, log: Callable[[str], None] | None, progress: bool) -> RunOutcome:
     from modsab.core.diagnosis import diagnose
 
     run_dir = config.run.dir
@@ -337,31 +535,48 @@ def run_pipeline(
     descriptors = describe_instances(loaded.instances, config, run_dir, progress=progress)
     seconds["describe"] = time.perf_counter() - start
 
-    records: list[dict[str, Any]] = []
+    by_agent: dict[str, list[dict[str, Any]]] = {}
+    summary: dict[str, dict[str, Any]] = {}
     llm = [a for a in config.agents if a.kind in ("llm", "scorer")]
     start = time.perf_counter()
+    inputs = _agent_inputs(descriptors, loaded.instances) if llm else []
     if llm:
-        records += _records_for_llm(llm, descriptors, loaded.instances, loaded.labels, run_dir, config, log)
+        _check_reads(llm, inputs, config)
+        for agent in llm:
+            by_agent[agent.name], summary[agent.name] = _run_llm_agent(
+                agent, inputs, loaded.labels, run_dir, config, log)
     seconds["llm_agents"] = time.perf_counter() - start
     start = time.perf_counter()
     for agent in config.agents:
         if agent.kind == "probe":
-            records += _records_for_probe(agent, descriptors, loaded.instances, loaded.labels, run_dir, config)
+            by_agent[agent.name] = _records_for_probe(agent, descriptors, loaded.instances, loaded.labels, run_dir,
+                                                      config)
         elif agent.kind == "precomputed":
-            records += _records_for_precomputed(agent)
+            by_agent[agent.name] = _records_for_precomputed(agent)
+        else:
+            continue
+        answered = sum(1 for record in by_agent[agent.name] if record.get("candidates"))
+        summary[agent.name] = {"kind": agent.kind, "answered": answered, "invalid": 0, "failed": 0,
+                               "missing": len(by_agent[agent.name]) - answered}
     seconds["probe_agents"] = time.perf_counter() - start
+    _finish_agents_stage(config, run_dir, summary, log, sorted({name for i in inputs for name in i.fields}))
+
+    position = {i.instance_id: n for n, i in enumerate(loaded.instances)}
     gold = {i.instance_id: i.gold for i in loaded.instances}
     dataset = {i.instance_id: i.dataset for i in loaded.instances}
     predictions = run_dir / "predictions.jsonl"
     tmp = predictions.with_suffix(".jsonl.tmp")
     with tmp.open("w", encoding="utf-8") as handle:
-        for record in records:
-            iid = str(record["instance_id"])
-            if gold.get(iid) is not None:
-                record["gold"] = gold[iid]
-            if dataset.get(iid) and not record.get("dataset"):
-                record["dataset"] = dataset[iid]
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        for agent in config.agents:  # the config's agent order, each in dataset order: the same bytes every run
+            ordered = sorted(by_agent.get(agent.name, []),
+                             key=lambda record: position.get(str(record["instance_id"]), len(position)))
+            for record in ordered:
+                iid = str(record["instance_id"])
+                if gold.get(iid) is not None:
+                    record["gold"] = gold[iid]
+                if dataset.get(iid) and not record.get("dataset"):
+                    record["dataset"] = dataset[iid]
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     tmp.replace(predictions)
 
     start = time.perf_counter()
@@ -373,8 +588,7 @@ def run_pipeline(
     payload = result.to_dict()
     payload["run"] = {"config": str(config.source) if config.source else None, "dataset": config.dataset.loader,
                       "agents": {a.name: a.kind for a in config.agents}}
-    (run_dir / config.outputs.json_file).write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n",
-                                                    encoding="utf-8")
+    _write_json(run_dir / config.outputs.json_file, payload)
     result.write_instances(run_dir / config.outputs.instances)
     seconds["diagnose"] = time.perf_counter() - start
 
@@ -386,5 +600,5 @@ def run_pipeline(
         extras.raw_answers = {**extras.raw_answers, **_raw_answers(run_dir)}
         write_report(result, run_dir / config.outputs.report, extras=extras)
         seconds["report"] = time.perf_counter() - start
-    (run_dir / "timings.json").write_text(json.dumps(seconds, indent=2) + "\n", encoding="utf-8")
+    _write_json(run_dir / "timings.json", seconds)
     return RunOutcome(run_dir, payload, seconds)
