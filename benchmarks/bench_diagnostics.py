@@ -15,11 +15,11 @@ from __future__ import annotations
 import argparse
 import time
 
-from modsab.registry import diagnostics as _registered
-
-DIAGNOSTICS = _registered.names()
 from modsab.core.diagnosis import diagnose
 from modsab.data.synth import SynthConfig, generate
+from modsab.registry import diagnostics as registered
+
+DIAGNOSTICS = registered.names()
 
 
 def main() -> None:

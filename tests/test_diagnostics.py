@@ -14,9 +14,6 @@ from typer.testing import CliRunner
 from modsab.stats import metrics
 from modsab.diagnostics.attribution import Coalitions, PaperRule
 from modsab.core.audit import Role, roles
-from modsab.registry import diagnostics as _registered
-
-DIAGNOSTICS = _registered.names()
 from modsab.cli import app
 from modsab.core.diagnosis import diagnose
 from modsab.contract.errors import InputError
@@ -26,6 +23,9 @@ from modsab.core.rules.agreement import AgreementOverride
 from modsab.core.rules.cap import CappedInfluence
 from modsab.diagnostics.fusion_compare import compare
 from modsab.data.synth import MELD_LABELS, SynthConfig, generate, prediction_set, write
+from modsab.registry import diagnostics as registered
+
+DIAGNOSTICS = registered.names()
 
 FOUNDATION_KEYS = {"n_instances", "fusion_topk", "agents", "ci", "sabotage_by_label", "source", "bootstrap"}
 
