@@ -127,8 +127,9 @@ class ProbeAgent:
     def cross_fit_predict(
         self, features: np.ndarray, y: np.ndarray, groups: Sequence[Any], *, n_labels: int
     ) -> np.ndarray:
-        """``[n, n_labels]`` out-of-fold probabilities; each fold leaves whole groups out."""
-        from sklearn.model_selection import GroupKFold
+        """``[n, n_labels]`` out-of-fold probabilities; each fold leaves whole groups out
+        (:class:`modsab.core.folds.SpeakerFolds`, the splitter recalibration uses too)."""
+        from modsab.core.folds import SpeakerFolds
 
         features = np.asarray(features, dtype=np.float64)
         y = np.asarray(y, dtype=np.int64)
@@ -142,7 +143,7 @@ class ProbeAgent:
         self.n_folds_ = min(self.n_splits, n_groups)
         proba = np.zeros((len(y), n_labels))
         self.fold_of_ = np.full(len(y), -1)
-        for fold, (train, test) in enumerate(GroupKFold(n_splits=self.n_folds_).split(features, y, groups)):
+        for fold, (train, test) in enumerate(SpeakerFolds(self.n_folds_, seed=self.random_state).split(features, y, groups)):
             classes = np.unique(y[train])
             if classes.size == 1:  # one class only: it is certain of that class
                 proba[np.ix_(test, classes)] = 1.0

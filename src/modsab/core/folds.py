@@ -46,6 +46,28 @@ def grouped_folds(groups: np.ndarray, n_folds: int = 5, seed: int | None = 0) ->
     return group_fold[inverse]
 
 
+class SpeakerFolds:
+    """The one speaker-grouped splitter (scikit-learn's splitter protocol): seeded folds that
+    keep every group (speaker) in one fold, balanced by size (:func:`grouped_folds`); without
+    groups, seeded instance folds (:func:`seeded_folds`). The probes cross-fit with it, and
+    recalibration and learned weights deal the same folds when the set knows its speakers."""
+
+    def __init__(self, n_splits: int = 5, *, seed: int | None = 0) -> None:
+        self.n_splits, self.seed = n_splits, seed
+
+    def get_n_splits(self, X: Any = None, y: Any = None, groups: Any = None) -> int:
+        return self.n_splits
+
+    def split(self, X: Any, y: Any = None, groups: Any = None):
+        n = len(X)
+        if groups is None:
+            fold = seeded_folds(n, self.n_splits, self.seed)
+        else:
+            fold = grouped_folds(groups, self.n_splits, self.seed)
+        for f in range(self.n_splits):
+            yield np.flatnonzero(fold != f), np.flatnonzero(fold == f)
+
+
 def n_folds_of(folds: Folds) -> int:
     """How many folds ``folds`` deals (an int, or a splitter's ``get_n_splits()``)."""
     if isinstance(folds, bool) or not isinstance(folds, int | np.integer):
@@ -62,8 +84,11 @@ def check_folds(folds: Folds) -> Folds:
         if folds < 2:
             raise InputError(f"--folds {folds}: cross-fitting needs at least 2 folds", hint="the default is 5")
         return int(folds)
-    if not hasattr(folds, "split"):
-        raise InputError(f"folds {folds!r} is neither an int nor a splitter (an object with split())")
+    if isinstance(folds, str | bytes) or not (hasattr(folds, "split") and hasattr(folds, "get_n_splits")):
+        raise InputError(
+            f"folds {folds!r} is neither an int nor a splitter",
+            hint="give an int (at least 2) or an object with split(X, y, groups) and get_n_splits(), e.g. GroupKFold(5)",
+        )
     return folds
 
 

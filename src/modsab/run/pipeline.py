@@ -353,7 +353,7 @@ def _cached_cross_fit(probe, features: np.ndarray, y: np.ndarray, groups: np.nda
     for part in (np.ascontiguousarray(features, dtype=np.float64), np.ascontiguousarray(y, dtype=np.int64)):
         digest.update(repr(part.shape).encode())
         digest.update(part.tobytes())
-    meta = [[str(g) for g in groups], n_labels, dataclasses.asdict(probe), sklearn.__version__, "probe-v1"]
+    meta = [[str(g) for g in groups], n_labels, dataclasses.asdict(probe), sklearn.__version__, "probe-v2"]  # v2: SpeakerFolds
     digest.update(json.dumps(meta, sort_keys=True, default=str).encode())
     return _npy_cached(cache_dir / f"probe-{digest.hexdigest()[:24]}.npy",
                        lambda: probe.cross_fit_predict(features, y, groups, n_labels=n_labels))
