@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from modsab.core import audit, fusion
+from modsab.core.result import SCHEMA_VERSION, DiagnosisResult
 from modsab.stats import metrics
 from modsab.contract.errors import InputError
 from modsab.contract.predictions import PredictionSet, load_predictions
@@ -128,9 +129,11 @@ class Diagnosis:
             "sabotage_by_label": summary.breakdown,
         }
 
-    def to_dict(self) -> dict[str, Any]:
+    def result(self) -> DiagnosisResult:
+        """The diagnosis JSON as typed models (:class:`~modsab.core.result.DiagnosisResult`),
+        validated: a key without a model, or a value of the wrong type, is an error."""
         ps, o = self.pset, self.options
-        out = self._summary_dict(self.overall)
+        out: dict[str, Any] = {"schema_version": SCHEMA_VERSION, **self._summary_dict(self.overall)}
         out.update(
             {
                 "source": ps.source,
@@ -148,7 +151,11 @@ class Diagnosis:
         if self.by_dataset:
             out["by_dataset"] = {name: self._summary_dict(s) for name, s in self.by_dataset.items()}
         out.update(self.extras)
-        return out
+        return DiagnosisResult.model_validate(out)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON: :meth:`result` dumped (``schema_version``, then the README's keys)."""
+        return self.result().model_dump(mode="json")
 
     # -- instances table ---------------------------------------------------------------
 
