@@ -129,9 +129,8 @@ class Diagnosis:
             "sabotage_by_label": summary.breakdown,
         }
 
-    def result(self) -> DiagnosisResult:
-        """The diagnosis JSON as typed models (:class:`~modsab.core.result.DiagnosisResult`),
-        validated: a key without a model, or a value of the wrong type, is an error."""
+    def _payload(self) -> dict[str, Any]:
+        """The diagnosis JSON as assembled from the summaries and the sections (plain dicts)."""
         ps, o = self.pset, self.options
         out: dict[str, Any] = {"schema_version": SCHEMA_VERSION, **self._summary_dict(self.overall)}
         out.update(
@@ -151,7 +150,12 @@ class Diagnosis:
         if self.by_dataset:
             out["by_dataset"] = {name: self._summary_dict(s) for name, s in self.by_dataset.items()}
         out.update(self.extras)
-        return DiagnosisResult.model_validate(out)
+        return out
+
+    def result(self) -> DiagnosisResult:
+        """The diagnosis JSON as typed models (:class:`~modsab.core.result.DiagnosisResult`),
+        validated: a key without a model, or a value of the wrong type, is an error."""
+        return DiagnosisResult.model_validate(self._payload())
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON: :meth:`result` dumped (``schema_version``, then the README's keys)."""

@@ -13,6 +13,8 @@ The sections of the diagnostics beyond the paper are in
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from modsab.core.typed import Interval, Model, absent
 from modsab.diagnostics._sections import (
     CalibrationSection,
@@ -93,12 +95,21 @@ class Skipped(Model):
     reason: str
 
 
+class RunInfo(Model):
+    """``run``: added by ``modsab run`` to the diagnosis.json it writes (the config file, the
+    dataset loader, each agent's kind)."""
+
+    config: str | None
+    dataset: str
+    agents: dict[str, str]
+
+
 class DiagnosisResult(Model):
     """The whole diagnosis JSON: ``schema_version``, the summary of all instances, the run's
-    facts, ``by_dataset`` (when the predictions name datasets) and one section per
-    diagnostic that was run (absent otherwise)."""
+    facts, ``by_dataset`` (when the predictions name datasets), one section per diagnostic
+    that was run (absent otherwise) and, in a run directory's diagnosis.json, ``run``."""
 
-    schema_version: str
+    schema_version: str = Field(description=f"version of these keys, {SCHEMA_VERSION!r} here")
     # -- the summary of all instances (as :class:`Summary`) --
     n_instances: int
     labels: list[str]
@@ -129,6 +140,8 @@ class DiagnosisResult(Model):
     calibration: CalibrationSection | None = absent()
     fusion_compare: FusionCompareSection | None = absent()
     tau_sweep: TauSweepSection | None = absent()
+    # -- written by ``modsab run`` --
+    run: RunInfo | None = absent()
 
     def summary(self) -> Summary:
         """The top-level figures as a :class:`Summary`, like each ``by_dataset`` entry."""

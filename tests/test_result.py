@@ -1,0 +1,236 @@
+"""The typed, versioned diagnosis JSON: models that describe exactly what ``diagnose`` writes,
+and the JSON Schema generated from them (``modsab schema diagnosis``)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import typing
+from importlib.resources import files
+
+import jsonschema
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+from modsab.cli import app
+from modsab.contract.predictions import PredictionSet
+from modsab.core.diagnosis import diagnose
+from modsab.core.result import SCHEMA_VERSION, SECTIONS, DiagnosisResult, Summary
+from modsab.data.synth import SynthConfig, generate, write
+from modsab.diagnostics._sections import CalibrationFigures, FusionStrategy
+from modsab.diagnostics.run import DIAGNOSTICS
+
+EVERY = dict.fromkeys(DIAGNOSTICS, True)
+
+
+def as_json(data) -> str:
+    """Key order, int vs float and null all show in the text."""
+    return json.dumps(data, allow_nan=False)
+
+
+def assert_round_trips(d) -> dict:
+    """``to_dict()`` is exactly the JSON as assembled (today's keys, order and values) plus
+    ``schema_version``; reading that JSON back into the models and dumping it changes nothing."""
+    out = d.to_dict()
+    assert as_json(out) == as_json(d._payload())
+    assert list(out)[0] == "schema_version" and out["schema_version"] == SCHEMA_VERSION
+    text = as_json(out)
+    assert as_json(DiagnosisResult.model_validate(json.loads(text)).model_dump(mode="json")) == text
+    return out
+
+
+@pytest.fixture(scope="module")
+def demo():
+    path = str(files("modsab") / "data" / "demo_predictions.jsonl")
+    return diagnose(path, labels="meld", fuse=["text", "audio", "vision", "tav"], baseline="tav", bootstrap=100, **EVERY)
+
+
+@pytest.fixture(scope="module")
+def synth3():
+    pset = generate(SynthConfig(n_instances=2000, n_datasets=3, seed=5))[0]
+    return diagnose(pset, bootstrap=100, baseline="joint", k=3, **EVERY)
+
+
+def test_demo_and_synth_json_round_trip(demo, synth3):
+    for d in (demo, synth3):
+        out = assert_round_trips(d)
+        assert set(SECTIONS) <= set(out) and len(out["by_dataset"]) >= 1
+    assert list(synth3.to_dict()["by_dataset"]) == ["synth0", "synth1", "synth2"]
+
+
+def test_result_is_typed(synth3):
+    result = synth3.result()
+    assert isinstance(result, DiagnosisResult)
+    assert result.agents["audio"].successful_sabotage_rate == synth3.to_dict()["agents"]["audio"][
+        "successful_sabotage_rate"
+    ]
+    assert result.fusion_compare.strategies["quality"].rates["top1"] == (
+        synth3.to_dict()["fusion_compare"]["strategies"]["quality"]["top1"]
+    )
+    assert [name for name, _ in result.groups()] == ["all", "synth0", "synth1", "synth2"]
+    assert result.summary().fusion_topk == result.fusion_topk
+
+
+def test_absent_keys_stay_absent_and_nulls_stay_null():
+    pset = generate(SynthConfig(n_instances=300, seed=2))[0]
+    pset.quality[:] = np.nan  # answers without quality
+    out = assert_round_trips(diagnose(pset, bootstrap=0, calibration=True, fusion_compare=True))
+    assert "by_dataset" not in out and "causal" not in out and "tau_sweep" not in out
+    figures = out["calibration"]["groups"]["all"]["text"]
+    assert "quality_auroc" not in figures and "recalibrated" in figures
+    assert "reliability" not in figures["recalibrated"]["temperature"]
+    assert figures["ci"]["ece"] == [None, None]
+    assert "quality" in out["fusion_compare"]["skipped"] and "quality" not in out["fusion_compare"]["strategies"]
+    assert "diff" not in out["fusion_compare"]["strategies"]["uniform"]
+    assert out["baseline"] is None and out["baseline_top1"] is None and out["ci"] == {}
+
+
+def test_a_key_without_a_model_is_an_error(synth3):
+    out = synth3.to_dict()
+    for path in (
+        (),
+        ("agents", "audio"),
+        ("by_dataset", "synth0"),
+        ("causal", "pairs", "text+audio"),
+        ("shapley", "groups", "all", "agents", "text", "correct"),
+        ("calibration", "groups", "all", "text", "recalibrated", "isotonic"),
+        ("fusion_compare", "strategies", "cap"),
+        ("tau_sweep", "points", 3, "changed_from_previous"),
+    ):
+        changed = copy.deepcopy(out)
+        target = changed
+        for key in path:
+            target = target[key]
+        target["surprise_key"] = 1
+        with pytest.raises(ValidationError, match="surprise_key"):
+            DiagnosisResult.model_validate(changed)
+    missing = copy.deepcopy(out)
+    del missing["fusion_compare"]["strategies"]["cap"]["causal_sabotage"]
+    with pytest.raises(ValidationError, match="causal_sabotage"):
+        DiagnosisResult.model_validate(missing)
+
+
+def test_the_top_level_repeats_the_summary_fields():
+    fields = list(DiagnosisResult.model_fields)
+    assert fields[0] == "schema_version"
+    assert fields[1 : 1 + len(Summary.model_fields)] == list(Summary.model_fields)
+    for name, info in Summary.model_fields.items():
+        assert DiagnosisResult.model_fields[name].annotation == info.annotation, name
+    assert fields[-len(SECTIONS) - 1 : -1] == list(SECTIONS) == list(DIAGNOSTICS) and fields[-1] == "run"
+
+
+def test_absent_fields_are_declared_on_the_models():
+    assert CalibrationFigures.absent_keys >= {"quality_auroc", "recalibrated", "reliability", "ci"}
+    assert FusionStrategy.absent_keys == {"diff", "diff_ci"}
+    assert DiagnosisResult.absent_keys == {"by_dataset", *SECTIONS, "run"}
+    for name in DiagnosisResult.absent_keys:  # optional sections are never null when present
+        assert type(None) in typing.get_args(DiagnosisResult.model_fields[name].annotation)
+
+
+# -- any predictions ------------------------------------------------------------------------------
+
+AGENT_NAMES = ("text", "audio", "vision", "tav", "joint", "face", "voice")
+LABEL_NAMES = ("neutral", "joy", "anger", "sadness")
+
+
+@st.composite
+def prediction_sets(draw):
+    n = draw(st.integers(2, 30))
+    m = draw(st.integers(1, 7))  # 7 agents: Shapley's plain path (more than a packed code holds)
+    k = draw(st.integers(1, 4))
+    conf = draw(arrays(np.int64, (n, m, k), elements=st.integers(0, 100)))
+    named = draw(arrays(np.bool_, (n, m, k)))
+    gold = draw(arrays(np.int64, n, elements=st.integers(0, k - 1)))
+    quality = None
+    if draw(st.booleans()):
+        quality = draw(arrays(np.int64, (n, m), elements=st.integers(1, 100))) / 100
+    dataset = None
+    if draw(st.booleans()):
+        dataset = draw(st.lists(st.sampled_from(["meld", "mer", "iemocap"]), min_size=n, max_size=n))
+    return PredictionSet.from_arrays(
+        np.where(named, conf, 0) / 100,
+        gold,
+        labels=LABEL_NAMES[:k],
+        agents=AGENT_NAMES[:m],
+        candidate=named,
+        quality=quality,
+        dataset=dataset,
+    )
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    prediction_sets(),
+    st.sampled_from([0, 20]),
+    st.integers(1, 5),
+    st.sampled_from([0.0, 0.5, 0.7, 1.0]),
+    st.booleans(),
+)
+def test_any_diagnosis_round_trips(pset, bootstrap, k, tau, with_baseline):
+    baseline = pset.agents[-1] if with_baseline and len(pset.agents) > 1 else None
+    d = diagnose(pset, bootstrap=bootstrap, k=k, tau=tau, baseline=baseline, n_folds=2, **EVERY)
+    out = assert_round_trips(d)
+    jsonschema.validate(out, DiagnosisResult.model_json_schema())
+
+
+# -- the JSON Schema ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def printed_schema():
+    result = CliRunner().invoke(app, ["schema", "diagnosis"])
+    assert result.exit_code == 0, result.output
+    schema = json.loads(result.stdout)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return schema
+
+
+def test_diagnose_all_json_validates_against_the_printed_schema(printed_schema, tmp_path):
+    pset, planted = generate(SynthConfig(n_instances=600, n_datasets=3, seed=1))
+    write(pset, planted, tmp_path, SynthConfig(n_instances=600, n_datasets=3, seed=1))
+    result = CliRunner().invoke(app, ["diagnose", str(tmp_path), "--all", "--json", "--bootstrap", "50"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert set(SECTIONS) <= set(out) and len(out["by_dataset"]) == 3
+    validator = jsonschema.Draft202012Validator(printed_schema)
+    assert not list(validator.iter_errors(out))
+    # the schema is strict: it catches an unknown key, a missing one, a wrong type
+    wrong = copy.deepcopy(out)
+    wrong["calibration"]["groups"]["synth1"]["audio"]["ece_typo"] = 0.1
+    del wrong["causal"]["agents"]["text"]["disagreement"]
+    wrong["tau_sweep"]["points"][0]["tau"] = "0.5"
+    wrong["fusion_compare"]["strategies"]["learned"]["top2"] = None
+    messages = " | ".join(error.message for error in validator.iter_errors(wrong))
+    assert "ece_typo" in messages and "disagreement" in messages and "'0.5' is not of type 'number'" in messages
+    assert "None is not of type 'number'" in messages
+
+
+def test_a_run_diagnosis_validates_against_the_schema(printed_schema, tmp_path):
+    manifest = tmp_path / "m.jsonl"
+    golds = ["joy", "anger", "joy", "sadness", "neutral", "joy", "anger", "neutral", "joy", "sadness"]
+    manifest.write_text("\n".join(json.dumps({"instance_id": f"i{i}", "gold": g}) for i, g in enumerate(golds)))
+    answers = tmp_path / "answers.jsonl"
+    lines = []
+    for i, gold in enumerate(golds):
+        lines.append({"instance_id": f"i{i}", "agent": "a", "candidates": [{"label": gold, "confidence": 60}]})
+        lines.append({"instance_id": f"i{i}", "agent": "b", "candidates": [{"label": "anger", "confidence": 90}]})
+    answers.write_text("\n".join(json.dumps(line) for line in lines))
+    agents = "".join(f'[[agents]]\nname = "{a}"\nkind = "precomputed"\npath = "{answers}"\n' for a in "ab")
+    config = tmp_path / "run.toml"
+    config.write_text(
+        f'[run]\ndir = "{tmp_path / "run"}"\n[dataset]\nloader = "manifest"\npath = "{manifest}"\nlabels = "meld"\n'
+        f'{agents}[audit]\nbootstrap = 20\ndiagnostics = "all"\nfolds = 2\n[outputs]\nreport = ""\n'
+    )
+    result = CliRunner().invoke(app, ["run", str(config), "--json"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "run" / "diagnosis.json").read_text())
+    assert saved["schema_version"] == SCHEMA_VERSION and set(SECTIONS) <= set(saved)
+    assert saved["run"]["agents"] == {"a": "precomputed", "b": "precomputed"}
+    jsonschema.validate(saved, printed_schema)
+    text = as_json(saved)
+    assert as_json(DiagnosisResult.model_validate(saved).model_dump(mode="json")) == text
