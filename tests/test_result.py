@@ -47,7 +47,8 @@ def assert_round_trips(d) -> dict:
 @pytest.fixture(scope="module")
 def demo():
     path = str(files("modsab") / "data" / "demo_predictions.jsonl")
-    return diagnose(path, labels="meld", fuse=["text", "audio", "vision", "tav"], baseline="tav", bootstrap=100, **EVERY)
+    fused = ["text", "audio", "vision", "tav"]
+    return diagnose(path, labels="meld", fuse=fused, baseline="tav", bootstrap=100, **EVERY)
 
 
 @pytest.fixture(scope="module")
@@ -234,3 +235,62 @@ def test_a_run_diagnosis_validates_against_the_schema(printed_schema, tmp_path):
     jsonschema.validate(saved, printed_schema)
     text = as_json(saved)
     assert as_json(DiagnosisResult.model_validate(saved).model_dump(mode="json")) == text
+
+
+# -- the views read the typed result --------------------------------------------------------------
+
+
+def _text(result) -> str:
+    from rich.console import Console
+
+    from modsab.views.terminal import print_summary
+
+    console = Console(record=True, width=160)
+    print_summary(result, console=console)
+    return console.export_text()
+
+
+def test_terminal_tables_read_the_typed_result(synth3):
+    result = synth3.result()
+    text = _text(result)
+    assert text == _text(synth3.to_dict())  # a JSON dict is validated into the same result
+    audio = result.agents["audio"]
+    low, high = result.ci["agents.audio.successful_sabotage_rate"]
+    assert f"{audio.successful_sabotage_rate:.2f} [{low:.2f}–{high:.2f}]" in text
+    cap = result.fusion_compare.strategies["cap"]
+    assert f"{cap.diff['top1']:+.3f} [{cap.diff_ci['top1'][0]:+.3f}, {cap.diff_ci['top1'][1]:+.3f}]" in text
+    for group in ("all", "synth0", "synth1", "synth2"):
+        assert f"Shapley shares, {group} (n = {result.shapley.groups[group].n_instances};" in text
+    unknown = {**synth3.to_dict(), "surprise_key": 1}
+    with pytest.raises(ValidationError, match="surprise_key"):
+        _text(unknown)
+
+
+def test_report_reads_the_typed_sections_and_shows_other_shapes_as_plain_tables(synth3, tmp_path):
+    import re
+
+    from modsab.views.report import Extras, ReportData, build_report
+    from modsab.diagnostics._sections import FusionCompareSection
+
+    def page(diagnosis, sections=None):
+        html = build_report(diagnosis, extras=Extras(diagnosis=sections or {}), title="t")
+        return re.sub(r"nonce-[\w-]+|nonce=\"[\w-]+\"|\d{4}-\d\d-\d\d \d\d:\d\d UTC", "", html)
+
+    full = synth3.to_dict()
+    assert page(synth3.result()) == page(full)
+    assert "diff vs uniform" in page(full)
+    data = ReportData.read(full)
+    assert data.foreign == {} and isinstance(data.section("fusion_compare"), FusionCompareSection)
+
+    # a diagnosis without sections takes them from a run's diagnosis.json: typed when they are
+    # modsab's, plain JSON (a generic table) when they are of another shape
+    plain = {key: value for key, value in full.items() if key not in SECTIONS}
+    older = copy.deepcopy(full["fusion_compare"])
+    del older["skipped"]
+    sections = {"causal": full["causal"], "fusion_compare": older, "run": {"config": None}}
+    data = ReportData.read(plain, sections)
+    assert data.result.causal == synth3.result().causal and data.result.fusion_compare is None
+    assert data.foreign == {"fusion_compare": older}
+    html = page(plain, sections)
+    assert '<section id="fusion_compare">' in html and "diff vs uniform" not in html
+    assert "causal | paper" in html and '<section id="shapley">' not in html
