@@ -104,24 +104,19 @@ class RunInfo(Model):
     agents: dict[str, str]
 
 
-class DiagnosisResult(Model):
-    """The whole diagnosis JSON: ``schema_version``, the summary of all instances, the run's
-    facts, ``by_dataset`` (when the predictions name datasets), one section per diagnostic
-    that was run (absent otherwise) and, in a run directory's diagnosis.json, ``run``."""
+class Versioned(Model):
+    """The first key of a versioned file."""
 
     schema_version: str = Field(description=f"version of these keys, {SCHEMA_VERSION!r} here")
-    # -- the summary of all instances (as :class:`Summary`) --
-    n_instances: int
-    labels: list[str]
-    tau: float
-    weights: str
-    fused_agents: list[str]
-    baseline: str | None
-    baseline_top1: float | None
-    fusion_topk: dict[str, float | None]
-    agents: dict[str, AgentSummary]
-    ci: dict[str, Interval]
-    sabotage_by_label: dict[str, LabelBreakdown]
+
+
+class DiagnosisResult(Summary, Versioned):
+    """The whole diagnosis JSON: ``schema_version``, the summary of all instances (the
+    :class:`Summary` fields), the run's facts, ``by_dataset`` (when the predictions name
+    datasets), one section per diagnostic that was run (absent otherwise) and, in a run
+    directory's diagnosis.json, ``run``. (Fields come base first, in reverse MRO order:
+    :class:`Versioned`, then :class:`Summary`, then these.)"""
+
     # -- the run --
     source: str
     label_source: str
@@ -143,10 +138,6 @@ class DiagnosisResult(Model):
     # -- written by ``modsab run`` --
     run: RunInfo | None = absent()
 
-    def summary(self) -> Summary:
-        """The top-level figures as a :class:`Summary`, like each ``by_dataset`` entry."""
-        return Summary.model_construct(**{name: getattr(self, name) for name in Summary.model_fields})
-
     def groups(self) -> list[tuple[str, Summary]]:
-        """``[("all", summary), (dataset, summary)...]``."""
-        return [("all", self.summary()), *(self.by_dataset or {}).items()]
+        """``[("all", self), (dataset, its summary)...]``."""
+        return [("all", self), *(self.by_dataset or {}).items()]

@@ -123,12 +123,11 @@ def summary_renderable(result: DiagnosisResult | Mapping[str, Any]) -> Group:
     if notes:
         parts.append(Text("\n".join("note: " + n for n in notes), style="yellow"))
     parts.append(Text(""))
-    overall = result.summary()
-    parts.append(fusion_table(overall, "Fusion top-k"))
+    parts.append(fusion_table(result, "Fusion top-k"))
     parts.append(Text(""))
-    parts.append(agents_table(overall, "Per-agent audit (rates over the instances each agent answered)"))
+    parts.append(agents_table(result, "Per-agent audit (rates over the instances each agent answered)"))
     parts.append(Text(""))
-    parts.append(shares_table(overall, "Shares of all fused agents' events"))
+    parts.append(shares_table(result, "Shares of all fused agents' events"))
     for name, summary in (result.by_dataset or {}).items():
         parts.append(Text(""))
         parts.append(fusion_table(summary, f"{name}: fusion top-k (n = {summary.n_instances})"))

@@ -192,7 +192,7 @@ def _foreign_causal_rates(causal: Any) -> dict[str, dict[str, Bar]]:
 def reliability(diagnosis: ReportData | Mapping[str, Any]) -> BarChart:
     """Per agent: contributor, potential and successful sabotage rates (and causal ones)."""
     data = _data(diagnosis)
-    summary = data.result.summary()
+    summary = data.result
     agents = list(summary.agents)
     causal = _causal_rates(data)
     causal_names = sorted({name for rates in causal.values() for name in rates})

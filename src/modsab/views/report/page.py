@@ -117,7 +117,7 @@ def _profile_section(data: ReportData, figures: list[fig.Figure]) -> str:
         ("successful_sabotage_share", "successful share"),
         ("success_given_potential", "success | potential"),
     ]
-    summary = data.result.summary()
+    summary = data.result
     rows = []
     for agent, e in summary.agents.items():
         row = [agent, "yes" if e.fused else "no"]
