@@ -21,6 +21,7 @@ from modsab.core import audit, fusion
 from modsab.core.context import Context
 from modsab.core.folds import Folds, check_folds
 from modsab.core.options import AuditOptions
+from modsab.core.result import SCHEMA_VERSION, DiagnosisResult, result_model
 from modsab.stats import metrics
 from modsab.contract.errors import InputError
 from modsab.contract.predictions import PredictionSet, load_predictions
@@ -64,7 +65,8 @@ class Diagnosis:
     overall: Summary
     by_dataset: dict[str, Summary] = field(default_factory=dict)
     rule: fusion.FusionRule | None = None
-    #: Sections of the diagnostics beyond the paper, by JSON key (see :meth:`extend`).
+    #: Sections of the diagnostics beyond the paper, by JSON key (see :meth:`extend`): each
+    #: the typed model its diagnostic registers (a plain dict for one that registers none).
     extras: dict[str, Any] = field(default_factory=dict)
     #: What the diagnostics share across :meth:`extend` calls (top labels, folds, groups,
     #: coalition fusions); lives and dies with this diagnosis.
@@ -89,7 +91,9 @@ class Diagnosis:
             if entry.check is not None:
                 entry.check(self)
         for name, entry in entries:
-            self.extras[name] = entry.compute(self, folds=n_folds)
+            section = entry.compute(self, folds=n_folds)
+            # each diagnostic's section is its typed model (validated once, here)
+            self.extras[name] = entry.section.model_validate(section) if entry.section is not None else section
         return self
 
     # -- JSON -----------------------------------------------------------------------
@@ -126,9 +130,10 @@ class Diagnosis:
             "sabotage_by_label": summary.breakdown,
         }
 
-    def to_dict(self) -> dict[str, Any]:
+    def _payload(self) -> dict[str, Any]:
+        """The diagnosis JSON as assembled from the summaries and the sections (plain dicts)."""
         ps, o = self.pset, self.options
-        out = self._summary_dict(self.overall)
+        out: dict[str, Any] = {"schema_version": SCHEMA_VERSION, **self._summary_dict(self.overall)}
         out.update(
             {
                 "source": ps.source,
@@ -147,6 +152,15 @@ class Diagnosis:
             out["by_dataset"] = {name: self._summary_dict(s) for name, s in self.by_dataset.items()}
         out.update(self.extras)
         return out
+
+    def result(self) -> DiagnosisResult:
+        """The diagnosis JSON as typed models (:class:`~modsab.core.result.DiagnosisResult`),
+        validated: a key without a model, or a value of the wrong type, is an error."""
+        return result_model().model_validate(self._payload())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON: :meth:`result` dumped (``schema_version``, then the README's keys)."""
+        return self.result().model_dump(mode="json")
 
     # -- instances table ---------------------------------------------------------------
 

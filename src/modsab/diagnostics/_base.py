@@ -1,6 +1,7 @@
 """What a diagnostic beyond the paper is: a JSON section computed from a finished diagnosis.
 
-A diagnostic is one module in this package that registers a :class:`Diagnostic` in
+A diagnostic is one module in this package that registers a :class:`Diagnostic` (its
+computation, its plain reference and the typed model of its section) in
 :data:`modsab.registry.diagnostics` under its JSON key. The key names the section in
 ``diagnosis.json``, the ``--<key>`` flag of ``diagnose`` and ``report`` (underscores as
 dashes), the entry of ``[audit] diagnostics`` in a run config and the choice of
@@ -36,6 +37,9 @@ class Diagnostic:
     help: str
     compute: Callable[..., Any]
     reference: Callable[..., Any] | None = None
+    #: The pydantic model of the section (:mod:`modsab.core.typed`); ``diagnosis.json``'s
+    #: schema and the views read it. None: the section is kept as a plain JSON object.
+    section: type | None = None
     check: Callable[[Diagnosis], None] | None = None
     columns: Callable[[Diagnosis], dict[str, np.ndarray]] | None = None
     by_dataset: bool = False

@@ -65,6 +65,7 @@ from modsab.core.recalibration import (
     fold_tally,
     set_folds,
 )
+from modsab.core.typed import Interval, Model, absent
 
 CANDIDATE_EPS = 0.01
 GRID = 1e-2  # resampling grid of confidences (exact for integer percent answers)
@@ -78,6 +79,60 @@ NLL_CELLS = 128
 
 
 # -- statistics ---------------------------------------------------------------------------------
+
+
+
+# -- the section's typed model (the JSON it writes) ------------------------------
+
+class ReliabilityBins(Model):
+    """One reliability diagram: bin edges, and per bin the count, mean confidence and
+    accuracy (null in an empty bin)."""
+
+    edges: list[float]
+    count: list[int]
+    confidence: list[float | None]
+    accuracy: list[float | None]
+
+
+class Reliability(Model):
+    equal_width: ReliabilityBins
+    equal_mass: ReliabilityBins
+
+
+class CalibrationFigures(Model):
+    """``calibration.groups.<g>.<a>`` (and each ``recalibrated.<method>``): the agent's
+    top-label figures. With no answer (``n`` 0) only ``n`` is there; ``quality_auroc``
+    only when the answers carry quality; ``candidate_nll`` and ``reliability`` not after
+    recalibration; ``recalibrated`` under ``all`` only. A figure that cannot be computed
+    is null."""
+
+    n: int
+    ece: float | None = absent(nullable=True)
+    mce: float | None = absent(nullable=True)
+    ece_equal_mass: float | None = absent(nullable=True)
+    brier: float | None = absent(nullable=True)
+    top_nll: float | None = absent(nullable=True)
+    accuracy: float | None = absent(nullable=True)
+    mean_confidence: float | None = absent(nullable=True)
+    confidence_auroc: float | None = absent(nullable=True)
+    quality_auroc: float | None = absent(nullable=True)
+    candidate_nll: float | None = absent(nullable=True)
+    reliability: Reliability | None = absent()
+    #: Keyed by figure name.
+    ci: dict[str, Interval] | None = absent()
+    #: Held-out figures after each recalibration method (``temperature``, ``isotonic``).
+    recalibrated: dict[str, CalibrationFigures] | None = absent()
+
+
+class CalibrationSection(Model):
+    """``calibration``: per group (``all`` and each dataset) and agent, raw and recalibrated
+    figures. ``temperatures.<a>``: the fitted temperature of each fold."""
+
+    bins: int
+    n_folds: int
+    split: str
+    temperatures: dict[str, list[float]]
+    groups: dict[str, dict[str, CalibrationFigures]]
 
 
 def bin_index(confidence: np.ndarray, *, bins: int = 10, strategy: str = "width", edges: np.ndarray | None = None):
@@ -574,6 +629,7 @@ def calibration_reference(d, *, folds=5) -> dict:
 
 diagnostics.register("calibration", order=3)(
     Diagnostic(
+        section=CalibrationSection,
         help="Calibration, self-assessment AUROC, cross-fitted recalibration.",
         compute=_section,
         by_dataset=True,

@@ -25,6 +25,48 @@ from modsab.stats import metrics
 from modsab.diagnostics._base import Diagnostic, bootstrap_options, coalitions, fused_indices
 from modsab.diagnostics.attribution import Attribution, Coalitions
 from modsab.registry import attributions, diagnostics
+from modsab.core.typed import Interval, Model, absent
+
+
+
+# -- the section's typed model (the JSON it writes) ------------------------------
+
+class CausalDisagreement(Model):
+    """Instances where the agent is a successful saboteur by the paper's rule, a causal one, or both."""
+
+    both: int
+    paper_only: int
+    causal_only: int
+
+
+class CausalAgent(Model):
+    """``causal.agents.<a>``: rates over the instances the agent answered."""
+
+    n: int
+    causal_sabotage_rate: float | None
+    causal_contribution_rate: float | None
+    paper_successful_sabotage_rate: float | None
+    causal_given_paper: float | None
+    disagreement: CausalDisagreement
+
+
+class CausalPair(Model):
+    """``causal.pairs.<a+b>``: pairwise removal, counts and rates over all instances."""
+
+    jointly_causal: int
+    only_jointly: int
+    jointly_causal_rate: float | None
+    only_jointly_rate: float | None
+
+
+class CausalSection(Model):
+    """``causal``: leave-one-out (and leave-two-out) counterfactual sabotage. ``ci`` is keyed
+    ``agents.<a>.<rate>`` and ``pairs.<a+b>.<rate>``; empty without bootstrap."""
+
+    n_instances: int
+    agents: dict[str, CausalAgent]
+    pairs: dict[str, CausalPair]
+    ci: dict[str, Interval]
 
 
 def _without(n_agents: int, drop: list[tuple[int, ...]]) -> np.ndarray:
@@ -233,6 +275,7 @@ def causal_reference(d, *, folds=5) -> dict:
 
 diagnostics.register("causal", order=1)(
     Diagnostic(
+        section=CausalSection,
         help="Counterfactual sabotage: fuse again without each agent and each pair.",
         compute=_section,
         columns=_columns,

@@ -26,6 +26,80 @@ from modsab.core.fusion import FusionRule
 from modsab.diagnostics._base import Diagnostic, bootstrap_options, fused_indices
 from modsab.registry import diagnostics, fusion_rules
 from modsab.stats import metrics
+import re
+from typing import Any
+
+from pydantic import GetJsonSchemaHandler, SerializerFunctionWrapHandler, model_serializer, model_validator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema as cs
+
+from modsab.core.typed import Interval, Model, absent
+
+
+
+# -- the section's typed model (the JSON it writes) ------------------------------
+
+#: The figures of a strategy: ``top1``..``top<k>``, then the two sabotage shares.
+FIGURE = re.compile(r"top[1-9][0-9]*|successful_sabotage|causal_sabotage")
+REQUIRED_FIGURES = ("top1", "successful_sabotage", "causal_sabotage")
+
+
+class FusionStrategy(Model):
+    """``fusion_compare.strategies.<name>``. In the JSON the figures (``fusion_compare.figures``:
+    ``top1``..``top<k>``, ``successful_sabotage``, ``causal_sabotage``) are keys of the
+    object itself, beside ``ci``, ``diff`` and ``diff_ci``; here they are :attr:`rates`.
+    ``diff`` (strategy - baseline) and ``diff_ci`` are absent for the baseline."""
+
+    rates: dict[str, float]
+    ci: dict[str, Interval]
+    diff: dict[str, float] | None = absent()
+    diff_ci: dict[str, Interval] | None = absent()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_rates(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "rates" not in data:
+            data = dict(data)
+            data["rates"] = {key: data.pop(key) for key in list(data) if FIGURE.fullmatch(key)}
+        return data
+
+    @model_validator(mode="after")
+    def _every_strategy_has(self) -> FusionStrategy:
+        missing = [figure for figure in REQUIRED_FIGURES if figure not in self.rates]
+        if missing:
+            raise ValueError(f"figure(s) {', '.join(missing)} missing")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _leave_out_absent(self, handler: SerializerFunctionWrapHandler) -> Any:  # and flatten the rates
+        data = handler(self)
+        if isinstance(data, dict):
+            data = {**data.pop("rates"), **data}
+            for key in self.absent_keys - self.model_fields_set:
+                data.pop(key, None)
+        return data
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: cs.CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        reference = handler(schema)
+        described = handler.resolve_ref_schema(reference)
+        rate = described["properties"].pop("rates")["additionalProperties"]
+        described["properties"] = {**dict.fromkeys(REQUIRED_FIGURES, rate), **described["properties"]}
+        described["patternProperties"] = {"^top[1-9][0-9]*$": rate}
+        described["required"] = [*REQUIRED_FIGURES, "ci"]
+        return reference
+
+
+class FusionCompareSection(Model):
+    """``fusion_compare``: strategies side by side over all instances. ``skipped.<name>``:
+    why a strategy was left out."""
+
+    baseline: str
+    figures: list[str]
+    n_instances: int
+    n_folds: int
+    strategies: dict[str, FusionStrategy]
+    skipped: dict[str, str]
 
 
 def default_strategies(*, tau: float = 0.70, n_folds=5, seed: int | None = 0) -> list[FusionRule]:
@@ -245,6 +319,7 @@ def _section(d, *, folds=5) -> dict:
 
 diagnostics.register("fusion_compare", order=4)(
     Diagnostic(
+        section=FusionCompareSection,
         help="Fusion strategies side by side, with paired differences to uniform.",
         compute=_section,
         reference=lambda d, folds=5: compare(

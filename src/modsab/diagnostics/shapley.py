@@ -34,6 +34,7 @@ from modsab.core import fusion
 from modsab.diagnostics._base import Diagnostic, bootstrap_options, coalitions, fused_indices
 from modsab.registry import attributions, diagnostics
 from modsab.diagnostics.attribution import Attribution, Coalitions
+from modsab.core.typed import Interval, Model, absent
 
 MAX_AGENTS = 10
 VALUES = ("correct", "gold_probability")
@@ -44,6 +45,43 @@ PACKED_MAX_AGENTS = 6
 GOLD_PROBABILITY_CELLS = 128  # at most 2^15 (int16 cells)
 #: Instances per block when combining coalition values into Shapley values.
 BLOCK = 1 << 14
+
+
+
+# -- the section's typed model (the JSON it writes) ------------------------------
+
+class ShapleyMean(Model):
+    """Mean Shapley value per instance, with its interval (null mean: no instance)."""
+
+    mean: float | None
+    ci: Interval
+
+
+class ShapleyAgent(Model):
+    """``shapley.groups.<g>.agents.<a>``: one mean per coalition value (``shapley.values``)."""
+
+    correct: ShapleyMean
+    gold_probability: ShapleyMean
+
+    def value(self, name: str) -> ShapleyMean:
+        """The mean for a name of ``shapley.values``."""
+        return getattr(self, name)
+
+
+class ShapleyGroup(Model):
+    """``shapley.groups.<all or dataset>``; the agents' means sum to ``total_<value>``."""
+
+    n_instances: int
+    agents: dict[str, ShapleyAgent]
+    total_correct: float | None
+    total_gold_probability: float | None
+
+
+class ShapleySection(Model):
+    """``shapley``: exact Shapley value of each fused agent, per group of instances."""
+
+    values: list[str]
+    groups: dict[str, ShapleyGroup]
 
 
 def subset_masks(n_agents: int) -> np.ndarray:
@@ -299,6 +337,7 @@ def shapley_reference(d, *, folds=5) -> dict:
 
 diagnostics.register("shapley", order=2)(
     Diagnostic(
+        section=ShapleySection,
         help="Exact Shapley shares of each agent (2^M fusions).",
         compute=_section,
         check=_check,

@@ -26,8 +26,51 @@ from modsab.core import audit
 from modsab.diagnostics._base import Diagnostic, bootstrap_options, fused_indices
 from modsab.registry import diagnostics
 from modsab.stats import metrics
+from modsab.core.typed import Interval, Model, absent
 
 DEFAULT_GRID = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
+
+
+
+# -- the section's typed model (the JSON it writes) ------------------------------
+
+class TauIntervals(Model):
+    potential_sabotage_rate: Interval
+    successful_sabotage_rate: Interval
+    successful_sabotage_share: Interval
+
+
+class TauAgent(Model):
+    """``tau_sweep.points[].agents.<a>``: the agent's rates (over answered) and share at one tau."""
+
+    potential_sabotage_rate: float | None
+    successful_sabotage_rate: float | None
+    successful_sabotage_share: float | None
+    ci: TauIntervals
+
+
+class RoleChanges(Model):
+    """``changed_from_previous``: (instance, agent) pairs and instances whose role changed
+    since the previous tau, and pairs per agent."""
+
+    pairs: int
+    instances: int
+    per_agent: dict[str, int]
+
+
+class TauPoint(Model):
+    """One tau of the sweep; ``changed_from_previous`` absent at the first."""
+
+    tau: float
+    agents: dict[str, TauAgent]
+    changed_from_previous: RoleChanges | None = absent()
+
+
+class TauSweepSection(Model):
+    """``tau_sweep``: the audit at each tau of ``grid`` (ascending)."""
+
+    grid: list[float]
+    points: list[TauPoint]
 
 
 def _states(top, confidence, gold, fused_top, grid) -> list[np.ndarray]:
@@ -152,7 +195,7 @@ def _reference(d) -> dict:
 
 
 diagnostics.register("tau_sweep", order=5)(
-    Diagnostic(help="Sabotage rates and role changes over tau 0.50-0.95.", compute=_section, reference=lambda d, folds=5: _reference(d))
+    Diagnostic(section=TauSweepSection, help="Sabotage rates and role changes over tau 0.50-0.95.", compute=_section, reference=lambda d, folds=5: _reference(d))
 )
 
 

@@ -1,12 +1,24 @@
-"""Terminal view of a diagnosis: the paper's tables, each figure with its interval."""
+"""Terminal view of a diagnosis: the paper's tables, each figure with its interval.
+
+The tables read the typed result (:class:`~modsab.core.result.DiagnosisResult`); a JSON
+dict given to :func:`print_summary` or :func:`summary_renderable` is validated into it first.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
+
+from modsab.core.result import DiagnosisFields, DiagnosisResult, Summary
+from modsab.diagnostics.calibration import CalibrationSection
+from modsab.diagnostics.causal import CausalSection
+from modsab.diagnostics.fusion_compare import FusionCompareSection
+from modsab.diagnostics.shapley import ShapleySection
+from modsab.diagnostics.tau_sweep import TauSweepSection
 
 
 def _figure(value: float | None, interval: list[float | None] | None, *, fmt: str = ".2f", sep: str = "–") -> Text:
@@ -22,14 +34,14 @@ def _table(title: str) -> Table:
     return Table(title=Text(title, style="bold"), title_justify="left", show_edge=False, pad_edge=False)
 
 
-def fusion_table(summary: dict[str, Any], title: str) -> Table:
+def fusion_table(summary: Summary, title: str) -> Table:
     table = _table(title)
-    ci = summary["ci"]
-    table.add_column("Base T1" + (f" ({summary['baseline']})" if summary.get("baseline") else ""))
-    for k in summary["fusion_topk"]:
+    ci = summary.ci
+    table.add_column("Base T1" + (f" ({summary.baseline})" if summary.baseline else ""))
+    for k in summary.fusion_topk:
         table.add_column(f"Fus T{k}")
-    row = [_figure(summary["baseline_top1"], ci.get("baseline_top1"))]
-    row += [_figure(v, ci.get(f"fusion_topk.{k}")) for k, v in summary["fusion_topk"].items()]
+    row = [_figure(summary.baseline_top1, ci.get("baseline_top1"))]
+    row += [_figure(v, ci.get(f"fusion_topk.{k}")) for k, v in summary.fusion_topk.items()]
     table.add_row(*row)
     return table
 
@@ -46,57 +58,61 @@ SHARE_COLUMNS = (
 )
 
 
-def agents_table(summary: dict[str, Any], title: str) -> Table:
+def agents_table(summary: Summary, title: str) -> Table:
     """Per-agent rates over the instances each agent answered."""
     table = _table(title)
     for header in ("agent", "n", "abstained", "invalid labels"):
         table.add_column(header, justify="left" if header == "agent" else "right")
     for _, header in RATE_COLUMNS:
         table.add_column(header)
-    ci = summary["ci"]
-    for name, entry in summary["agents"].items():
-        label = name if entry["fused"] else f"{name} (not fused)"
-        row: list[Any] = [label, str(entry["n"]), str(entry["abstained"]), str(entry["invalid_labels"])]
-        row += [_figure(entry[key], ci.get(f"agents.{name}.{key}")) for key, _ in RATE_COLUMNS]
+    ci = summary.ci
+    for name, entry in summary.agents.items():
+        label = name if entry.fused else f"{name} (not fused)"
+        row: list[Any] = [label, str(entry.n), str(entry.abstained), str(entry.invalid_labels)]
+        row += [_figure(getattr(entry, key), ci.get(f"agents.{name}.{key}")) for key, _ in RATE_COLUMNS]
         table.add_row(*row)
     return table
 
 
-def shares_table(summary: dict[str, Any], title: str) -> Table:
+def shares_table(summary: Summary, title: str) -> Table:
     """Each fused agent's part of all fused agents' events."""
     table = _table(title)
     table.add_column("agent")
     for _, header in SHARE_COLUMNS:
         table.add_column(header)
-    ci = summary["ci"]
-    for name, entry in summary["agents"].items():
-        if entry["fused"]:
+    ci = summary.ci
+    for name, entry in summary.agents.items():
+        if entry.fused:
             row: list[Any] = [name]
-            row += [_figure(entry[key], ci.get(f"agents.{name}.{key}")) for key, _ in SHARE_COLUMNS]
+            row += [_figure(getattr(entry, key), ci.get(f"agents.{name}.{key}")) for key, _ in SHARE_COLUMNS]
             table.add_row(*row)
     return table
 
 
-def summary_renderable(result: dict[str, Any]) -> Group:
-    """The whole terminal report for ``Diagnosis.to_dict()``."""
-    level = int(round(result["bootstrap"]["level"] * 100))
+def as_result(result: DiagnosisResult | Mapping[str, Any]) -> DiagnosisResult:
+    """The typed result: ``Diagnosis.result()``, or the JSON (``to_dict()``, a diagnosis.json) validated."""
+    return result if isinstance(result, DiagnosisFields) else DiagnosisResult.model_validate(result)
+
+
+def summary_renderable(result: DiagnosisResult | Mapping[str, Any]) -> Group:
+    """The whole terminal report for ``Diagnosis.result()`` (or its JSON, ``to_dict()``)."""
+    result = as_result(result)
+    level = int(round(result.bootstrap.level * 100))
     head = Text()
-    head.append(f"{result['n_instances']} instances", style="bold")
-    head.append(f" from {result['source']}\n")
-    head.append(f"labels ({result['label_source']}): {', '.join(result['labels'])}\n")
-    head.append(
-        f"fusion: {result['weights']} weights over {', '.join(result['fused_agents'])}; tau = {result['tau']:.2f}"
-    )
-    if result["bootstrap"]["resamples"]:
-        head.append(f"; [{level}% bootstrap interval, {result['bootstrap']['resamples']} resamples]")
+    head.append(f"{result.n_instances} instances", style="bold")
+    head.append(f" from {result.source}\n")
+    head.append(f"labels ({result.label_source}): {', '.join(result.labels)}\n")
+    head.append(f"fusion: {result.weights} weights over {', '.join(result.fused_agents)}; tau = {result.tau:.2f}")
+    if result.bootstrap.resamples:
+        head.append(f"; [{level}% bootstrap interval, {result.bootstrap.resamples} resamples]")
     notes = []
-    if result["n_without_gold"]:
-        notes.append(f"{result['n_without_gold']} instances without gold left out")
-    if result["n_skipped"]:
-        notes.append(f"{result['n_skipped']} invalid records skipped (see --json 'skipped')")
-    invalid = {a: c for a, c in result["invalid_labels"].items() if c}
+    if result.n_without_gold:
+        notes.append(f"{result.n_without_gold} instances without gold left out")
+    if result.n_skipped:
+        notes.append(f"{result.n_skipped} invalid records skipped (see --json 'skipped')")
+    invalid = {a: c for a, c in result.invalid_labels.items() if c}
     if invalid:
-        examples = result["invalid_label_examples"]
+        examples = result.invalid_label_examples
         notes.append(
             "candidate labels outside the label set, dropped: "
             + "; ".join(f"{a} {c} (e.g. {', '.join(examples.get(a, [])[:3])})" for a, c in invalid.items())
@@ -110,22 +126,23 @@ def summary_renderable(result: dict[str, Any]) -> Group:
     parts.append(agents_table(result, "Per-agent audit (rates over the instances each agent answered)"))
     parts.append(Text(""))
     parts.append(shares_table(result, "Shares of all fused agents' events"))
-    for name, summary in result.get("by_dataset", {}).items():
+    for name, summary in (result.by_dataset or {}).items():
         parts.append(Text(""))
-        parts.append(fusion_table(summary, f"{name}: fusion top-k (n = {summary['n_instances']})"))
+        parts.append(fusion_table(summary, f"{name}: fusion top-k (n = {summary.n_instances})"))
         parts.append(Text(""))
         parts.append(agents_table(summary, f"{name}: per-agent audit"))
         parts.append(Text(""))
         parts.append(shares_table(summary, f"{name}: shares"))
     for key, view in BEYOND_VIEWS.items():
-        if key in result:
-            for table in view(result[key]):
+        section = getattr(result, key)
+        if section is not None:
+            for table in view(section):
                 parts.append(Text(""))
                 parts.append(table)
     return Group(*parts)
 
 
-def print_summary(result: dict[str, Any], console: Console | None = None) -> None:
+def print_summary(result: DiagnosisResult | Mapping[str, Any], console: Console | None = None) -> None:
     if console is None:
         console = Console()
         if not console.is_terminal:
@@ -165,43 +182,48 @@ def print_detectors(scores: dict[str, Any], console: Console | None = None) -> N
     _console(console).print(detectors_table(scores))
 
 
-def causal_tables(section: dict[str, Any]) -> list[Table]:
+def causal_tables(section: CausalSection) -> list[Table]:
     """``causal``: causal vs the paper's correlational sabotage per agent, and pairs."""
-    ci = section["ci"]
+    ci = section.ci
     agents = _table("Counterfactual sabotage (fuse again without the agent; rates over answered)")
     for header in ("agent", "causal sabotage", "paper successful", "causal contribution", "causal | paper"):
         agents.add_column(header)
     for header in ("both", "paper only", "causal only"):
         agents.add_column(header, justify="right")
-    for name, entry in section["agents"].items():
+    for name, entry in section.agents.items():
         keys = (
             "causal_sabotage_rate",
             "paper_successful_sabotage_rate",
             "causal_contribution_rate",
             "causal_given_paper",
         )
-        row: list[Any] = [name] + [_figure(entry[key], ci.get(f"agents.{name}.{key}")) for key in keys]
-        row += [str(entry["disagreement"][key]) for key in ("both", "paper_only", "causal_only")]
+        row: list[Any] = [name] + [_figure(getattr(entry, key), ci.get(f"agents.{name}.{key}")) for key in keys]
+        disagreement = entry.disagreement
+        row += [str(n) for n in (disagreement.both, disagreement.paper_only, disagreement.causal_only)]
         agents.add_row(*row)
     pairs = _table("Pairwise removal (rates over all instances)")
     for header in ("pair", "jointly causal", "only jointly (neither alone)"):
         pairs.add_column(header)
-    for name, entry in section["pairs"].items():
-        keys = ("jointly_causal_rate", "only_jointly_rate")
-        pairs.add_row(name, *[_figure(entry[key], ci.get(f"pairs.{name}.{key}")) for key in keys])
+    for name, entry in section.pairs.items():
+        pairs.add_row(
+            name,
+            _figure(entry.jointly_causal_rate, ci.get(f"pairs.{name}.jointly_causal_rate")),
+            _figure(entry.only_jointly_rate, ci.get(f"pairs.{name}.only_jointly_rate")),
+        )
     return [agents, pairs]
 
 
-def shapley_tables(section: dict[str, Any]) -> list[Table]:
+def shapley_tables(section: ShapleySection) -> list[Table]:
     """``shapley``: mean Shapley value per agent, per group."""
     tables = []
-    for group, entry in section["groups"].items():
-        table = _table(f"Shapley shares, {group} (n = {entry['n_instances']}; mean per instance)")
+    for group, entry in section.groups.items():
+        table = _table(f"Shapley shares, {group} (n = {entry.n_instances}; mean per instance)")
         table.add_column("agent")
-        for value in section["values"]:
+        for value in section.values:
             table.add_column(f"phi({value})")
-        for name, values in entry["agents"].items():
-            table.add_row(name, *[_figure(values[v]["mean"], values[v]["ci"]) for v in section["values"]])
+        for name, values in entry.agents.items():
+            means = [values.value(v) for v in section.values]
+            table.add_row(name, *[_figure(mean.mean, mean.ci) for mean in means])
         tables.append(table)
     return tables
 
@@ -220,41 +242,42 @@ CALIBRATION_COLUMNS = (
 )
 
 
-def calibration_tables(section: dict[str, Any]) -> list[Table]:
+def calibration_tables(section: CalibrationSection) -> list[Table]:
     """``calibration``: per group and agent, raw figures and held-out recalibrated ones."""
     tables = []
-    for group, agents in section["groups"].items():
-        table = _table(f"Calibration, {group} (top label; {section['split']})")
+    for group, agents in section.groups.items():
+        table = _table(f"Calibration, {group} (top label; {section.split})")
         table.add_column("agent")
         for key in CALIBRATION_COLUMNS:
             table.add_column(key.replace("_", " "), justify="right" if key == "n" else "left")
         for name, entry in agents.items():
-            variants = [("", entry)] + [(f" +{m}", e) for m, e in entry.get("recalibrated", {}).items()]
+            variants = [("", entry)] + [(f" +{m}", e) for m, e in (entry.recalibrated or {}).items()]
             for suffix, stats in variants:
                 row: list[Any] = [name + suffix]
+                ci = stats.ci or {}  # absent when the agent never answered
                 for key in CALIBRATION_COLUMNS:
                     if key == "n":
-                        row.append(str(stats.get("n", "")))
+                        row.append(str(stats.n))
                     else:
-                        row.append(_figure(stats.get(key), stats.get("ci", {}).get(key)))
+                        row.append(_figure(getattr(stats, key), ci.get(key)))
                 table.add_row(*row)
         tables.append(table)
     return tables
 
 
-def fusion_compare_table(section: dict[str, Any]) -> list[Table]:
+def fusion_compare_table(section: FusionCompareSection) -> list[Table]:
     """``fusion_compare``: every strategy's figures and paired differences to the baseline."""
-    table = _table(f"Fusion strategies (rates over all instances; diff = strategy - {section['baseline']}, paired)")
+    table = _table(f"Fusion strategies (rates over all instances; diff = strategy - {section.baseline}, paired)")
     table.add_column("strategy")
-    for figure in section["figures"]:
+    for figure in section.figures:
         table.add_column(figure.replace("_", " "))
-    for name, entry in section["strategies"].items():
-        table.add_row(name, *[_figure(entry[f], entry["ci"][f]) for f in section["figures"]])
-        if "diff" in entry:
-            diffs = [_signed(entry["diff"][f], entry["diff_ci"][f]) for f in section["figures"]]
+    for name, entry in section.strategies.items():
+        table.add_row(name, *[_figure(entry.rates[f], entry.ci[f]) for f in section.figures])
+        if entry.diff is not None and entry.diff_ci is not None:
+            diffs = [_signed(entry.diff[f], entry.diff_ci[f]) for f in section.figures]
             table.add_row(Text("  diff", style="dim"), *diffs)
-    if section.get("skipped"):
-        table.caption = "left out: " + "; ".join(f"{name} ({why})" for name, why in section["skipped"].items())
+    if section.skipped:
+        table.caption = "left out: " + "; ".join(f"{name} ({why})" for name, why in section.skipped.items())
     return [table]
 
 
@@ -262,10 +285,10 @@ def _signed(value: float | None, interval: list[float | None]) -> Text:
     return _figure(value, interval, fmt="+.3f", sep=", ")
 
 
-def tau_sweep_tables(section: dict[str, Any]) -> list[Table]:
+def tau_sweep_tables(section: TauSweepSection) -> list[Table]:
     """``tau_sweep``: successful sabotage rate and share per agent at each tau, and role changes."""
-    points = section["points"]
-    agents = list(points[0]["agents"]) if points else []
+    points = section.points
+    agents = list(points[0].agents) if points else []
     tables = []
     for key, title in (
         ("successful_sabotage_rate", "Successful sabotage rate by tau"),
@@ -279,10 +302,11 @@ def tau_sweep_tables(section: dict[str, Any]) -> list[Table]:
         if key == "successful_sabotage_rate":
             table.add_column("pairs changing role", justify="right")
         for point in points:
-            row: list[Any] = [f"{point['tau']:.2f}"]
-            row += [_figure(point["agents"][n][key], point["agents"][n]["ci"][key]) for n in agents]
+            row: list[Any] = [f"{point.tau:.2f}"]
+            row += [_figure(getattr(point.agents[n], key), getattr(point.agents[n].ci, key)) for n in agents]
             if key == "successful_sabotage_rate":
-                row.append(str(point.get("changed_from_previous", {}).get("pairs", "-")))
+                changed = point.changed_from_previous
+                row.append("-" if changed is None else str(changed.pairs))
             table.add_row(*row)
         tables.append(table)
     return tables

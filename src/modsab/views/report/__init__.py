@@ -16,50 +16,20 @@ from pathlib import Path
 from typing import Any
 
 from modsab.core.diagnosis import Diagnosis
+from modsab.core.result import DiagnosisResult
+from modsab.views.report.data import ReportData
 from modsab.views.report.inputs import Extras, read_extras
 
-__all__ = ["Extras", "build_report", "read_extras", "report_from_path", "write_report"]
-
-#: Keys of the diagnosis JSON that ``diagnose`` itself writes; the rest of a run's
-#: ``diagnosis.json`` (later diagnostics) is added to the report.
-_BASE_KEYS = frozenset(
-    [
-        "n_instances",
-        "labels",
-        "tau",
-        "weights",
-        "fused_agents",
-        "baseline",
-        "baseline_top1",
-        "fusion_topk",
-        "agents",
-        "ci",
-        "sabotage_by_label",
-        "source",
-        "label_source",
-        "scale",
-        "k",
-        "bootstrap",
-        "n_without_gold",
-        "invalid_labels",
-        "invalid_label_examples",
-        "skipped",
-        "n_skipped",
-        "by_dataset",
-    ]
-)
+__all__ = ["Extras", "ReportData", "build_report", "read_extras", "report_from_path", "write_report"]
 
 
-def _merge(diagnosis: Diagnosis | dict[str, Any], extras: Extras) -> dict[str, Any]:
-    d = diagnosis.to_dict() if isinstance(diagnosis, Diagnosis) else dict(diagnosis)
-    for key, value in extras.diagnosis.items():
-        if key not in _BASE_KEYS and key not in d:
-            d[key] = value
-    return d
+def _merge(diagnosis: Diagnosis | DiagnosisResult | dict[str, Any], extras: Extras) -> ReportData:
+    """The typed diagnosis, with the sections of a run's ``diagnosis.json`` it lacks."""
+    return ReportData.read(diagnosis, extras.diagnosis)
 
 
 def build_report(
-    diagnosis: Diagnosis | dict[str, Any],
+    diagnosis: Diagnosis | DiagnosisResult | dict[str, Any],
     *,
     extras: Extras | None = None,
     descriptors: dict[str, dict[str, str]] | None = None,
@@ -70,9 +40,9 @@ def build_report(
     """The report as one HTML string.
 
     ``diagnosis`` is a :class:`~modsab.core.diagnosis.Diagnosis` (full report with the
-    instance browser) or its JSON dict (figures and tables only). ``descriptors`` and
-    ``raw_answers`` map instance id to ``{field or agent: text}``; ``config`` is shown
-    as the run's config. ``extras`` bundles all of these as read from a run directory.
+    instance browser), its typed result or its JSON dict (figures and tables only).
+    ``descriptors`` and ``raw_answers`` map instance id to ``{field or agent: text}``;
+    ``config`` is shown as the run's config. ``extras`` bundles all of these as read from a run directory.
     """
     from modsab.views.report.browser import instance_data, text_data
     from modsab.views.report.page import page
@@ -88,12 +58,12 @@ def build_report(
             raw_answers=raw_answers if raw_answers is not None else extras.raw_answers,
         )
     run_config = {**extras.config, **(config or {})}
-    name = title or f"modsab report: {Path(str(d.get('source') or 'predictions')).parent.name or 'run'}"
+    name = title or f"modsab report: {Path(d.result.source or 'predictions').parent.name or 'run'}"
     return page(d, instances=instances, texts=texts, config=run_config, notes=extras.notes, title=name)
 
 
 def write_report(
-    diagnosis: Diagnosis | dict[str, Any],
+    diagnosis: Diagnosis | DiagnosisResult | dict[str, Any],
     out: str | Path,
     *,
     figures: str | Path | None = None,

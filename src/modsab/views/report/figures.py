@@ -1,18 +1,27 @@
-"""Figure data: what every chart of the report shows, computed once from the diagnosis JSON.
+"""Figure data: what every chart of the report shows, computed once from the typed diagnosis.
 
 The inline SVG charts of the page (:mod:`modsab.views.report.svg`) and the static PNG/SVG
 files for papers (:mod:`modsab.views.report.static`) both draw these objects, so the two
-always show the same numbers. Sections produced by later diagnostics (``causal``,
-``calibration``, ``tau_sweep``) are read defensively: a shape we do not recognise
-gives no figure (the page still lists it as a table), never an error.
+always show the same numbers. The figures read the typed result
+(:class:`~modsab.views.report.data.ReportData`); a diagnostics section of another shape
+than modsab's (``causal``, ``calibration``, ``tau_sweep``; :attr:`ReportData.foreign`) is
+read defensively: a shape we do not recognise gives no figure (the page still lists it as
+a table), never an error.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from modsab.core.result import Summary
+from modsab.diagnostics.calibration import CalibrationFigures, CalibrationSection
+from modsab.diagnostics.causal import CausalSection
+from modsab.diagnostics.tau_sweep import TauSweepSection
+from modsab.views.report.data import ReportData
 
 #: Rates shown in the reliability profile, in this order, with their legend names.
 PROFILE_RATES: tuple[tuple[str, str], ...] = (
@@ -87,44 +96,47 @@ def number(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _interval(ci: dict[str, Any], key: str) -> tuple[float | None, float | None]:
-    pair = ci.get(key) if isinstance(ci, dict) else None
+def _interval(ci: Mapping[str, Any], key: str) -> tuple[float | None, float | None]:
+    pair = ci.get(key) if isinstance(ci, Mapping) else None
     if isinstance(pair, list | tuple) and len(pair) == 2:
         return number(pair[0]), number(pair[1])
     return None, None
 
 
-def _bar(summary: dict[str, Any], value: Any, ci_key: str) -> Bar:
-    low, high = _interval(summary.get("ci") or {}, ci_key)
+def _bar(summary: Summary, value: float | None, ci_key: str) -> Bar:
+    low, high = _interval(summary.ci, ci_key)
     return Bar(number(value), low, high)
+
+
+def _data(diagnosis: ReportData | Mapping[str, Any]) -> ReportData:
+    """The typed diagnosis (a JSON dict, ``to_dict()`` and any sections, is validated)."""
+    return diagnosis if isinstance(diagnosis, ReportData) else ReportData.read(diagnosis)
 
 
 # -- headline -------------------------------------------------------------------------------
 
 
-def _groups(diagnosis: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    groups = [("all", diagnosis)]
-    by_dataset = diagnosis.get("by_dataset")
-    if isinstance(by_dataset, dict) and len(by_dataset) > 1:
-        groups += [(str(name), summary) for name, summary in by_dataset.items() if isinstance(summary, dict)]
-    return groups
+def _groups(data: ReportData) -> list[tuple[str, Summary]]:
+    """All instances, then each dataset when there are several."""
+    groups = data.result.groups()
+    return groups if len(groups) > 2 else groups[:1]
 
 
-def headline(diagnosis: dict[str, Any]) -> BarChart:
+def headline(diagnosis: ReportData | Mapping[str, Any]) -> BarChart:
     """Fused top-1..top-k coverage per dataset, beside the baseline's top-1 when there is one."""
-    ks = sorted((diagnosis.get("fusion_topk") or {}), key=int)
-    has_baseline = any(number(s.get("baseline_top1")) is not None for _, s in _groups(diagnosis))
+    groups = _groups(_data(diagnosis))
+    ks = sorted(groups[0][1].fusion_topk, key=int)
+    has_baseline = any(number(s.baseline_top1) is not None for _, s in groups)
     series = (["Base T1"] if has_baseline else []) + [f"Fus T{k}" for k in ks]
     values = []
-    for _, summary in _groups(diagnosis):
-        row = [_bar(summary, summary.get("baseline_top1"), "baseline_top1")] if has_baseline else []
-        topk = summary.get("fusion_topk") or {}
-        row += [_bar(summary, topk.get(k), f"fusion_topk.{k}") for k in ks]
+    for _, summary in groups:
+        row = [_bar(summary, summary.baseline_top1, "baseline_top1")] if has_baseline else []
+        row += [_bar(summary, summary.fusion_topk[k], f"fusion_topk.{k}") for k in ks]
         values.append(row)
     return BarChart(
         "headline",
         "Fused top-k vs baseline",
-        [name for name, _ in _groups(diagnosis)],
+        [name for name, _ in groups],
         series,
         values,
         y_label="share of instances",
@@ -134,9 +146,29 @@ def headline(diagnosis: dict[str, Any]) -> BarChart:
 # -- reliability profile --------------------------------------------------------------------
 
 
-def _causal_rates(diagnosis: dict[str, Any]) -> dict[str, dict[str, Bar]]:
-    """``{agent: {rate name: Bar}}`` from a ``causal`` section, when it holds per-agent rates."""
-    causal = diagnosis.get("causal")
+#: The causal section's rates in the reliability profile, with their legend names.
+CAUSAL_RATES: tuple[tuple[str, str], ...] = (
+    ("causal_sabotage_rate", "causal sabotage"),
+    ("causal_contribution_rate", "causal contribution"),
+)
+
+
+def _causal_rates(data: ReportData) -> dict[str, dict[str, Bar]]:
+    """``{agent: {rate name: Bar}}`` from the ``causal`` section (its answered agents' rates)."""
+    causal = data.section("causal")
+    if not isinstance(causal, CausalSection):
+        return _foreign_causal_rates(causal)
+    out: dict[str, dict[str, Bar]] = {}
+    for agent, entry in causal.agents.items():
+        for key, name in CAUSAL_RATES:
+            value = number(getattr(entry, key))
+            if value is not None:
+                out.setdefault(agent, {})[name] = Bar(value, *_interval(causal.ci, f"agents.{agent}.{key}"))
+    return out
+
+
+def _foreign_causal_rates(causal: Any) -> dict[str, dict[str, Bar]]:
+    """:func:`_causal_rates` of a ``causal`` section of another shape, when it holds per-agent rates."""
     if not isinstance(causal, dict):
         return {}
     agents = causal.get("agents", causal)
@@ -159,29 +191,30 @@ def _causal_rates(diagnosis: dict[str, Any]) -> dict[str, dict[str, Bar]]:
     return out
 
 
-def reliability(diagnosis: dict[str, Any]) -> BarChart:
+def reliability(diagnosis: ReportData | Mapping[str, Any]) -> BarChart:
     """Per agent: contributor, potential and successful sabotage rates (and causal ones)."""
-    agents = list((diagnosis.get("agents") or {}).keys())
-    causal = _causal_rates(diagnosis)
+    data = _data(diagnosis)
+    summary = data.result
+    agents = list(summary.agents)
+    causal = _causal_rates(data)
     causal_names = sorted({name for rates in causal.values() for name in rates})
     series = [name for _, name in PROFILE_RATES] + causal_names
     values = []
-    for agent in agents:
-        entry = diagnosis["agents"][agent] or {}
-        row = [_bar(diagnosis, entry.get(key), f"agents.{agent}.{key}") for key, _ in PROFILE_RATES]
+    for agent, entry in summary.agents.items():
+        row = [_bar(summary, getattr(entry, key), f"agents.{agent}.{key}") for key, _ in PROFILE_RATES]
         row += [causal.get(agent, {}).get(name, Bar(None)) for name in causal_names]
         values.append(row)
     return BarChart("reliability", "Reliability profile per agent", agents, series, values, y_label="rate")
 
 
-def sabotage_heatmap(diagnosis: dict[str, Any], which: str = "successful_by_gold") -> Heatmap | None:
+def sabotage_heatmap(diagnosis: ReportData | Mapping[str, Any], which: str = "successful_by_gold") -> Heatmap | None:
     """Agent x label counts of successful sabotage (by gold label, or by the label pushed)."""
-    breakdown = diagnosis.get("sabotage_by_label") or {}
-    labels = [str(label) for label in diagnosis.get("labels") or []]
+    result = _data(diagnosis).result
+    breakdown, labels = result.sabotage_by_label, result.labels
     if not breakdown or not labels:
         return None
     rows = list(breakdown)
-    values = [[number((breakdown[a].get(which) or {}).get(label)) or 0.0 for label in labels] for a in rows]
+    values = [[float(getattr(breakdown[a], which)[label]) for label in labels] for a in rows]
     title = {
         "successful_by_gold": "Successful sabotage by gold label",
         "successful_by_pushed_label": "Successful sabotage by the label pushed",
@@ -190,7 +223,51 @@ def sabotage_heatmap(diagnosis: dict[str, Any], which: str = "successful_by_gold
     return Heatmap(f"heatmap_{which}", title, rows, labels, values, row_label="agent", column_label=column)
 
 
-# -- later diagnostics (read defensively) ---------------------------------------------------
+# -- later diagnostics: calibration --------------------------------------------------------
+
+
+def _reliability_line(agent: str, figures: CalibrationFigures) -> Line | None:
+    """The equal-width reliability diagram of one agent (bins without answers left out)."""
+    if figures.reliability is None:  # the agent never answered
+        return None
+    bins = figures.reliability.equal_width
+    line = Line(agent, [], [], [], [], [])
+    for confidence, accuracy, count in zip(bins.confidence, bins.accuracy, bins.count, strict=True):
+        if confidence is None:
+            continue
+        line.x.append(confidence)
+        line.y.append(number(accuracy))
+        line.low.append(None)
+        line.high.append(None)
+        line.count.append(count)
+    return line if line.x else None
+
+
+def _calibration_chart(key: str, line: Line, title: str) -> LineChart:
+    return LineChart(key, title, [line], x_label="confidence", y_label="accuracy", diagonal=True)
+
+
+def calibration(diagnosis: ReportData | Mapping[str, Any]) -> list[LineChart]:
+    """One reliability diagram per agent (all instances), with its ECE in the title."""
+    data = _data(diagnosis)
+    section = data.section("calibration")
+    if not isinstance(section, CalibrationSection):
+        return _foreign_calibration(section)
+    charts = []
+    for agent, figures in section.groups["all"].items():
+        line = _reliability_line(agent, figures)
+        if line is not None:
+            title = agent
+            ece = number(figures.ece)
+            if ece is not None:
+                low, high = _interval(figures.ci or {}, "ece")
+                title += f" · ECE {ece:.3f}" + ("" if low is None else f" [{low:.3f}, {high:.3f}]")
+            key = f"calibration_{re.sub(r'[^A-Za-z0-9_.-]', '_', agent)}_{len(charts)}"
+            charts.append(_calibration_chart(key, line, title))
+    return charts
+
+
+# -- sections of another shape (read defensively) -------------------------------------------
 
 _CONFIDENCE_KEYS = ("mean_confidence", "confidence", "avg_confidence", "conf", "mean_conf")
 _ACCURACY_KEYS = ("accuracy", "acc", "frequency", "observed", "hit_rate", "empirical")
@@ -255,9 +332,9 @@ def calibration_agents(section: Any) -> dict[str, Any]:
     return agents if isinstance(agents, dict) else {}
 
 
-def calibration(diagnosis: dict[str, Any]) -> list[LineChart]:
-    """One reliability diagram per agent, when the ``calibration`` section has bins."""
-    agents = calibration_agents(diagnosis.get("calibration"))
+def _foreign_calibration(section: Any) -> list[LineChart]:
+    """One reliability diagram per agent of a ``calibration`` section of another shape, when it has bins."""
+    agents = calibration_agents(section)
     charts = []
     for agent, entry in agents.items() if isinstance(agents, dict) else []:
         line = _calibration_line(str(agent), entry)
@@ -267,16 +344,8 @@ def calibration(diagnosis: dict[str, Any]) -> list[LineChart]:
             if ece is not None:
                 low, high = _interval(entry.get("ci") or {}, "ece")
                 title += f" · ECE {ece:.3f}" + ("" if low is None else f" [{low:.3f}, {high:.3f}]")
-            charts.append(
-                LineChart(
-                    f"calibration_{re.sub(r'[^A-Za-z0-9_.-]', '_', str(agent))}_{len(charts)}",
-                    title,
-                    [line],
-                    x_label="confidence",
-                    y_label="accuracy",
-                    diagonal=True,
-                )
-            )
+            key = f"calibration_{re.sub(r'[^A-Za-z0-9_.-]', '_', str(agent))}_{len(charts)}"
+            charts.append(_calibration_chart(key, line, title))
     return charts
 
 
@@ -321,8 +390,35 @@ TAU_RATES = (
 )
 
 
+def _tau_charts(section: TauSweepSection) -> list[LineChart]:
+    """modsab's ``tau_sweep``: per rate, one line per agent against tau, with intervals."""
+    points = sorted(section.points, key=lambda p: p.tau)
+    if len(points) < 2:
+        return []
+    agents = list(points[0].agents)
+    x = [p.tau for p in points]
+    charts = []
+    for key, title in TAU_RATES:
+        lines = []
+        for agent in agents:
+            entries = [p.agents[agent] for p in points]
+            intervals = [getattr(e.ci, key) for e in entries]
+            line = Line(
+                agent,
+                x,
+                [number(getattr(e, key)) for e in entries],
+                [number(low) for low, _ in intervals],
+                [number(high) for _, high in intervals],
+            )
+            if any(v is not None for v in line.y):
+                lines.append(line)
+        if lines:
+            charts.append(LineChart(f"tau_{key}", title, lines, x_label="tau", y_label="rate", x_range=(x[0], x[-1])))
+    return charts
+
+
 def _tau_points(section: dict[str, Any]) -> list[LineChart]:
-    """modsab's ``tau_sweep``: ``points: [{tau, agents: {name: {rate, ci: {rate: [lo, hi]}}}}]``."""
+    """A ``tau_sweep`` of another shape with ``points: [{tau, agents: {name: {rate, ci: {rate: [lo, hi]}}}}]``."""
     points = sorted((p for p in section["points"] if number(p.get("tau")) is not None), key=lambda p: p["tau"])
     if len(points) < 2:
         return []
@@ -344,9 +440,11 @@ def _tau_points(section: dict[str, Any]) -> list[LineChart]:
     return charts
 
 
-def tau_sweep(diagnosis: dict[str, Any]) -> list[LineChart]:
+def tau_sweep(diagnosis: ReportData | Mapping[str, Any]) -> list[LineChart]:
     """Rates against tau: per agent (modsab's ``points``), or one line per 0-1 column of rows."""
-    section = diagnosis.get("tau_sweep")
+    section = _data(diagnosis).section("tau_sweep")
+    if isinstance(section, TauSweepSection):
+        return _tau_charts(section)
     if isinstance(section, dict) and isinstance(section.get("points"), list):
         return _tau_points(section)
     rows = table_rows(section)
@@ -363,15 +461,16 @@ def tau_sweep(diagnosis: dict[str, Any]) -> list[LineChart]:
     return [LineChart("tau_sweep", "Rates against tau", lines, x_label="tau", y_label="rate", x_range=(x[0], x[-1]))]
 
 
-def all_figures(diagnosis: dict[str, Any]) -> list[Figure]:
-    """Every figure the diagnosis supports, in page order."""
-    figures: list[Figure] = [headline(diagnosis), reliability(diagnosis)]
+def all_figures(diagnosis: ReportData | Mapping[str, Any]) -> list[Figure]:
+    """Every figure the diagnosis supports, in page order (a JSON dict is validated first)."""
+    data = _data(diagnosis)
+    figures: list[Figure] = [headline(data), reliability(data)]
     for which in ("successful_by_gold", "successful_by_pushed_label"):
-        heat = sabotage_heatmap(diagnosis, which)
+        heat = sabotage_heatmap(data, which)
         if heat is not None:
             figures.append(heat)
-    figures += calibration(diagnosis)
-    figures += tau_sweep(diagnosis)
+    figures += calibration(data)
+    figures += tau_sweep(data)
     return figures
 
 

@@ -1,4 +1,4 @@
-"""The HTML page: sections from the diagnosis JSON, inline SVG, the instance browser.
+"""The HTML page: sections from the typed diagnosis, inline SVG, the instance browser.
 
 One file, no remote resource: the stylesheet and the script are inlined with a fresh
 nonce that the Content-Security-Policy names, so nothing else can run. Every text
@@ -14,8 +14,10 @@ from html import escape
 from importlib import resources
 from typing import Any
 
+from modsab.core.result import Summary
 from modsab.views.report import figures as fig
 from modsab.views.report.browser import json_for_script
+from modsab.views.report.data import ReportData
 from modsab.views.report.markup import table
 from modsab.views.report.sections import section_table
 from modsab.views.report.svg import render
@@ -32,8 +34,8 @@ def _asset(name: str) -> str:
     return resources.files("modsab.views.report").joinpath("assets", name).read_text(encoding="utf-8")
 
 
-def _ci(summary: dict[str, Any], key: str) -> str:
-    low, high = fig._interval(summary.get("ci") or {}, key)
+def _ci(summary: Summary, key: str) -> str:
+    low, high = fig._interval(summary.ci, key)
     return "" if low is None or high is None else f" [{low:.3f}, {high:.3f}]"
 
 
@@ -50,66 +52,64 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> list[list[Any]]:
 # -- sections --------------------------------------------------------------------------------
 
 
-def _run_section(d: dict[str, Any], config: dict[str, Any], notes: list[str]) -> str:
-    boot = d.get("bootstrap") or {}
+def _run_section(data: ReportData, config: dict[str, Any], notes: list[str]) -> str:
+    d = data.result
+    boot = d.bootstrap
     facts = [
-        ["source", d.get("source")],
-        ["instances", d.get("n_instances")],
-        ["labels", d.get("labels")],
-        ["label set", d.get("label_source")],
-        ["fused agents", d.get("fused_agents")],
-        ["baseline (Base T1)", d.get("baseline")],
-        ["fusion weights", d.get("weights")],
-        ["tau", d.get("tau")],
-        ["confidence scale", d.get("scale")],
-        ["bootstrap", f"{boot.get('resamples')} resamples, level {boot.get('level')}, seed {boot.get('seed')}"],
-        ["instances without gold", d.get("n_without_gold")],
-        ["records skipped", d.get("n_skipped")],
+        ["source", d.source],
+        ["instances", d.n_instances],
+        ["labels", d.labels],
+        ["label set", d.label_source],
+        ["fused agents", d.fused_agents],
+        ["baseline (Base T1)", d.baseline],
+        ["fusion weights", d.weights],
+        ["tau", d.tau],
+        ["confidence scale", d.scale],
+        ["bootstrap", f"{boot.resamples} resamples, level {boot.level}, seed {boot.seed}"],
+        ["instances without gold", d.n_without_gold],
+        ["records skipped", d.n_skipped],
     ]
     parts = ['<section id="run"><h2>Run</h2>', table(["", ""], [f for f in facts if f[1] is not None], cls="kv")]
     if config:
         parts += ["<h3>Config, model and prompt versions</h3>", table(["key", "value"], _flatten(config), cls="kv")]
-    agents = d.get("agents") or {}
-    examples = d.get("invalid_label_examples") or {}
+    examples = d.invalid_label_examples
     rows = [
-        [a, e.get("n"), e.get("abstained"), e.get("missing_records"), e.get("invalid_labels"), examples.get(a, [])]
-        for a, e in agents.items()
+        [a, e.n, e.abstained, e.missing_records, e.invalid_labels, examples.get(a, [])] for a, e in d.agents.items()
     ]
     parts += [
         "<h3>Answers per agent</h3>",
         table(["agent", "answered", "abstained", "missing records", "invalid labels", "invalid examples"], rows),
     ]
-    skipped = d.get("skipped") or []
+    skipped = d.skipped
     if skipped:
         parts.append(f"<h3>Skipped records ({len(skipped)})</h3>")
-        parts.append(table(["where", "reason"], [[s.get("where"), s.get("reason")] for s in skipped[:50]]))
+        parts.append(table(["where", "reason"], [[s.where, s.reason] for s in skipped[:50]]))
     for note in notes:
         parts.append(f'<p class="note">{escape(note)}</p>')
     parts.append("</section>")
     return "".join(parts)
 
 
-def _headline_section(d: dict[str, Any], chart: fig.BarChart) -> str:
-    groups = fig._groups(d)
-    ks = sorted((d.get("fusion_topk") or {}), key=int)
+def _headline_section(data: ReportData, chart: fig.BarChart) -> str:
+    groups = fig._groups(data)
+    ks = sorted(data.result.fusion_topk, key=int)
     headers = ["group", "n", "Base T1"] + [f"Fus T{k}" for k in ks]
     rows = []
     for name, s in groups:
-        base = s.get("baseline_top1")
-        row = [name, s.get("n_instances"), "–" if base is None else f"{base:.3f}{_ci(s, 'baseline_top1')}"]
+        base = s.baseline_top1
+        row = [name, s.n_instances, "–" if base is None else f"{base:.3f}{_ci(s, 'baseline_top1')}"]
         for k in ks:
-            v = (s.get("fusion_topk") or {}).get(k)
+            v = s.fusion_topk[k]
             row.append("–" if v is None else f"{v:.3f}{_ci(s, f'fusion_topk.{k}')}")
         rows.append(row)
-    level = (d.get("bootstrap") or {}).get("level")
-    note = f"Intervals: {level:.0%} percentile bootstrap over instances." if isinstance(level, float) else ""
+    note = f"Intervals: {data.result.bootstrap.level:.0%} percentile bootstrap over instances."
     return (
         '<section id="headline"><h2>Headline: fused top-k vs baseline</h2>'
         f'<div class="figs">{render(chart)}</div>{table(headers, rows)}<p class="note">{escape(note)}</p></section>'
     )
 
 
-def _profile_section(d: dict[str, Any], figures: list[fig.Figure]) -> str:
+def _profile_section(data: ReportData, figures: list[fig.Figure]) -> str:
     keys = [
         ("top1", "top-1"),
         ("contributor_share", "contributor share"),
@@ -117,13 +117,14 @@ def _profile_section(d: dict[str, Any], figures: list[fig.Figure]) -> str:
         ("successful_sabotage_share", "successful share"),
         ("success_given_potential", "success | potential"),
     ]
+    summary = data.result
     rows = []
-    for agent, e in (d.get("agents") or {}).items():
-        row = [agent, "yes" if e.get("fused") else "no"]
+    for agent, e in summary.agents.items():
+        row = [agent, "yes" if e.fused else "no"]
         for key, _ in fig.PROFILE_RATES:
-            v = e.get(key)
-            row.append("–" if v is None else f"{v:.3f}{_ci(d, f'agents.{agent}.{key}')}")
-        row += [e.get(key) for key, _ in keys[1:]]
+            v = getattr(e, key)
+            row.append("–" if v is None else f"{v:.3f}{_ci(summary, f'agents.{agent}.{key}')}")
+        row += [getattr(e, key) for key, _ in keys[1:]]
         rows.append(row)
     headers = ["agent", "fused"] + [name for _, name in fig.PROFILE_RATES] + [name for _, name in keys[1:]]
     heat = "".join(render(f) for f in figures if isinstance(f, fig.Heatmap))
@@ -136,25 +137,24 @@ def _profile_section(d: dict[str, Any], figures: list[fig.Figure]) -> str:
     )
 
 
-def _optional_sections(d: dict[str, Any], figures: list[fig.Figure]) -> list[tuple[str, str, str]]:
+def _optional_sections(data: ReportData, figures: list[fig.Figure]) -> list[tuple[str, str, str]]:
     """``(id, heading, html)`` of the sections later diagnostics add, when present."""
     out = []
     calibration = [f for f in figures if f.key.startswith("calibration_")]
-    if d.get("calibration") is not None:
+    section = data.section("calibration")
+    if section is not None:
         body = "".join(render(f) for f in calibration)
         out.append(
-            (
-                "calibration",
-                "Calibration",
-                f'<div class="figs">{body}</div>{section_table("calibration", d["calibration"])}',
-            )
+            ("calibration", "Calibration", f'<div class="figs">{body}</div>{section_table("calibration", section)}')
         )
-    if d.get("tau_sweep") is not None:
+    section = data.section("tau_sweep")
+    if section is not None:
         sweep = "".join(render(f) for f in figures if f.key.startswith("tau_"))
-        out.append(("tau", "Tau sweep", f'<div class="figs">{sweep}</div>{section_table("tau_sweep", d["tau_sweep"])}'))
+        out.append(("tau", "Tau sweep", f'<div class="figs">{sweep}</div>{section_table("tau_sweep", section)}'))
     for key, heading in OPTIONAL_TABLES:
-        if d.get(key) is not None:
-            out.append((key, heading, section_table(key, d[key])))
+        section = data.section(key)
+        if section is not None:
+            out.append((key, heading, section_table(key, section)))
     return out
 
 
@@ -181,7 +181,7 @@ descriptors. Role and agent combine: "agent" alone does nothing; with a role it 
 
 
 def page(
-    d: dict[str, Any],
+    data: ReportData,
     *,
     instances: dict[str, Any] | None,
     texts: str | None = None,
@@ -189,22 +189,22 @@ def page(
     notes: list[str],
     title: str,
 ) -> str:
-    figures = fig.all_figures(d)
+    figures = fig.all_figures(data)
     nonce = secrets.token_urlsafe(18)
     csp = (
         f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; img-src data:; "
         "base-uri 'none'; form-action 'none'"
     )
     sections = [("run", "Run"), ("headline", "Headline"), ("profile", "Reliability")]
-    optional = _optional_sections(d, figures)
+    optional = _optional_sections(data, figures)
     sections += [(sid, heading) for sid, heading, _ in optional]
     if instances is not None:
         sections.append(("instances", "Instances"))
     nav = "".join(f'<a href="#{sid}">{escape(heading)}</a>' for sid, heading in sections)
     body = [
-        _run_section(d, config, notes),
-        _headline_section(d, next(f for f in figures if f.key == "headline")),
-        _profile_section(d, figures),
+        _run_section(data, config, notes),
+        _headline_section(data, next(f for f in figures if f.key == "headline")),
+        _profile_section(data, figures),
     ]
     body += [f'<section id="{sid}"><h2>{escape(h)}</h2>{html}</section>' for sid, h, html in optional]
     generated = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -226,7 +226,7 @@ def page(
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)}</title>"
         f'<style nonce="{nonce}">{_asset("report.css")}</style></head><body>'
-        f"<header><h1>{escape(title)}</h1><p>{escape(str(d.get('n_instances')))} instances · "
-        f"{escape(str(d.get('source', '')))} · modsab {escape(__version__)} · {generated}</p></header>"
+        f"<header><h1>{escape(title)}</h1><p>{data.result.n_instances} instances · "
+        f"{escape(data.result.source)} · modsab {escape(__version__)} · {generated}</p></header>"
         f"<nav>{nav}</nav><main>{''.join(body)}</main>{''.join(scripts)}</body></html>\n"
     )

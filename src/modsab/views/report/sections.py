@@ -1,9 +1,10 @@
 """Tables of the diagnostics that other commands add to the diagnosis JSON.
 
-Each reader knows the section's shape as ``modsab diagnose --all`` writes it
-(``causal``, ``shapley``, ``calibration``, ``fusion_compare``, ``tau_sweep``) and
-falls back to a plain flattened table for any other shape, so a newer or foreign
-section still shows its numbers instead of breaking the report.
+Each reader takes the section's typed model (``causal``, ``shapley``, ``calibration``,
+``fusion_compare``, ``tau_sweep``, as ``modsab diagnose --all`` writes them); a section
+of another shape (:attr:`~modsab.views.report.data.ReportData.foreign`) gets a plain
+flattened table instead, so a newer or foreign section still shows its numbers instead
+of breaking the report.
 """
 
 from __future__ import annotations
@@ -12,6 +13,12 @@ from collections.abc import Callable
 from html import escape
 from typing import Any
 
+from modsab.core.typed import Model
+from modsab.diagnostics.calibration import CalibrationSection
+from modsab.diagnostics.causal import CausalSection
+from modsab.diagnostics.fusion_compare import FusionCompareSection
+from modsab.diagnostics.shapley import ShapleySection
+from modsab.diagnostics.tau_sweep import TauSweepSection
 from modsab.views.report.figures import calibration_agents, number, table_rows
 from modsab.views.report.markup import rows_table, table
 
@@ -28,70 +35,65 @@ def with_ci(value: Any, interval: Any) -> str:
     return f"{value:.3f}"
 
 
-def _calibration(section: dict[str, Any]) -> str:
+def _calibration(section: CalibrationSection) -> str:
     parts = []
-    for group, agents in section["groups"].items():
+    for group, agents in section.groups.items():
         rows = []
         for name, entry in agents.items():
-            variants = [(name, entry)] + [(f"{name} +{m}", e) for m, e in (entry.get("recalibrated") or {}).items()]
+            variants = [(name, entry)] + [(f"{name} +{m}", e) for m, e in (entry.recalibrated or {}).items()]
             for label, stats in variants:
-                ci = stats.get("ci") or {}
+                ci = stats.ci or {}  # absent when the agent never answered
                 rows.append(
-                    [label, stats.get("n")] + [with_ci(stats.get(k), ci.get(k)) for k in CALIBRATION_COLUMNS[1:]]
+                    [label, stats.n] + [with_ci(getattr(stats, k), ci.get(k)) for k in CALIBRATION_COLUMNS[1:]]
                 )
-        parts.append(f"<h3>{escape(str(group))}</h3>" if len(section["groups"]) > 1 else "")
+        parts.append(f"<h3>{escape(group)}</h3>" if len(section.groups) > 1 else "")
         parts.append(table(["agent", *[c.replace("_", " ") for c in CALIBRATION_COLUMNS]], rows))
-    if section.get("split"):
-        parts.append(
-            f'<p class="note">Recalibrated figures (+method) are held out: {escape(str(section["split"]))}.</p>'
-        )
+    if section.split:
+        parts.append(f'<p class="note">Recalibrated figures (+method) are held out: {escape(section.split)}.</p>')
     return "".join(parts)
 
 
-def _tau_sweep(section: dict[str, Any]) -> str:
-    points = section["points"]
-    agents = list(points[0]["agents"]) if points else []
+def _tau_sweep(section: TauSweepSection) -> str:
+    points = section.points
+    agents = list(points[0].agents) if points else []
     headers = ["tau", *[f"{a}: successful / potential" for a in agents]]
     rows = []
     for point in points:
-        row: list[Any] = [f"{point['tau']:.2f}"]
+        row: list[Any] = [f"{point.tau:.2f}"]
         for agent in agents:
-            entry = point["agents"][agent]
-            ci = entry.get("ci") or {}
+            entry = point.agents[agent]
             row.append(
-                f"{with_ci(entry.get('successful_sabotage_rate'), ci.get('successful_sabotage_rate'))} / "
-                f"{with_ci(entry.get('potential_sabotage_rate'), ci.get('potential_sabotage_rate'))}"
+                f"{with_ci(entry.successful_sabotage_rate, entry.ci.successful_sabotage_rate)} / "
+                f"{with_ci(entry.potential_sabotage_rate, entry.ci.potential_sabotage_rate)}"
             )
         rows.append(row)
     return table(headers, rows)
 
 
-def _fusion_compare(section: dict[str, Any]) -> str:
-    figures = section["figures"]
+def _fusion_compare(section: FusionCompareSection) -> str:
+    figures = section.figures
     rows = []
-    for name, entry in section["strategies"].items():
-        rows.append([name] + [with_ci(entry.get(f), (entry.get("ci") or {}).get(f)) for f in figures])
-        if "diff" in entry:
-            diff, diff_ci = entry["diff"], entry.get("diff_ci") or {}
-            rows.append(
-                [f"  diff vs {section.get('baseline')}"] + [with_ci(diff.get(f), diff_ci.get(f)) for f in figures]
-            )
+    for name, entry in section.strategies.items():
+        rows.append([name] + [with_ci(entry.rates[f], entry.ci[f]) for f in figures])
+        if entry.diff is not None and entry.diff_ci is not None:
+            diff, diff_ci = entry.diff, entry.diff_ci
+            rows.append([f"  diff vs {section.baseline}"] + [with_ci(diff[f], diff_ci[f]) for f in figures])
     note = "Differences are paired over the same bootstrap resamples."
-    for name, why in (section.get("skipped") or {}).items():
-        note += f" Left out: {escape(str(name))} ({escape(str(why))})."
+    for name, why in section.skipped.items():
+        note += f" Left out: {escape(name)} ({escape(why)})."
     return table(["strategy", *[f.replace("_", " ") for f in figures]], rows) + f'<p class="note">{note}</p>'
 
 
-def _causal(section: dict[str, Any]) -> str:
-    ci = section.get("ci") or {}
+def _causal(section: CausalSection) -> str:
+    ci = section.ci
     keys = ("causal_sabotage_rate", "paper_successful_sabotage_rate", "causal_contribution_rate", "causal_given_paper")
     rows = []
-    for name, entry in section["agents"].items():
-        disagreement = entry.get("disagreement") or {}
+    for name, entry in section.agents.items():
+        disagreement = entry.disagreement
         rows.append(
             [name]
-            + [with_ci(entry.get(k), ci.get(f"agents.{name}.{k}")) for k in keys]
-            + [disagreement.get(k) for k in ("both", "paper_only", "causal_only")]
+            + [with_ci(getattr(entry, k), ci.get(f"agents.{name}.{k}")) for k in keys]
+            + [disagreement.both, disagreement.paper_only, disagreement.causal_only]
         )
     headers = [
         "agent",
@@ -104,20 +106,27 @@ def _causal(section: dict[str, Any]) -> str:
         "causal only",
     ]
     parts = [table(headers, rows), '<p class="note">Causal: fuse again without the agent; rates over answered.</p>']
-    pairs = section.get("pairs") or {}
-    if pairs:
-        pair_keys = ("jointly_causal_rate", "only_jointly_rate")
-        pair_rows = [[n] + [with_ci(e.get(k), ci.get(f"pairs.{n}.{k}")) for k in pair_keys] for n, e in pairs.items()]
+    if section.pairs:
+        pair_rows = [
+            [
+                n,
+                with_ci(e.jointly_causal_rate, ci.get(f"pairs.{n}.jointly_causal_rate")),
+                with_ci(e.only_jointly_rate, ci.get(f"pairs.{n}.only_jointly_rate")),
+            ]
+            for n, e in section.pairs.items()
+        ]
         parts += ["<h3>Pairwise removal</h3>", table(["pair", "jointly causal", "only jointly"], pair_rows)]
     return "".join(parts)
 
 
-def _shapley(section: dict[str, Any]) -> str:
-    values = section["values"]
+def _shapley(section: ShapleySection) -> str:
+    values = section.values
     parts = []
-    for group, entry in section["groups"].items():
-        rows = [[a] + [with_ci(v[x]["mean"], v[x].get("ci")) for x in values] for a, v in entry["agents"].items()]
-        parts.append(f"<h3>{escape(str(group))} (n = {escape(str(entry.get('n_instances')))}; mean per instance)</h3>")
+    for group, entry in section.groups.items():
+        rows = [
+            [a] + [with_ci(means.value(x).mean, means.value(x).ci) for x in values] for a, means in entry.agents.items()
+        ]
+        parts.append(f"<h3>{escape(group)} (n = {entry.n_instances}; mean per instance)</h3>")
         parts.append(table(["agent", *[f"phi({x})" for x in values]], rows))
     return "".join(parts)
 
@@ -135,10 +144,8 @@ READERS: dict[str, tuple[Callable[[Any], str], Callable[[Any], str]]] = {
 }
 
 
-def section_table(key: str, section: Any) -> str:
-    """The table(s) of one diagnostics section; the generic table when its shape is unknown."""
+def section_table(key: str, section: Model | Any) -> str:
+    """The table(s) of one diagnostics section: its model's, or the generic table for a
+    section of another shape (plain JSON)."""
     specific, generic = READERS[key]
-    try:
-        return specific(section)
-    except (KeyError, TypeError, AttributeError, IndexError, ValueError):
-        return generic(section)
+    return specific(section) if isinstance(section, Model) else generic(section)
