@@ -119,13 +119,28 @@ def request_errors(request: dict[str, Any]) -> str | None:
                 try:
                     list(content)
                 except ValidationError as error:
-                    first = error.errors()[0]
+                    first = _member_error(error.errors(), request["messages"][index].get("content"))
                     where = ".".join(str(part) for part in first["loc"])
                     return f"messages.{index}.content.{where}: {first['msg']}"
     except ValidationError as error:
         first = error.errors()[0]
         return f"{'.'.join(str(part) for part in first['loc'])}: {first['msg']}"
     return None
+
+
+#: union member of a content part, by its ``type``
+_MEMBERS = {"text": "TextParam", "image_url": "ImageParam", "input_audio": "InputAudioParam", "file": "File"}
+
+
+def _member_error(errors: list[dict[str, Any]], content: Any) -> dict[str, Any]:
+    """Of a union's errors, the one of the member the part's ``type`` names (else the first)."""
+    for error in errors:
+        index = error["loc"][0] if error["loc"] and isinstance(error["loc"][0], int) else None
+        part = content[index] if isinstance(content, list) and index is not None and index < len(content) else {}
+        member = _MEMBERS.get(part.get("type") if isinstance(part, dict) else None)
+        if member and any(isinstance(loc, str) and loc.endswith(member) for loc in error["loc"]):
+            return error
+    return errors[0]
 
 
 def _part_types(request: dict[str, Any]) -> set[str]:
