@@ -252,3 +252,23 @@ def test_bad_media_keys_are_errors_naming_the_key(tmp_path, capsys, agent, messa
     path = tmp_path / "bad.toml"
     path.write_text(f'[dataset]\nloader = "manifest"\npath = "x.jsonl"\n[[agents]]\n{agent}')
     assert message in exits_2(capsys, "run", str(path))
+
+
+def test_agents_run_cli_sends_media_from_the_rows_frame_columns(tmp_path):
+    rows = tmp_path / "descriptors.jsonl"
+    jpeg(tmp_path / "p0.jpg", 0)
+    rows.write_text(json.dumps({"instance_id": "c0", "gold": "anger", "face_description": "Brow Lowerer.",
+                                "peak_frame_path": "p0.jpg"}) + "\n")  # relative to the file
+    with StubServer(validate=True) as server:
+        result = CliRunner().invoke(app, [
+            "agents", "run", str(rows), "--base-url", server.url, "--model", "stub-vlm", "--agents", "vision_media",
+            "--prompt", "vision_media=vision", "--media", "vision_media=peak_frame", "--run", str(tmp_path / "run"),
+            "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert server.invalid == [] and len(server.requests) == 1
+    text, image = user_parts(server.requests[0])
+    assert "Brow Lowerer." in text["text"]  # the vision prompt's default fields
+    assert base64.b64decode(image["image_url"]["url"].split(",", 1)[1]) == (tmp_path / "p0.jpg").read_bytes()
+    bad = CliRunner().invoke(app, ["agents", "run", str(rows), "--base-url", server.url, "--model", "m",
+                                   "--media", "vision=video", "--run", str(tmp_path / "r2")])
+    assert bad.exit_code != 0 and "unknown media 'video'" in str(bad.exception)

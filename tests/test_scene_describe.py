@@ -317,3 +317,27 @@ def test_a_real_vision_model_describes_the_ravdess_peak_frame_without_naming_a_s
     text = row["visual_objective_description"]
     assert isinstance(text, str) and len(text.split()) >= 5
     assert not leakage_checker(PRESETS["ravdess"]).find(text)
+
+
+def test_modsab_describe_writes_key_frames_and_the_scene_column(tmp_path):
+    needs_describe_extra()
+    import pandas as pd
+
+    clip = video(tmp_path / "grey.mp4", seconds=1.5, size=(1280, 720))  # no face: the middle frame
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"instance_id,video_path\ng1,{clip}\n")
+    out = tmp_path / "d.parquet"
+    with StubServer(validate=True, responder=lambda r: chat_reply(OBJECTIVE)) as server:
+        args = ["describe", str(manifest), "--out", str(out), "--no-asr", "-q", "--scene-url", server.url,
+                "--scene-model", "stub-vlm", "--scene-frames", "2", "--keyframes", "3"]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and len(server.requests) == 1  # the rerun is served from the store
+    assert server.invalid == []
+    row = pd.read_parquet(out).iloc[0]
+    assert row["visual_objective_description"] == OBJECTIVE and row["scene_status"] == "ok"
+    paths = json.loads(row["frame_paths"])
+    assert len(paths) == 3 and Path(paths[0]).parent == tmp_path / "d.frames"
+    assert len(server.requests[0]["messages"][1]["content"]) == 3  # text + the first two frames
+    assert "scene (stub-vlm): 1 described, 0 withheld" in " ".join(result.output.split())
