@@ -272,3 +272,12 @@ def test_agents_run_cli_sends_media_from_the_rows_frame_columns(tmp_path):
     bad = CliRunner().invoke(app, ["agents", "run", str(rows), "--base-url", server.url, "--model", "m",
                                    "--media", "vision=video", "--run", str(tmp_path / "r2")])
     assert bad.exit_code != 0 and "unknown media 'video'" in str(bad.exception)
+
+
+def test_a_media_file_that_is_gone_fails_that_answer_not_the_run(tmp_path):
+    items = instances(tmp_path, n=3)
+    (tmp_path / "peak1.jpg").unlink()
+    with StubServer(validate=True) as server:
+        result = run_agents(items, config(server, tmp_path), tmp_path / "run")
+    assert result.counts["vision_media"]["ok"] == 2 and result.counts["vision_media"]["error"] == 1
+    assert any("cannot read the media" in e and "peak1.jpg" in e for e in result.stats.errors)

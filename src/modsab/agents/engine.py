@@ -502,8 +502,21 @@ class AgentRunner:
 
     # -- one answer ------------------------------------------------------------------------
 
+    def _unreadable_media(self, instance: Instance, agent: str, error: Exception) -> None:
+        """A media file that cannot be read (deleted, damaged) fails this answer, not the run."""
+        self.stats.failed += 1
+        message = f"cannot read the media: {getattr(error, 'message', None) or error}"
+        if len(self.stats.errors) < 20:
+            self.stats.errors.append(f"{instance.instance_id}/{agent}: {message}")
+        self.store.record_answer(instance.instance_id, agent, status="error", answer=None, raw=None,
+                                 call_key=None, error=message)
+
     async def answer(self, instance: Instance, agent: str) -> None:
-        built = self.messages(instance, agent)
+        try:
+            built = self.messages(instance, agent)
+        except (OSError, InputError) as error:
+            self._unreadable_media(instance, agent, error)
+            return
         if built is None:
             self.store.record_answer(
                 instance.instance_id,

@@ -167,7 +167,11 @@ class DescriptionRunner(AgentRunner):
         check_media_support(self.backend, {self.describer.kind: (self.describer.media_kind,)}, what="descriptor")
 
     async def answer(self, instance: Instance, agent: str) -> None:
-        built = self.messages(instance, agent)
+        try:
+            built = self.messages(instance, agent)
+        except (OSError, InputError) as error:
+            self._unreadable_media(instance, agent, error)
+            return
         if built is None:
             self.store.record_answer(instance.instance_id, agent, status="missing", answer=None, raw=None,
                                      call_key=None, error=f"no {self.describer.media_kind} for this instance")
