@@ -341,3 +341,23 @@ def test_modsab_describe_writes_key_frames_and_the_scene_column(tmp_path):
     assert len(paths) == 3 and Path(paths[0]).parent == tmp_path / "d.frames"
     assert len(server.requests[0]["messages"][1]["content"]) == 3  # text + the first two frames
     assert "scene (stub-vlm): 1 described, 0 withheld" in " ".join(result.output.split())
+
+
+def test_the_api_key_is_sent_to_the_endpoint_and_never_stored(tmp_path, monkeypatch):
+    media = frames(tmp_path, n_clips=1, per_clip=1)
+    secret = "sk-test-4f9a2c7e"
+    monkeypatch.setenv("MODSAB_TEST_VLM_KEY", secret)
+
+    def responder(request, headers):
+        return chat_reply(f"The face is lit from the left; header {headers.get('authorization')}.")
+
+    with StubServer(responder=responder) as server:
+        results, _ = run_describer(scene(server, api_key_env="MODSAB_TEST_VLM_KEY"), media,
+                                   store_dir=tmp_path / "s", cache_dir=tmp_path / "cache")
+    assert "***" in results["c0"].text and secret not in results["c0"].text
+    dumps = {}
+    for path in (tmp_path / "s" / "run.sqlite", tmp_path / "cache" / "cache.sqlite"):
+        with sqlite3.connect(path) as db:
+            dumps[path.name] = "\n".join(db.iterdump())
+    assert all(secret not in dump for dump in dumps.values())
+    assert "MODSAB_TEST_VLM_KEY" in dumps["run.sqlite"]  # the variable's name is what the store keeps
