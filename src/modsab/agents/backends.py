@@ -34,15 +34,19 @@ MAX_RAW_BODY = 100_000
 
 
 class BackendError(Exception):
-    def __init__(self, message: str, *, raw: str | None = None) -> None:
+    def __init__(self, message: str, *, raw: str | None = None, status: int | None = None) -> None:
         super().__init__(message)
         #: the response body as received, when there was one (stored with a failed call)
         self.raw = raw
+        #: the HTTP status of the server's answer, when it answered
+        self.status = status
 
 
 class TransientError(BackendError):
-    def __init__(self, message: str, *, retry_after: float | None = None, raw: str | None = None) -> None:
-        super().__init__(message, raw=raw)
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, raw: str | None = None, status: int | None = None
+    ) -> None:
+        super().__init__(message, raw=raw, status=status)
         self.retry_after = retry_after
 
 
@@ -51,8 +55,10 @@ class FormatRejected(BackendError):
 
 
 class PermanentError(BackendError):
-    def __init__(self, message: str, *, raw: str | None = None, attempts: int = 0) -> None:
-        super().__init__(message, raw=raw)
+    def __init__(
+        self, message: str, *, raw: str | None = None, attempts: int = 0, status: int | None = None
+    ) -> None:
+        super().__init__(message, raw=raw, status=status)
         self.attempts = attempts
 
 
@@ -61,6 +67,9 @@ class Backend(Protocol):
     kind: str
     base_url: str
     model: str
+    #: content-part types it takes ("text", "image_url", "input_audio"); ``None``: unknown,
+    #: the server says (its first request with a media part is sent alone, see the engine)
+    accepts: frozenset[str] | None
 
     async def complete(
         self,
@@ -115,6 +124,7 @@ class OpenAIBackend:
     """
 
     kind = "chat"
+    accepts = None  # what a server's model takes is known only by asking it
 
     def __init__(
         self, *, base_url: str, model: str, api_key: str | None, timeout: float = 60.0
@@ -194,12 +204,12 @@ class OpenAIBackend:
             if response_format is not None and (
                 status in (400, 422) or (status >= 500 and "response_format" in message)
             ):  # llama.cpp's server answers an unsupported json_schema with a 500
-                raise FormatRejected(message, raw=raw) from None
+                raise FormatRejected(message, raw=raw, status=status) from None
             if status == 429 or status >= 500 or status == 408:
                 raise TransientError(
-                    message, retry_after=parse_retry_after(error.response.headers), raw=raw
+                    message, retry_after=parse_retry_after(error.response.headers), raw=raw, status=status
                 ) from None
-            raise PermanentError(message, raw=raw) from None
+            raise PermanentError(message, raw=raw, status=status) from None
         except (openai.APITimeoutError, openai.APIConnectionError) as error:
             raise TransientError(self._scrub(f"{type(error).__name__}: {error}")) from None
         except openai.APIResponseValidationError as error:

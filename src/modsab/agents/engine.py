@@ -19,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from modsab.agents import media as media_parts
 from modsab.agents.answer import AgentAnswer, AnswerError, answer_schema, parse_answer
 from modsab.agents.backends import (
     Backend,
@@ -105,6 +106,46 @@ class BudgetExhausted(Exception):
     pass
 
 
+class MediaRejected(PermanentError):
+    """The endpoint refused a request because of a media part it cannot take: the run
+    stops at this first call with an error naming the endpoint and the part."""
+
+    def __init__(self, message: str, *, part: str, raw: str | None = None, attempts: int = 0) -> None:
+        super().__init__(message, raw=raw, attempts=attempts)
+        self.part = part
+
+
+#: Words in an error body that say the server does not take a media part.
+_MEDIA_WORDS = {
+    "image_url": ("image", "vision", "mmproj", "multimodal", "clip"),
+    "input_audio": ("audio", "input_audio", "multimodal"),
+}
+
+
+def _names_part(message: str, part: str) -> bool:
+    text = message.lower()
+    return any(word in text for word in _MEDIA_WORDS.get(part, (part,)))
+
+
+def check_media_support(backend: Backend, wanted: Mapping[str, Any], *, what: str = "agent") -> None:
+    """An error before any call when a backend says it cannot take a wanted part.
+
+    ``wanted`` maps a name (agent or descriptor) to the media kinds it sends. Backends may
+    declare ``accepts`` (content-part types they take); servers that do not are asked."""
+    accepts = getattr(backend, "accepts", None)
+    if accepts is None:
+        return
+    for name, kinds in wanted.items():
+        for kind in kinds:
+            part = media_parts.PART_TYPE[kind]
+            if part not in accepts:
+                raise InputError(
+                    f"{backend.base_url} (model {backend.model}) cannot take {media_parts.PART_NAMES[part]} "
+                    f"parts, which {what} '{name}' sends ('{kind}')",
+                    hint="use an OpenAI-compatible endpoint whose model accepts them (base_url), or drop the media",
+                )
+
+
 class RateLimiter:
     """Requests/min and tokens/min as two token buckets refilled continuously."""
 
@@ -172,6 +213,16 @@ class GenerationParams:
         return {key: value for key, value in vars(self).items() if value is not None}
 
 
+def _rejected(message: str, raw: str | None, attempts: int, status: int | None) -> PermanentError:
+    error = PermanentError(message, raw=raw, attempts=attempts, status=status)
+    error.rejected = True
+    return error
+
+
+#: statuses with which a server refuses a request it cannot take (bad or too large a part)
+_REFUSALS = (400, 413, 415, 422, 500)
+
+
 class AgentRunner:
     """Runs agents over instances with one backend, one store and an optional cache."""
 
@@ -188,6 +239,8 @@ class AgentRunner:
         budget: Budget | None = None,
         params: GenerationParams | None = None,
         on_update: Callable[[Stats], None] | None = None,
+        media: Mapping[str, Sequence[str]] | None = None,
+        templates: Mapping[str, str] | None = None,
     ) -> None:
         self.backend = backend
         self.store = store
@@ -204,17 +257,40 @@ class AgentRunner:
         self.formats = response_formats(answer_schema(labels))
         self.format_index = 0
         self._stop = False
+        #: media kinds each agent is sent beside its text (``peak_frame``, ``frames``, ``audio``)
+        self.media = {agent: tuple(kinds) for agent, kinds in (media or {}).items() if kinds}
+        #: prompt template per agent (default: the agent's name)
+        self.templates = dict(templates or {})
+        #: content-part types the endpoint has taken once; until then one request at a time
+        self.verified_parts: set[str] = set()
+        self._media_gate = asyncio.Lock()
+        self.media_error: MediaRejected | None = None
 
     # -- messages -------------------------------------------------------------------
 
+    def template(self, agent: str) -> str:
+        """The prompt template an agent uses (its ``templates`` entry, else its name)."""
+        return self.templates.get(agent, agent)
+
+    def media_for(self, instance: Instance, agent: str) -> list[dict[str, Any]]:
+        """The media content parts this agent is sent for this instance (files it has)."""
+        parts: list[dict[str, Any]] = []
+        for kind in self.media.get(agent, ()):
+            paths = instance.media.get(kind) or ()
+            if paths:
+                parts += media_parts.media_parts(kind, list(paths))
+        return parts
+
     def messages(
         self, instance: Instance, agent: str
-    ) -> tuple[list[dict[str, str]], dict[str, Any]] | None:
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
         """The agent's messages and generation params, or ``None`` when it has no input."""
         view = instance.view(self.fields.for_agent(agent))
-        if not view:
+        attached = self.media_for(instance, agent)
+        if not view and not attached:
             return None
         labels = ", ".join(self.labels.labels)
+        template = self.template(agent)
         if self.backend.kind == "scorer":
             prompt = self.prompts.render("scorer", descriptors=delimit(view))
             blank = self.prompts.render("scorer", descriptors=delimit(dict.fromkeys(view, "N/A")))
@@ -223,14 +299,20 @@ class AgentRunner:
         system = self.prompts.render(
             "system",
             agent_name=agent,
-            modality=MODALITY_NAMES.get(agent, agent),
+            modality=MODALITY_NAMES.get(template, template),
             labels=labels,
             max_candidates=len(self.labels),
         )
-        user = self.prompts.render(agent, descriptors=delimit(view), labels=labels)
+        user = self.prompts.render(template, descriptors=delimit(view) if view else "(no text descriptors)",
+                                   labels=labels)
+        content: str | list[dict[str, Any]] = user
+        if attached:
+            kinds = [kind for kind in self.media.get(agent, ()) if instance.media.get(kind)]
+            note = self.prompts.render("media", attached=", ".join(media_parts.describe_kinds(kinds)))
+            content = [media_parts.text_part(user + "\n" + note), *attached]
         return [
             {"role": "system", "content": system},
-            {"role": "user", "content": user},
+            {"role": "user", "content": content},
         ], self.params.as_dict()
 
     def repair_messages(
@@ -241,11 +323,11 @@ class AgentRunner:
 
     # -- one call -----------------------------------------------------------------------
 
-    def _key(self, messages: list[dict[str, str]], params: Mapping[str, Any]) -> str:
+    def _key(self, messages: list[dict[str, Any]], params: Mapping[str, Any]) -> str:
         return cache_key(
             base_url=self.backend.base_url,
             model=self.backend.model,
-            messages=messages,
+            messages=media_parts.redact(messages),  # media by content hash: the key covers the bytes
             params=params,
             prompt_version=self.prompts.version,
         )
@@ -260,7 +342,7 @@ class AgentRunner:
     ) -> tuple[str, CachedResponse]:
         """One logical call: from the run store, the cache, or the server (with retries)."""
         key = self._key(messages, params)
-        request = {"messages": messages, "params": dict(params)}
+        request = {"messages": media_parts.redact(messages), "params": dict(params)}
         record = partial(
             self.store.record_call,
             key,
@@ -285,7 +367,7 @@ class AgentRunner:
             return key, found
         if self._stop:
             raise BudgetExhausted(self.stats.stopped or "stopped")
-        estimate = sum(len(m["content"]) for m in messages) // 4 + 1
+        estimate = media_parts.estimate_tokens(messages)
         max_output = int(params.get("max_tokens", 0))
         if not self.budget.reserve(estimate, max_output):
             self._stop = True
@@ -293,7 +375,7 @@ class AgentRunner:
             raise BudgetExhausted("budget reached")
         completion, started = None, time.monotonic()
         try:
-            completion, attempts = await self._send(messages, params)
+            completion, attempts = await self._send_checked(messages, params)
         except PermanentError as error:
             record(
                 response=error.raw,  # the body as received (scrubbed), kept with the failure
@@ -335,29 +417,69 @@ class AgentRunner:
             )
         return key, found
 
+    async def _send_checked(self, messages, params):
+        """:meth:`_send`, with the first request of each media part type sent alone: a
+        server that refuses it stops the run there (:class:`MediaRejected`), before the
+        other instances are asked."""
+        parts = media_parts.part_types(messages)
+        if parts <= self.verified_parts:
+            return await self._send(messages, params)
+        async with self._media_gate:
+            if self.media_error is not None:  # another request found it: stop quietly
+                raise BudgetExhausted("media rejected")
+            if parts <= self.verified_parts:
+                unverified = None
+            else:
+                unverified = sorted(parts - self.verified_parts)
+                try:
+                    result = await self._send(messages, params)
+                except PermanentError as error:
+                    named = [p for p in unverified if _names_part(str(error), p)]
+                    refused = getattr(error, "rejected", False) and (error.status in _REFUSALS or named)
+                    if not refused:  # gave up after retries, a bad key, no such model: not the part
+                        raise
+                    part = (named or unverified)[0]
+                    self.media_error = MediaRejected(
+                        f"{self.backend.base_url} (model {self.backend.model}) rejected the first request "
+                        f"with {media_parts.PART_NAMES.get(part, part)} parts: {error}",
+                        part=part, raw=error.raw, attempts=error.attempts,
+                    )
+                    self._stop = True
+                    self.stats.stopped = "media rejected"
+                    raise self.media_error from None
+                self.verified_parts |= parts
+                return result
+        return await self._send(messages, params)
+
     async def _send(self, messages, params):
         """Send with retries and response-format fallback; returns (completion, attempts)."""
         attempt = 0
+        media = media_parts.part_types(messages)
         while True:
             attempt += 1
-            estimate = sum(len(m["content"]) for m in messages) // 4 + int(
-                params.get("max_tokens", 0)
-            )
+            estimate = media_parts.estimate_tokens(messages) + int(params.get("max_tokens", 0))
             await self.limiter.acquire(estimate)
             index = self.format_index
             self.stats.requests += 1
             try:
                 completion = await self.backend.complete(messages, params, self.formats[index])
             except FormatRejected as error:
+                if media and any(_names_part(str(error), part) for part in media):
+                    # the server refused the media part, not the response format
+                    raise _rejected(str(error), error.raw, attempt, error.status) from None
                 if index + 1 >= len(self.formats):
-                    raise PermanentError(str(error), raw=error.raw, attempts=attempt) from None
+                    raise _rejected(str(error), error.raw, attempt, error.status) from None
                 self.format_index = max(self.format_index, index + 1)
                 attempt -= 1
                 continue
             except PermanentError as error:
                 error.attempts = attempt
+                error.rejected = True  # the server answered: it refused the request
                 raise
             except TransientError as error:
+                if media and error.status == 500 and any(_names_part(str(error), p) for p in media):
+                    # llama.cpp's server answers an image it cannot take with a 500
+                    raise _rejected(str(error), error.raw, attempt, error.status) from None
                 if attempt > self.limits.max_retries:
                     raise PermanentError(
                         f"gave up after {attempt} attempts: {error}", raw=error.raw, attempts=attempt
@@ -380,8 +502,21 @@ class AgentRunner:
 
     # -- one answer ------------------------------------------------------------------------
 
+    def _unreadable_media(self, instance: Instance, agent: str, error: Exception) -> None:
+        """A media file that cannot be read (deleted, damaged) fails this answer, not the run."""
+        self.stats.failed += 1
+        message = f"cannot read the media: {getattr(error, 'message', None) or error}"
+        if len(self.stats.errors) < 20:
+            self.stats.errors.append(f"{instance.instance_id}/{agent}: {message}")
+        self.store.record_answer(instance.instance_id, agent, status="error", answer=None, raw=None,
+                                 call_key=None, error=message)
+
     async def answer(self, instance: Instance, agent: str) -> None:
-        built = self.messages(instance, agent)
+        try:
+            built = self.messages(instance, agent)
+        except (OSError, InputError) as error:
+            self._unreadable_media(instance, agent, error)
+            return
         if built is None:
             self.store.record_answer(
                 instance.instance_id,
@@ -417,6 +552,8 @@ class AgentRunner:
                     )
                     return
         except PermanentError as error:
+            if isinstance(error, MediaRejected):
+                error.agent = agent
             self.stats.failed += 1
             if len(self.stats.errors) < 20:
                 self.stats.errors.append(f"{instance.instance_id}/{agent}: {error}")
@@ -442,14 +579,40 @@ class AgentRunner:
 
     # -- all answers -------------------------------------------------------------------
 
-    async def run(self, instances: list[Instance], agents: list[str]) -> Stats:
+    def check(self, agents: Sequence[str]) -> None:
+        """What would stop the run, found before any call: fields, templates, media."""
         for agent in agents:
             self.fields.for_agent(agent)
-            if self.backend.kind != "scorer" and agent not in self.prompts.templates:
+            template = self.template(agent)
+            if self.backend.kind != "scorer" and template not in self.prompts.templates:
                 raise InputError(
                     f"no prompt template for agent '{agent}'",
-                    hint=f"add {agent}.txt to a --prompts folder",
+                    hint=f"add {template}.txt to a --prompts folder",
                 )
+            if self.backend.kind == "scorer" and self.media.get(agent):
+                raise InputError(
+                    f"agent '{agent}' is sent media ({', '.join(self.media[agent])}), which a scorer "
+                    f"({self.backend.model}) cannot read",
+                    hint="use an llm agent on an endpoint whose model accepts the media",
+                )
+        check_media_support(self.backend, {a: self.media[a] for a in agents if self.media.get(a)})
+
+    def media_failure(self) -> InputError | None:
+        """The run's media rejection as an error for the user (``None`` when there was none)."""
+        error = self.media_error
+        if error is None:
+            return None
+        agent = getattr(error, "agent", None)
+        kinds = [k for k in self.media.get(agent, ()) if media_parts.PART_TYPE[k] == error.part]
+        return InputError(
+            str(error),
+            item=f"agent '{agent}'" if agent else None,
+            hint=(f"use a model that accepts {media_parts.PART_NAMES.get(error.part, error.part)} input, "
+                  f"or remove {', '.join(repr(k) for k in kinds) or 'the media'} from the agent's media"),
+        )
+
+    async def run(self, instances: list[Instance], agents: list[str]) -> Stats:
+        self.check(agents)
         finished = self.store.done()
         pending = [
             (instance, agent)
@@ -479,4 +642,7 @@ class AgentRunner:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
         self.on_update(self.stats)
+        failure = self.media_failure()
+        if failure is not None:
+            raise failure
         return self.stats

@@ -23,7 +23,7 @@ from modsab.contract.labels import Leak, LeakageChecker
 #: names and the generic names are accepted; absent fields are skipped.
 DEFAULT_FIELDS: dict[str, tuple[str, ...]] = {
     "text": ("transcript",),
-    "audio": ("audio_description",),
+    "audio": ("audio_description", "audio_llm_description"),
     "vision": (
         "visual_expression_description",
         "face_units",
@@ -53,6 +53,9 @@ class Instance:
     gold: str | None = None
     dataset: str | None = None
     line: int | None = None
+    #: media files per kind (``peak_frame``, ``frames``, ``audio``), sent to agents whose
+    #: ``media`` asks for them (see :mod:`modsab.agents.media`)
+    media: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def view(self, names: Iterable[str]) -> dict[str, str]:
         """The descriptor texts an agent with these field names sees (absent ones skipped)."""
@@ -61,6 +64,41 @@ class Instance:
 
 #: Descriptor value -> prompt text (Python-literal strings parsed safely); shared with the loaders.
 render_value = descriptor_text
+
+#: Descriptor columns that name media files rather than describe the clip: never text for a prompt.
+MEDIA_COLUMNS = ("peak_frame_path", "frame_paths", "audio_path", "video_path")
+
+
+def media_from_row(row: Mapping[str, object], base: Path | None = None) -> dict[str, tuple[str, ...]]:
+    """Media files of a descriptor row: ``peak_frame_path``, ``frame_paths`` (a JSON list,
+    the peak frame first) and the clip (``audio_path``, else ``video_path``, for ``audio``).
+    Relative paths are relative to ``base``."""
+    import json
+
+    def path(value: object) -> str | None:
+        if not isinstance(value, str) or not value.strip():
+            return None
+        p = Path(value.strip())
+        return str(p if p.is_absolute() or base is None else base / p)
+
+    media: dict[str, tuple[str, ...]] = {}
+    frames: list[str] = []
+    listed = row.get("frame_paths")
+    if isinstance(listed, str) and listed.strip().startswith("["):
+        try:
+            frames = [p for p in (path(v) for v in json.loads(listed)) if p]
+        except ValueError:
+            frames = []
+    elif isinstance(listed, list | tuple):
+        frames = [p for p in (path(v) for v in listed) if p]
+    peak = path(row.get("peak_frame_path")) or (frames[0] if frames else None)
+    if peak:
+        media["peak_frame"] = (peak,)
+        media["frames"] = tuple(frames or [peak])
+    clip = path(row.get("audio_path")) or path(row.get("video_path"))
+    if clip:
+        media["audio"] = (clip,)
+    return media
 
 
 def _instance_id(row: Mapping[str, object], where: str, line: int | None) -> str:
@@ -101,10 +139,12 @@ def load_descriptors(path: str | Path, *, dataset: str | None = None) -> list[In
             name: render_value(value)
             for name, value in row.items()
             if name not in _ID_FIELDS and name not in FORBIDDEN_FIELDS and name != "dataset"
+            and name not in MEDIA_COLUMNS
         }
         row_dataset = row.get("dataset")
         instances.append(
-            Instance(instance_id, fields, gold, str(row_dataset) if row_dataset else dataset, line)
+            Instance(instance_id, fields, gold, str(row_dataset) if row_dataset else dataset, line,
+                     media=media_from_row(row, path.parent))
         )
     return instances
 

@@ -132,6 +132,9 @@ def _load_llama(path: Path, *, n_ctx: int):
 
 
 class _LocalBackend:
+    #: text only: an agent with media is refused before any call
+    accepts = frozenset({"text"})
+
     def __init__(self, name: str, path: Path, *, n_ctx: int) -> None:
         self.model = f"local:{name}"
         self.base_url = f"local://llama.cpp/{path.name}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,10 @@ class RunConfig:
     price: tuple[float, float] | None = None
     timeout: float = 120.0
     cache_dir: str | None = None
+    #: media kinds per agent sent beside its text (``peak_frame``, ``frames``, ``audio``)
+    media: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    #: prompt template per agent, when it is not the agent's name (e.g. ``vision_media`` -> ``vision``)
+    templates: Mapping[str, str] = field(default_factory=dict)
 
 
 def default_cache_dir() -> Path:
@@ -229,25 +233,15 @@ def _run_agents(
         "leakage_warning": leaks,
         "n_instances": len(instances),
     }
+    media = {agent: list(config.media.get(agent, ())) for agent in agents if config.media.get(agent)}
+    templates = {agent: config.templates[agent] for agent in agents if config.templates.get(agent, agent) != agent}
+    if media:
+        meta["media"] = media
+    if templates:
+        meta["templates"] = templates
     store = RunStore(run_dir)
     cache = ResponseCache(config.cache_dir or default_cache_dir()) if use_cache else None
     try:
-        previous = store.config()
-        if previous is not None:
-            changed = [key for key in _IDENTITY if previous.get(key) != meta.get(key)]
-            old_fields = previous.get("fields", {})
-            if any(old_fields.get(agent, names) != names for agent, names in used_fields.items()):
-                changed.append("fields")
-            if changed:
-                raise InputError(
-                    f"this run directory was made with a different {', '.join(changed)}",
-                    path=run_dir,
-                    hint="use a new --run directory, or the same options",
-                )
-            meta["agents"] = list(dict.fromkeys([*previous.get("agents", []), *agents]))
-            meta["fields"] = {**previous.get("fields", {}), **used_fields}
-        store.set_config(meta)
-        (run_dir / "run.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         budget = Budget(
             max_tokens=config.max_tokens_budget,
             max_cost=config.max_cost,
@@ -264,8 +258,38 @@ def _run_agents(
             budget=budget,
             params=config.params,
             on_update=on_update,
+            media=config.media,
+            templates=config.templates,
         )
 
+        runner.check(agents)  # before the config is stored: a refused option leaves nothing behind
+        previous = store.config()
+        if previous is not None:
+            changed = [key for key in _IDENTITY if previous.get(key) != meta.get(key)]
+            old_fields = previous.get("fields", {})
+            if any(old_fields.get(agent, names) != names for agent, names in used_fields.items()):
+                changed.append("fields")
+            for key, mine in (("media", media), ("templates", templates)):
+                old = previous.get(key, {})
+                if any(old.get(agent) != mine.get(agent) for agent in agents if agent in previous.get("agents", [])):
+                    changed.append(key)
+            if changed:
+                raise InputError(
+                    f"this run directory was made with a different {', '.join(changed)}",
+                    path=run_dir,
+                    hint="use a new --run directory, or the same options",
+                )
+            meta["agents"] = list(dict.fromkeys([*previous.get("agents", []), *agents]))
+            meta["fields"] = {**previous.get("fields", {}), **used_fields}
+            for key, mine in (("media", media), ("templates", templates)):
+                merged = {**previous.get(key, {}), **mine}
+                for agent in agents:
+                    if agent not in mine:
+                        merged.pop(agent, None)
+                if merged:
+                    meta[key] = merged
+        store.set_config(meta)
+        (run_dir / "run.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         async def main() -> Stats:
             try:
                 return await runner.run(list(instances), agents)

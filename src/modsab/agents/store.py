@@ -236,6 +236,10 @@ class RunStore(_Database):
     def answers(self) -> Iterator[sqlite3.Row]:
         yield from self._sql("SELECT * FROM answers ORDER BY rowid")
 
+    def clear_answers(self, agent: str) -> None:
+        """Forget one agent's answers (its calls stay, so asking again costs nothing)."""
+        self._sql("DELETE FROM answers WHERE agent = ?", (agent,))
+
     def counts(self) -> dict[str, int]:
         rows = self._sql("SELECT status, COUNT(*) FROM answers GROUP BY status")
         return {row[0]: row[1] for row in rows}

@@ -5,7 +5,15 @@ requests at a time (the rest queue, as on a real server with C slots), and lets 
 ``responder`` decide each answer, so tests can script misbehaviour: 429 with
 ``Retry-After``, 500, slow or truncated answers, a body that is not JSON or an HTML page
 with status 200 (:func:`raw_reply`). A responder that takes a ``headers`` keyword also
-gets the request's headers (lower-cased names), e.g. to echo the bearer token. Runs in a background thread
+gets the request's headers (lower-cased names), e.g. to echo the bearer token.
+
+``validate=True`` checks every request against the OpenAI API schema: the ``openai``
+package's own types of a chat-completions request (messages, content parts such as
+``ChatCompletionContentPartImageParam`` and ``ChatCompletionContentPartInputAudioParam``);
+a request that does not match gets a 400 naming what is wrong and is kept in
+``invalid``. ``refuse_parts={"image_url"}`` plays a text-only model: a request with such a
+part gets ``refuse_status`` (400, or 500 as llama.cpp's server answers without a
+projector) saying the model does not take it. Runs in a background thread
 (:meth:`StubServer.start`) or as a process::
 
     python -m modsab.agents.testing --port 8000 --latency 0.05 --capacity 16 --rate-429 0.1
@@ -20,7 +28,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,6 +97,62 @@ def default_answer(request: dict[str, Any]) -> Reply:
     )
 
 
+_VALIDATOR = None
+
+
+def request_errors(request: dict[str, Any]) -> str | None:
+    """Why a chat-completions request body does not match the OpenAI API schema (the
+    ``openai`` package's ``CompletionCreateParamsNonStreaming``, content parts included),
+    or ``None`` when it does."""
+    global _VALIDATOR
+    from pydantic import TypeAdapter, ValidationError
+
+    if _VALIDATOR is None:
+        from openai.types.chat.completion_create_params import CompletionCreateParamsNonStreaming
+
+        _VALIDATOR = TypeAdapter(CompletionCreateParamsNonStreaming)
+    try:
+        checked = _VALIDATOR.validate_python(request)
+        for index, message in enumerate(checked["messages"]):  # iterables validate lazily
+            content = message.get("content")
+            if content is not None and not isinstance(content, str):
+                try:
+                    list(content)
+                except ValidationError as error:
+                    first = _member_error(error.errors(), request["messages"][index].get("content"))
+                    where = ".".join(str(part) for part in first["loc"])
+                    return f"messages.{index}.content.{where}: {first['msg']}"
+    except ValidationError as error:
+        first = error.errors()[0]
+        return f"{'.'.join(str(part) for part in first['loc'])}: {first['msg']}"
+    return None
+
+
+#: union member of a content part, by its ``type``
+_MEMBERS = {"text": "TextParam", "image_url": "ImageParam", "input_audio": "InputAudioParam", "file": "File"}
+
+
+def _member_error(errors: list[dict[str, Any]], content: Any) -> dict[str, Any]:
+    """Of a union's errors, the one of the member the part's ``type`` names (else the first)."""
+    for error in errors:
+        index = error["loc"][0] if error["loc"] and isinstance(error["loc"][0], int) else None
+        part = content[index] if isinstance(content, list) and index is not None and index < len(content) else {}
+        member = _MEMBERS.get(part.get("type") if isinstance(part, dict) else None)
+        if member and any(isinstance(loc, str) and loc.endswith(member) for loc in error["loc"]):
+            return error
+    return errors[0]
+
+
+def _part_types(request: dict[str, Any]) -> set[str]:
+    return {
+        part.get("type")
+        for message in request.get("messages", [])
+        if isinstance(message.get("content"), list)
+        for part in message["content"]
+        if isinstance(part, dict)
+    }
+
+
 _REASONS = {
     200: "OK",
     400: "Bad Request",
@@ -109,8 +173,14 @@ class StubServer:
         responder: Callable[[dict[str, Any]], Reply] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        validate: bool = False,
+        refuse_parts: Collection[str] = (),
+        refuse_status: int = 400,
     ) -> None:
         self.latency, self.capacity = latency, capacity
+        self.validate, self.refuse_parts, self.refuse_status = validate, set(refuse_parts), refuse_status
+        #: (request, why) of every request that did not match the schema
+        self.invalid: list[tuple[dict[str, Any], str]] = []
         self.responder = responder or default_answer
         try:
             self._wants_headers = "headers" in inspect.signature(self.responder).parameters
@@ -167,6 +237,17 @@ class StubServer:
             return Reply(404, {"error": {"message": f"no route {method} {path}"}})
         request = json.loads(body or b"{}")
         self.requests.append(request)
+        if self.validate:
+            why = request_errors(request)
+            if why is not None:
+                self.invalid.append((request, why))
+                return Reply(400, {"error": {"message": f"invalid request: {why}", "type": "invalid_request_error"}})
+        refused = sorted(self.refuse_parts & _part_types(request))
+        if refused:
+            what = {"image_url": "image input", "input_audio": "audio input"}.get(refused[0], refused[0])
+            return Reply(self.refuse_status, {"error": {
+                "message": f"{what} is not supported by this model ({refused[0]} content part)",
+                "type": "invalid_request_error"}})
         reply = self.responder(request, headers=headers) if self._wants_headers else self.responder(request)
         if reply.immediate:
             await asyncio.sleep(reply.delay)

@@ -48,6 +48,18 @@ def run(
     prompts: Path = typer.Option(
         None, "--prompts", help="Folder of prompt templates overriding the built-in ones."
     ),
+    media: list[str] = typer.Option(
+        None,
+        "--media",
+        help="AGENT=peak_frame,frames,audio sends that media beside the agent's text (repeatable); "
+        "files come from the rows' peak_frame_path, frame_paths, audio_path / video_path.",
+    ),
+    prompt_of: list[str] = typer.Option(
+        None,
+        "--prompt",
+        help="AGENT=TEMPLATE: the prompt an agent uses when it is not its name, e.g. vision_media=vision "
+        "(its default fields are that prompt's).",
+    ),
     api_key_env: str = typer.Option(
         None,
         "--api-key-env",
@@ -107,6 +119,15 @@ def run(
             hint="give --base-url URL, or a local model such as local:smollm2-scorer",
         )
     label_set = LabelSet.parse(labels)
+    media_of = _pairs(media or [], "--media")
+    for agent, kinds in media_of.items():
+        from modsab.agents.media import MEDIA_KINDS
+
+        unknown = [k for k in kinds if k not in MEDIA_KINDS]
+        if unknown:
+            raise InputError(f"unknown media '{unknown[0]}'", item=f"--media {agent}=...",
+                             hint=f"one of {', '.join(MEDIA_KINDS)}")
+    templates = {agent: names[0] for agent, names in _pairs(prompt_of or [], "--prompt").items()}
     instances = load_descriptors(descriptors)
     if limit is not None:
         instances = instances[:limit]
@@ -116,7 +137,9 @@ def run(
         agents=[a.strip() for a in agents.split(",") if a.strip()],
         base_url=base_url,
         api_key_env=api_key_env,
-        fields=FieldConfig.parse(fields or []),
+        fields=_fields(FieldConfig.parse(fields or []), templates, fields or []),
+        media=media_of,
+        templates=templates,
         prompts_dir=None if prompts is None else str(prompts),
         params=GenerationParams(temperature=temperature, max_tokens=max_output_tokens, seed=seed),
         limits=Limits(
@@ -163,6 +186,30 @@ def run(
     if stats.failed:
         console.print("some calls failed; run the same command again to retry them")
         raise typer.Exit(1)
+
+
+def _pairs(specs: list[str], option: str) -> dict[str, tuple[str, ...]]:
+    """``["a=x,y", ...]`` -> ``{"a": ("x", "y")}``; a bad spec is an error naming the option."""
+    from modsab.contract.errors import InputError
+
+    out: dict[str, tuple[str, ...]] = {}
+    for spec in specs:
+        agent, sep, names = spec.partition("=")
+        values = tuple(v.strip() for v in names.split(",") if v.strip())
+        if not sep or not agent.strip() or not values:
+            raise InputError(f"bad {option} value '{spec}'", hint=f"use {option} AGENT=value1,value2")
+        out[agent.strip()] = values
+    return out
+
+
+def _fields(fields, templates: dict[str, str], specs: list[str]):
+    """A named agent on a built-in prompt reads that prompt's default fields unless --fields says."""
+    from modsab.agents.inputs import DEFAULT_FIELDS, FieldConfig
+
+    given = {spec.partition("=")[0].strip() for spec in specs}
+    extra = {agent: DEFAULT_FIELDS[template] for agent, template in templates.items()
+             if agent not in given and agent not in DEFAULT_FIELDS and template in DEFAULT_FIELDS}
+    return FieldConfig({**fields.fields, **extra}) if extra else fields
 
 
 class _progress:

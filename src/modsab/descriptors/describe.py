@@ -20,7 +20,7 @@ import os
 import sqlite3
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -182,6 +182,13 @@ def describe(
     cache: str | Path | None = None,
     progress: bool = False,
     on_record: Callable[[MediaItem, dict[str, Any], bool], None] | None = None,
+    keyframes: int = 0,
+    frames_dir: str | Path | None = None,
+    describers: Sequence[Any] = (),
+    llm_dir: str | Path | None = None,
+    llm_cache_dir: str | Path | None = None,
+    labels: Sequence[str] | None = None,
+    on_describer: Callable[[Any, Any], None] | None = None,
 ) -> pd.DataFrame:
     """Describe every item; one row per item (columns: see :func:`build_table`).
 
@@ -189,6 +196,14 @@ def describe(
     SQLite file reused across runs. ``on_record(item, record, from_cache)`` is called as
     each item finishes (the CLI and the benchmark use it). With ``workers > 1`` the
     workers are spawned processes: call it under ``if __name__ == "__main__":`` in a script.
+
+    ``keyframes`` (0-4) saves that many key frames of each video as JPEG files in
+    ``frames_dir`` (columns ``peak_frame_path``, ``frame_paths``; see
+    :mod:`~modsab.descriptors.keyframes`). ``describers`` are LLM descriptors
+    (:class:`~modsab.descriptors.llm.LLMDescriber`: ``scene``, ``voice_llm``), run after the
+    extraction through the agents' engine with their run stores under ``llm_dir`` and the
+    response cache in ``llm_cache_dir``; ``labels`` are the label words their leakage check
+    looks for (default: every preset's). ``on_describer(describer, stats)`` follows each.
     """
     config = config or DescribeConfig()
     item_list = _as_items(items)
@@ -227,7 +242,76 @@ def describe(
             bar.stop()
         if store is not None:
             store.close()
-    return build_table(item_list, records)
+    table = build_table(item_list, records)
+    scene = [d for d in describers if d.kind == "scene"]
+    wanted = max([keyframes, *(d.frames for d in scene)])
+    if wanted:
+        if frames_dir is None and cache is None:
+            raise ValueError("key frames need frames_dir (or a cache, beside which they go)")
+        table = add_keyframes(table, item_list, records, wanted,
+                              Path(frames_dir) if frames_dir is not None else Path(cache).parent / "frames")
+    for describer in describers:
+        if llm_dir is None and cache is None:
+            raise ValueError("LLM descriptors need llm_dir (or a cache, beside which their stores go)")
+        root = Path(llm_dir) if llm_dir is not None else Path(cache).parent / "describe"
+        table = add_description(table, describer, store_dir=root / describer.kind, cache_dir=llm_cache_dir,
+                                labels=labels, on_describer=on_describer)
+    return table
+
+
+def add_keyframes(table: pd.DataFrame, items: list[MediaItem], records: Mapping[str, Mapping[str, Any]], n: int,
+                  folder: Path) -> pd.DataFrame:
+    """Columns ``peak_frame_path`` and ``frame_paths`` (JSON list, the peak first) for the
+    items with a video; a video that cannot be decoded again adds to ``error``."""
+    from modsab.descriptors.keyframes import save_keyframes
+
+    peak_paths, lists, errors = [], [], list(table["error"])
+    for row, item in enumerate(items):
+        record = records.get(item.instance_id) or {}
+        summary = record.get("face") or {}
+        if item.video_path is None or (not summary and "video" in (record.get("errors") or {})):
+            peak_paths.append(None)
+            lists.append(None)
+            continue
+        try:
+            paths = save_keyframes(item.video_path, peak=summary.get("peak_time_s"),
+                                   duration=summary.get("duration_s") or record.get("audio_duration_s") or 0.0,
+                                   n=n, folder=folder)
+        except (media.MediaError, OSError) as error:
+            errors[row] = "; ".join(filter(None, [errors[row], f"keyframes: {error}"]))
+            peak_paths.append(None)
+            lists.append(None)
+            continue
+        peak_paths.append(str(paths[0]))
+        lists.append(json.dumps([str(p) for p in paths]))
+    table = table.copy()
+    table["error"] = errors
+    table["peak_frame_path"] = peak_paths
+    table["frame_paths"] = lists
+    return table
+
+
+def add_description(table: pd.DataFrame, describer, *, store_dir: Path, cache_dir: str | Path | None,
+                    labels: Sequence[str] | None = None, on_describer=None) -> pd.DataFrame:
+    """The describer's column and status column (see :mod:`modsab.descriptors.llm`)."""
+    from modsab.descriptors.llm import run_describer
+
+    media_of: dict[str, list[str]] = {}
+    for row in table.to_dict("records"):
+        if describer.kind == "scene":
+            listed = row.get("frame_paths")
+            media_of[row["instance_id"]] = json.loads(listed) if isinstance(listed, str) else []
+        else:
+            clip = row.get("audio_path") or row.get("video_path")
+            decoded = not pd.isna(row.get("audio_quality", math.nan))  # the audio decoded (voice features)
+            media_of[row["instance_id"]] = [clip] if isinstance(clip, str) and decoded else []
+    results, stats = run_describer(describer, media_of, store_dir=store_dir, cache_dir=cache_dir, labels=labels)
+    if on_describer is not None:
+        on_describer(describer, stats)
+    table = table.copy()
+    table[describer.column] = [results[iid].text for iid in table["instance_id"]]
+    table[describer.status_column] = [results[iid].status for iid in table["instance_id"]]
+    return table
 
 
 def _progress(enabled: bool):

@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import os
 import tomllib
-import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -61,6 +59,38 @@ class DatasetSection(_Section):
     options: dict[str, Any] = Field(default_factory=dict, description="loader-specific options")
 
 
+class DescriberSection(_Section):
+    """``[describe] voice_llm = {...}`` (and the base of ``scene``): an LLM descriptor on an
+    OpenAI-compatible endpoint, with the engine's limits as an agent has them."""
+
+    base_url: str = Field(..., min_length=1, description="OpenAI-compatible endpoint that takes the media")
+    model: str = Field(..., min_length=1)
+    api_key_env: str | None = None
+    allow_leaking: bool = Field(False, description="send descriptions that name a label or mental state to agents")
+    max_output_tokens: int = Field(300, ge=1, description="max_tokens of each description")
+    timeout: float | None = Field(None, gt=0, description="seconds per request (default 120)")
+    max_retries: int | None = Field(None, ge=0)
+    concurrency: int | None = Field(None, ge=1)
+    requests_per_minute: float | None = Field(None, gt=0)
+    tokens_per_minute: float | None = Field(None, gt=0)
+    max_cost: float | None = Field(None, gt=0)
+    max_tokens: int | None = Field(None, ge=1, description="token budget of this descriptor")
+    price_in: float | None = Field(None, ge=0)
+    price_out: float | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _prices(self) -> DescriberSection:
+        if (self.price_in is None) != (self.price_out is None):
+            raise ValueError("give both price_in and price_out")
+        return self
+
+
+class SceneSection(DescriberSection):
+    """``[describe] scene = {...}``: the AU-peak frame(s) described by a vision LLM."""
+
+    frames: int = Field(1, ge=1, le=4, description="the AU-peak frame and up to three neighbours")
+
+
 class DescribeSection(_Section):
     enabled: bool = True
     asr: bool = True
@@ -68,6 +98,8 @@ class DescribeSection(_Section):
     face: bool = True
     workers: int = Field(1, ge=1)
     fps: float = Field(5.0, gt=0)
+    scene: SceneSection | None = Field(None, description="vision-LLM description -> visual_objective_description")
+    voice_llm: DescriberSection | None = Field(None, description="audio-LLM description -> audio_llm_description")
 
 
 #: Limits of an llm / scorer agent: the agent's own keys (``modsab agents run`` options).
@@ -87,7 +119,11 @@ OPTION_KEYS: dict[str, tuple[str, ...]] = {
 class AgentSection(_Section):
     name: str = Field(..., min_length=1)
     kind: Literal["llm", "scorer", "probe", "precomputed"]
-    reads: list[str] | None = Field(None, description="descriptor fields the agent reads (llm, scorer)")
+    reads: list[str] | None = Field(None, description="descriptor fields the agent reads (llm, scorer); [] for none")
+    media: list[Literal["peak_frame", "frames", "audio"]] = Field(
+        default_factory=list, description="media sent beside the text (llm agents on an endpoint)")
+    prompt: str | None = Field(None, min_length=1, description="prompt template (text, audio, vision, tav); "
+                               "default: the agent's name")
     features: str | list[str] | None = Field(None, description="probe features: text, audio, vision or columns")
     model: str | None = None
     base_url: str | None = None
@@ -136,6 +172,13 @@ class AgentSection(_Section):
                 raise ValueError(f"'{given[0]}' applies to llm and scorer agents only")
         if (self.price_in is None) != (self.price_out is None):
             raise ValueError("give both price_in and price_out")
+        if self.media and self.kind != "llm":
+            raise ValueError(f"'media' applies to llm agents only (a {self.kind} agent reads no media)")
+        if self.media and not self.base_url:
+            raise ValueError("an agent with 'media' needs 'base_url': an endpoint whose model takes them "
+                             "(the offline models read text only)")
+        if self.reads == [] and not self.media:
+            raise ValueError("'reads = []' leaves the agent no input: give fields, or 'media'")
         return self
 
     @property

@@ -88,11 +88,42 @@ def _write_dataset_summary(run_dir: Path, loaded: Loaded) -> None:
 # -- stage 2: describe --------------------------------------------------------------------
 
 
+def _describers(config: RunConfig) -> list:
+    """The ``[describe] scene`` / ``voice_llm`` descriptors of the config."""
+    from modsab.agents.engine import GenerationParams, Limits
+    from modsab.descriptors.llm import LLMDescriber
+
+    out = []
+    for kind in ("scene", "voice_llm"):
+        section = getattr(config.describe, kind)
+        if section is None:
+            continue
+        limits = {key: getattr(section, key) for key in ("concurrency", "requests_per_minute", "tokens_per_minute",
+                                                         "max_retries") if getattr(section, key) is not None}
+        out.append(LLMDescriber(
+            kind, base_url=section.base_url, model=section.model, api_key_env=section.api_key_env,
+            frames=getattr(section, "frames", 1), allow_leaking=section.allow_leaking,
+            limits=Limits(**limits), max_tokens_budget=section.max_tokens, max_cost=section.max_cost,
+            price=None if section.price_in is None else (section.price_in, section.price_out),
+            params=GenerationParams(max_tokens=section.max_output_tokens),
+            **({"timeout": section.timeout} if section.timeout is not None else {}),
+        ))
+    return out
+
+
+def _keyframes_needed(config: RunConfig) -> int:
+    """Key frames to save per video: four when an agent is sent ``frames``, one for ``peak_frame``."""
+    kinds = {kind for agent in config.agents for kind in agent.media}
+    return 4 if "frames" in kinds else 1 if "peak_frame" in kinds else 0
+
+
 def describe_instances(
-    instances: list[Instance], config: RunConfig, run_dir: Path, *, progress: bool = True
+    instances: list[Instance], config: RunConfig, run_dir: Path, *, progress: bool = True,
+    labels: LabelSet | None = None, log: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Descriptors for every instance: media extractors where there is media, plus the
-    dataset's own text fields. One row per instance, in instance order."""
+    dataset's own text fields. One row per instance, in instance order. With ``[describe]
+    scene`` / ``voice_llm`` the LLM descriptors follow (stores in ``describe/<kind>/``)."""
     base = pd.DataFrame(
         {
             "instance_id": [i.instance_id for i in instances],
@@ -113,13 +144,38 @@ def describe_instances(
         ]
         cache_dir = config.run.cache_dir or run_dir / "cache"
         cache_dir.mkdir(parents=True, exist_ok=True)
+        summary: dict[str, Any] = {}
+
+        def report(describer, stats) -> None:
+            summary[describer.kind] = {"model": describer.model, "base_url": describer.base_url,
+                                       "requests": stats.requests, "cached": stats.cached, "retries": stats.retries,
+                                       "failed": stats.failed, "stopped": stats.stopped, "errors": stats.errors[:3]}
+
         table = describe(
             items,
             config=DescribeConfig(fps=opts.fps, asr=opts.asr, face=opts.face),
             workers=opts.workers,
             cache=cache_dir / "descriptors.sqlite",
             progress=progress,
+            keyframes=_keyframes_needed(config),
+            frames_dir=cache_dir / "frames",
+            describers=_describers(config),
+            llm_dir=run_dir / "describe",
+            llm_cache_dir=cache_dir,
+            labels=None if labels is None else list(labels),
+            on_describer=report,
         )
+        for kind, row in summary.items():
+            status = table[f"{kind}_status"].fillna("")
+            row.update(described=int((status == "ok").sum()), leaking=int(status.str.startswith("leaks").sum()),
+                       withheld=int(status.str.startswith("withheld").sum()))
+            _say(log, f"describe {kind} on {row['model']}: {row['described']} described, {row['withheld']} withheld "
+                      f"(name a label or mental state), {row['failed']} failed, {row['requests']} requests, "
+                      f"{row['cached']} from cache" + (f" (stopped: {row['stopped']})" if row["stopped"] else ""))
+            for error in row["errors"][:1]:
+                _say(log, f"  first failure: {error}")
+        if summary:
+            _write_json(run_dir / "describe" / "summary.json", summary)
         table = table.drop(columns=["speaker"], errors="ignore")
         merged = base.merge(table, on="instance_id", how="left")
     else:
@@ -163,23 +219,29 @@ def _parse_units(value: Any) -> dict[str, float]:
 def _agent_inputs(descriptors: pd.DataFrame, instances: list[Instance]):
     """The descriptor texts LLM / scorer agents read, one agents-``Instance`` per row;
     empty and missing values are left out (an agent with none of its fields abstains)."""
+    from modsab.agents.inputs import MEDIA_COLUMNS, media_from_row
     from modsab.agents.inputs import Instance as AgentInstance
 
-    gold = {i.instance_id: i.gold for i in instances}
-    dataset = {i.instance_id: i.dataset for i in instances}
-    skip = ("instance_id", "speaker", "dataset", "audio_path", "video_path", "error", "asr_words")
+    by_id = {i.instance_id: i for i in instances}
+    skip = ("instance_id", "speaker", "dataset", "error", "asr_words", *MEDIA_COLUMNS)
     text_columns = [c for c in descriptors.columns if c not in skip and
                     (descriptors[c].dtype == object or pd.api.types.is_string_dtype(descriptors[c]))]
-    rows = descriptors[["instance_id", *text_columns]].to_dict("records")
-    return [
-        AgentInstance(
+    media_columns = [c for c in ("peak_frame_path", "frame_paths") if c in descriptors.columns]
+    rows = descriptors[["instance_id", *text_columns, *media_columns]].to_dict("records")
+    out = []
+    for row in rows:
+        instance = by_id.get(row["instance_id"])
+        clip = {"audio_path": None if instance is None or instance.audio_path is None else str(instance.audio_path),
+                "video_path": None if instance is None or instance.video_path is None else str(instance.video_path)}
+        out.append(AgentInstance(
             instance_id=row["instance_id"],
-            fields={k: v for k, v in row.items() if k != "instance_id" and isinstance(v, str) and v.strip()},
-            gold=gold.get(row["instance_id"]),
-            dataset=dataset.get(row["instance_id"]),
-        )
-        for row in rows
-    ]
+            fields={k: v for k, v in row.items()
+                    if k in text_columns and isinstance(v, str) and v.strip()},
+            gold=None if instance is None else instance.gold,
+            dataset=None if instance is None else instance.dataset,
+            media=media_from_row({**{c: row.get(c) for c in media_columns}, **clip}),
+        ))
+    return out
 
 
 def _check_agents_can_start(config: RunConfig) -> None:
@@ -187,6 +249,22 @@ def _check_agents_can_start(config: RunConfig) -> None:
     key, a budget in dollars for a model without a known price."""
     from modsab.agents.engine import PRICES
 
+    for kind in ("scene", "voice_llm"):
+        section = getattr(config.describe, kind)
+        if section is None:
+            continue
+        if section.api_key_env and not os.environ.get(section.api_key_env):
+            raise InputError(
+                f"environment variable {section.api_key_env} is not set ([describe] {kind})",
+                path=config.source, item=f"key 'describe.{kind}.api_key_env'",
+                hint=f"export {section.api_key_env}=..., or drop api_key_env for a server without keys",
+            )
+        if section.max_cost is not None and section.price_in is None and section.model not in PRICES:
+            raise InputError(
+                f"no price known for model '{section.model}' ([describe] {kind})",
+                path=config.source, item=f"key 'describe.{kind}.max_cost'",
+                hint="give price_in and price_out (USD per million tokens)",
+            )
     for agent in config.agents:
         if agent.kind not in ("llm", "scorer") or not agent.base_url:
             continue
@@ -237,7 +315,7 @@ def _run_llm_agent(
     two agents on one model and different endpoints never share a store). Returns its
     records and its summary."""
     from modsab.agents.engine import Limits
-    from modsab.agents.inputs import FieldConfig
+    from modsab.agents.inputs import DEFAULT_FIELDS, FieldConfig
     from modsab.agents.local import DEFAULT_MODEL
     from modsab.agents.run import RunConfig as AgentRunConfig
     from modsab.agents.run import run_agents
@@ -245,10 +323,14 @@ def _run_llm_agent(
     model = agent.model or DEFAULT_MODEL
     limits = {key: getattr(agent, key) for key in ("concurrency", "requests_per_minute", "tokens_per_minute",
                                                    "max_retries") if getattr(agent, key) is not None}
+    template = agent.prompt or agent.name
     try:
         fields = FieldConfig.parse([f"{agent.name}={','.join(agent.reads)}"] if agent.reads else [])
     except InputError as error:
         raise InputError(error.message, path=config.source, item=f"key '{agent.key}.reads'") from None
+    if agent.reads == [] or (agent.reads is None and agent.name not in DEFAULT_FIELDS and template in DEFAULT_FIELDS):
+        # media only (reads = []), or a named agent on a built-in prompt: that prompt's default fields
+        fields = FieldConfig({**fields.fields, agent.name: () if agent.reads == [] else DEFAULT_FIELDS[template]})
     agent_config = AgentRunConfig(
         model=model,
         labels=labels,
@@ -261,10 +343,19 @@ def _run_llm_agent(
         max_cost=agent.max_cost,
         price=None if agent.price_in is None else (agent.price_in, agent.price_out),
         cache_dir=str(config.run.cache_dir) if config.run.cache_dir else str(run_dir / "cache"),
+        media={agent.name: tuple(agent.media)} if agent.media else {},
+        templates={agent.name: template} if template != agent.name else {},
         **({"timeout": agent.timeout} if agent.timeout is not None else {}),
     )
-    _say(log, f"agent {agent.name} on {model}" + (f" at {agent.base_url}" if agent.base_url else ""))
-    result = run_agents(inputs, agent_config, run_dir / "agents" / agent_dir_name(agent.name))
+    _say(log, f"agent {agent.name} on {model}" + (f" at {agent.base_url}" if agent.base_url else "")
+         + (f", sent {', '.join(agent.media)}" if agent.media else ""))
+    try:
+        result = run_agents(inputs, agent_config, run_dir / "agents" / agent_dir_name(agent.name))
+    except InputError as error:
+        if error.item is None or not error.item.startswith("agent '"):
+            raise
+        # a refusal of the agent's media: name the config key
+        raise InputError(error.message, path=config.source, item=f"key '{agent.key}.media'", hint=error.hint) from None
     with result.predictions.open(encoding="utf-8") as handle:
         records = [json.loads(line) for line in handle if line.strip()]
     counts, stats = result.counts.get(agent.name, {}), result.stats
@@ -282,6 +373,7 @@ def _run_llm_agent(
         "errors": stats.errors[:3],
         "store": str(Path("agents") / agent_dir_name(agent.name) / "run.sqlite"),
         "reads": list(fields.for_agent(agent.name)),
+        **({"media": list(agent.media)} if agent.media else {}),
     }
     return records, summary
 
@@ -532,7 +624,8 @@ def _run_stages(config: RunConfig, *, log: Callable[[str], None] | None, progres
               f"{len(loaded.skipped)} skipped")
 
     start = time.perf_counter()
-    descriptors = describe_instances(loaded.instances, config, run_dir, progress=progress)
+    descriptors = describe_instances(loaded.instances, config, run_dir, progress=progress, labels=loaded.labels,
+                                     log=log)
     seconds["describe"] = time.perf_counter() - start
 
     by_agent: dict[str, list[dict[str, Any]]] = {}

@@ -19,6 +19,12 @@ from modsab.contract.errors import InputError
 
 PROMPT_VERSION = "1"
 TEMPLATE_NAMES = ("system", "text", "audio", "vision", "tav", "repair", "scorer")
+#: Templates added later: part of a user set's version only when the folder overrides
+#: them, so the versions (and cache keys) of existing user prompt sets stay as they were.
+LATER_TEMPLATE_NAMES = ("media",)
+#: Prompts of the LLM descriptors (``[describe] scene`` / ``voice_llm``), versioned on
+#: their own: a description is cached by its prompt's version, not the agents'.
+DESCRIBER_VERSIONS = {"scene": "1", "voice_llm": "1"}
 
 #: Human names of the modality an agent kind sees, used in the system prompt.
 MODALITY_NAMES = {
@@ -38,8 +44,9 @@ class PromptSet:
     def load(cls, override_dir: str | Path | None = None) -> PromptSet:
         texts = {
             name: files(__name__).joinpath(f"{name}.txt").read_text("utf-8")
-            for name in TEMPLATE_NAMES
+            for name in TEMPLATE_NAMES + LATER_TEMPLATE_NAMES
         }
+        builtin = dict(texts)
         if override_dir is None:
             return cls(texts, f"builtin-v{PROMPT_VERSION}")
         directory = Path(override_dir)
@@ -52,7 +59,8 @@ class PromptSet:
         for path in directory.glob("*.txt"):
             if path.stem in texts:
                 texts[path.stem] = path.read_text("utf-8")
-        digest = hashlib.sha256("\0".join(texts[n] for n in TEMPLATE_NAMES).encode()).hexdigest()
+        later = [texts[n] for n in LATER_TEMPLATE_NAMES if texts[n] != builtin[n]]
+        digest = hashlib.sha256("\0".join([*(texts[n] for n in TEMPLATE_NAMES), *later]).encode()).hexdigest()
         return cls(texts, f"user-{digest[:12]}")
 
     def render(self, name: str, **values: object) -> str:
@@ -66,6 +74,16 @@ class PromptSet:
             .safe_substitute({key: str(value) for key, value in values.items()})
             .strip()
         )
+
+
+def describer_prompt(name: str, override_dir: str | Path | None = None) -> tuple[str, str]:
+    """The prompt of an LLM descriptor (``scene``, ``voice_llm``) and its version:
+    ``{name}-v{N}`` built in, ``{name}-user-<hash>`` from ``override_dir/{name}.txt``."""
+    if override_dir is not None and (Path(override_dir) / f"{name}.txt").is_file():
+        text = (Path(override_dir) / f"{name}.txt").read_text("utf-8").strip()
+        return text, f"{name}-user-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+    text = files(__name__).joinpath(f"{name}.txt").read_text("utf-8").strip()
+    return text, f"{name}-v{DESCRIBER_VERSIONS[name]}"
 
 
 def delimit(fields: dict[str, str]) -> str:
