@@ -62,7 +62,7 @@ def test_probe_records_follow_the_contract(tmp_path):
 
 
 def test_probe_fits_are_cached_by_everything_they_depend_on(tmp_path, monkeypatch):
-    from modsab.run.pipeline import _cached_cross_fit
+    from modsab.agents.kinds.probe import _cached_cross_fit
     from modsab.agents.probes import ProbeAgent
 
     rng = np.random.default_rng(0)

@@ -24,7 +24,8 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """Named entries of one kind, discovered from the modules of ``package``.
+    """Named entries of one kind, discovered from the modules of ``package`` (or from the one
+    module ``package`` names).
 
     ``what`` names the kind in errors ("fusion rule"); ``option`` names the config key or
     command option that chooses one ("--weights"), so an unknown name says where it came from.
@@ -53,6 +54,8 @@ class Registry(Generic[T]):
             return
         self._discovered = True
         package = importlib.import_module(self.package)
+        if not hasattr(package, "__path__"):  # a module: importing it registered its entries
+            return
         for module in pkgutil.iter_modules(package.__path__):
             if not module.name.startswith("_"):
                 importlib.import_module(f"{self.package}.{module.name}")

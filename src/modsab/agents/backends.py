@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from modsab.registry import backends
+
 
 @dataclass(frozen=True)
 class Completion:
@@ -218,3 +220,39 @@ class OpenAIBackend:
 
     async def aclose(self) -> None:
         await self.client.close()
+
+
+# -- the registered backends (modsab.registry.backends) ---------------------------------------
+
+
+@backends.register("openai", order=0)
+def openai_backend(config) -> OpenAIBackend:
+    """Any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp's server): ``base_url``
+    and ``model``; the key from ``api_key_env`` (never stored)."""
+    import os
+
+    from modsab.contract.errors import InputError
+
+    key = None
+    if config.api_key_env:
+        key = os.environ.get(config.api_key_env)
+        if not key:
+            raise InputError(
+                f"environment variable {config.api_key_env} is not set",
+                item="--api-key-env",
+                hint="export it, or drop --api-key-env for servers without keys",
+            )
+    return OpenAIBackend(base_url=config.base_url, model=config.model, api_key=key, timeout=config.timeout)
+
+
+@backends.register("local", order=1)
+def local_backend_factory(config):
+    """An offline model in-process (``local:<name>``: llama.cpp on a GGUF model a package ships)."""
+    from modsab.agents.local import local_backend
+
+    return local_backend(config.model, labels=config.labels, params=config.params)
+
+
+def backend_name(config) -> str:
+    """Which registered backend serves ``config``: ``openai`` with a base URL, else ``local``."""
+    return "openai" if config.base_url else "local"

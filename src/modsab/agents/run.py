@@ -59,24 +59,11 @@ def default_cache_dir() -> Path:
 
 
 def make_backend(config: RunConfig):
-    if config.base_url:
-        from modsab.agents.backends import OpenAIBackend
+    """The registered backend (:data:`modsab.registry.backends`) that serves ``config``."""
+    from modsab.agents.backends import backend_name
+    from modsab.registry import backends
 
-        key = None
-        if config.api_key_env:
-            key = os.environ.get(config.api_key_env)
-            if not key:
-                raise InputError(
-                    f"environment variable {config.api_key_env} is not set",
-                    item="--api-key-env",
-                    hint="export it, or drop --api-key-env for servers without keys",
-                )
-        return OpenAIBackend(
-            base_url=config.base_url, model=config.model, api_key=key, timeout=config.timeout
-        )
-    from modsab.agents.local import local_backend
-
-    return local_backend(config.model, labels=config.labels, params=config.params)
+    return backends.get(backend_name(config))(config)
 
 
 def _price(config: RunConfig, backend) -> tuple[float, float]:

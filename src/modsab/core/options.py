@@ -19,7 +19,7 @@ from modsab.contract.errors import InputError
 from modsab.core.folds import check_folds
 
 
-def _registered(which: registry.Registry, value: str) -> str:
+def registered_name(which: registry.Registry, value: str) -> str:
     """``value`` when ``which`` has it; a ValueError that lists the valid names otherwise."""
     if value not in which:
         *first, last = (repr(name) for name in which.names())
@@ -47,8 +47,8 @@ def _every_diagnostic(value: Any) -> Any:
     return value
 
 
-RuleName = Annotated[str, AfterValidator(lambda name: _registered(registry.fusion_rules, name))]
-DiagnosticName = Annotated[str, AfterValidator(lambda name: _registered(registry.diagnostics, name))]
+RuleName = Annotated[str, AfterValidator(lambda name: registered_name(registry.fusion_rules, name))]
+DiagnosticName = Annotated[str, AfterValidator(lambda name: registered_name(registry.diagnostics, name))]
 DiagnosticNames = Annotated[tuple[DiagnosticName, ...], BeforeValidator(_every_diagnostic)]
 
 

@@ -20,9 +20,10 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -35,7 +36,7 @@ from pydantic import (
 
 from modsab import registry
 from modsab.contract.errors import InputError
-from modsab.core.options import section_model
+from modsab.core.options import registered_name, section_model
 
 
 class _Section(BaseModel):
@@ -107,18 +108,13 @@ LIMIT_KEYS = (
     "timeout", "max_retries", "concurrency", "requests_per_minute", "tokens_per_minute",
     "max_cost", "max_tokens", "price_in", "price_out",
 )
-#: What ``options`` may hold, per agent kind (llm and scorer agents take none).
-OPTION_KEYS: dict[str, tuple[str, ...]] = {
-    "llm": (),
-    "scorer": (),
-    "probe": ("C", "n_splits", "calibration", "random_state"),
-    "precomputed": ("source_agent",),
-}
 
 
 class AgentSection(_Section):
     name: str = Field(..., min_length=1)
-    kind: Literal["llm", "scorer", "probe", "precomputed"]
+    kind: Annotated[str, AfterValidator(lambda kind: registered_name(registry.agent_kinds, kind))] = Field(
+        ..., description="a registered agent kind (modsab.registry.agent_kinds: llm, scorer, probe, precomputed)"
+    )
     reads: list[str] | None = Field(None, description="descriptor fields the agent reads (llm, scorer); [] for none")
     media: list[Literal["peak_frame", "frames", "audio"]] = Field(
         default_factory=list, description="media sent beside the text (llm agents on an endpoint)")
@@ -148,9 +144,9 @@ class AgentSection(_Section):
     @classmethod
     def _known_options(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         kind = info.data.get("kind")
-        if kind not in OPTION_KEYS:
+        if kind not in registry.agent_kinds:
             return options
-        allowed = OPTION_KEYS[kind]
+        allowed = registry.agent_kinds.get(kind).options
         for key in options:
             if key not in allowed:
                 if key in LIMIT_KEYS:
@@ -166,13 +162,13 @@ class AgentSection(_Section):
             raise ValueError("a precomputed agent needs 'path'")
         if self.kind == "probe" and not self.features:
             raise ValueError("a probe agent needs 'features' (text, audio, vision or a list of columns)")
-        if self.kind not in ("llm", "scorer"):
+        if not registry.agent_kinds.get(self.kind).calls_a_model:
             given = [key for key in LIMIT_KEYS if getattr(self, key) is not None]
             if given:
                 raise ValueError(f"'{given[0]}' applies to llm and scorer agents only")
         if (self.price_in is None) != (self.price_out is None):
             raise ValueError("give both price_in and price_out")
-        if self.media and self.kind != "llm":
+        if self.media and not registry.agent_kinds.get(self.kind).media:
             raise ValueError(f"'media' applies to llm agents only (a {self.kind} agent reads no media)")
         if self.media and not self.base_url:
             raise ValueError("an agent with 'media' needs 'base_url': an endpoint whose model takes them "

@@ -32,6 +32,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from modsab.agents.kinds._base import KindInputs
+from modsab.diskcache import CacheWarning, npy_cached as _npy_cached  # noqa: F401  (re-exported)
+from modsab.registry import agent_kinds
 from modsab.run.config import AgentSection, RunConfig
 from modsab.data.loaders import Instance, Loaded, load_dataset
 from modsab.contract.errors import InputError
@@ -266,7 +269,7 @@ def _check_agents_can_start(config: RunConfig) -> None:
                 hint="give price_in and price_out (USD per million tokens)",
             )
     for agent in config.agents:
-        if agent.kind not in ("llm", "scorer") or not agent.base_url:
+        if not agent_kinds.get(agent.kind).calls_a_model or not agent.base_url:
             continue
         if agent.api_key_env and not os.environ.get(agent.api_key_env):
             raise InputError(
@@ -378,140 +381,6 @@ def _run_llm_agent(
     return records, summary
 
 
-def _quality_column(descriptors: pd.DataFrame, features: str | list[str]) -> pd.Series | None:
-    from modsab.agents.probes import QUALITY_COLUMNS
-
-    if isinstance(features, str):
-        for column in QUALITY_COLUMNS.get(features, ()):
-            if column in descriptors.columns:
-                return descriptors[column]
-    return None
-
-
-def _records_for_probe(
-    agent: AgentSection, descriptors: pd.DataFrame, instances: list[Instance], labels: LabelSet, run_dir: Path,
-    config: RunConfig,
-) -> list[dict[str, Any]]:
-    from modsab.agents.probes import ProbeAgent, feature_columns, probe_records, text_embeddings
-
-    by_id = {i.instance_id: i for i in instances}
-    keep = np.array([by_id[i].gold is not None for i in descriptors["instance_id"]])
-    table = descriptors[keep].reset_index(drop=True)
-    if agent.features == "text":
-        # an empty or missing transcript (None, or NaN from a string column) is no input:
-        # the text probe abstains there and learns from the others
-        texts = [t.strip() if isinstance(t, str) else "" for t in table["transcript"].tolist()]
-        has_text = np.array([bool(t) for t in texts], dtype=bool)
-        features = np.full((len(texts), 1), np.nan)
-        if has_text.any():
-            embedded = _cached_embeddings([t for t in texts if t], config.run.cache_dir or run_dir / "cache",
-                                          text_embeddings)
-            features = np.full((len(texts), embedded.shape[1]), np.nan)
-            features[has_text] = embedded
-    else:
-        columns = feature_columns(table, agent.features)
-        features = table[columns].to_numpy(dtype=np.float64)
-    usable = ~np.all(np.isnan(features), axis=1) if features.size else np.zeros(len(table), bool)
-    y = np.array([labels.index[by_id[i].gold] for i in table["instance_id"]])
-    groups = [by_id[i].speaker or i for i in table["instance_id"]]
-    probe = ProbeAgent(**agent.options)
-    proba = np.zeros((len(table), len(labels)))
-    if usable.sum() >= 2:
-        proba[usable] = _cached_cross_fit(probe, features[usable], y[usable], np.asarray(groups)[usable],
-                                          n_labels=len(labels), cache_dir=config.run.cache_dir or run_dir / "cache")
-    quality = _quality_column(table, agent.features)
-    records = probe_records(
-        table["instance_id"].tolist(), proba, list(labels), agent=agent.name,
-        gold=[by_id[i].gold for i in table["instance_id"]],
-        quality=None if quality is None else quality.tolist(),
-        dataset=[by_id[i].dataset for i in table["instance_id"]],
-    )
-    for record, ok in zip(records, usable, strict=True):
-        if not ok:  # no features for this instance (e.g. no video): the probe abstains
-            record["candidates"] = []
-    return records
-
-
-def _cached_cross_fit(probe, features: np.ndarray, y: np.ndarray, groups: np.ndarray, *, n_labels: int,
-                      cache_dir: Path) -> np.ndarray:
-    """:meth:`ProbeAgent.cross_fit_predict`, cached on disk by everything it depends on
-    (features, labels, groups, options, scikit-learn version): a rerun refits nothing."""
-    import dataclasses
-    import hashlib
-
-    import sklearn
-
-    digest = hashlib.sha256()
-    for part in (np.ascontiguousarray(features, dtype=np.float64), np.ascontiguousarray(y, dtype=np.int64)):
-        digest.update(repr(part.shape).encode())
-        digest.update(part.tobytes())
-    meta = [[str(g) for g in groups], n_labels, dataclasses.asdict(probe), sklearn.__version__, "probe-v2"]  # v2: SpeakerFolds
-    digest.update(json.dumps(meta, sort_keys=True, default=str).encode())
-    return _npy_cached(cache_dir / f"probe-{digest.hexdigest()[:24]}.npy",
-                       lambda: probe.cross_fit_predict(features, y, groups, n_labels=n_labels))
-
-
-def _cached_embeddings(texts: list[str | None], cache_dir: Path, embed) -> np.ndarray:
-    """Sentence embeddings, cached on disk by text (a rerun embeds nothing twice)."""
-    import hashlib
-
-    key = hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode()).hexdigest()[:24]
-    return _npy_cached(cache_dir / f"embeddings-minilm-{key}.npy", lambda: embed(texts))
-
-
-class CacheWarning(UserWarning):
-    """A cache entry that does not load (torn write, disk full, foreign file): recomputed."""
-
-
-def _npy_cached(path: Path, compute: Callable[[], np.ndarray]) -> np.ndarray:
-    """The array saved at ``path`` (a name made from a hash of the inputs), else ``compute()`` saved there.
-
-    Written to a temporary file and renamed (``os.replace``), so a killed run or a full
-    disk never leaves a truncated entry under the final name; an entry that does not
-    load anyway is dropped and recomputed, with a :class:`CacheWarning`."""
-    import warnings
-
-    if path.exists():
-        try:
-            return np.load(path, allow_pickle=False)
-        except (ValueError, EOFError, OSError) as error:
-            warnings.warn(f"cache entry {path} does not load ({type(error).__name__}: {error}); recomputing it",
-                          CacheWarning, stacklevel=2)
-            path.unlink(missing_ok=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    values = compute()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("wb") as handle:
-            np.save(handle, values)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as error:
-        tmp.unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            from modsab.contract.errors import storage_error
-
-            raise storage_error(error, path=path, what="write the cache entry") from None
-        raise
-    return values
-
-
-def _records_for_precomputed(agent: AgentSection) -> list[dict[str, Any]]:
-    from modsab.contract.predictions import records, resolve_path
-
-    path = resolve_path(agent.path)
-    out = []
-    for line, raw in records(path):
-        if isinstance(raw, dict) and raw.get("agent") in (agent.name, agent.options.get("source_agent")):
-            out.append(dict(raw, agent=agent.name))
-        elif isinstance(raw, Exception):
-            raise InputError(str(raw), path=path, line=line)
-    if not out:
-        raise InputError(f"no records for agent '{agent.name}'", path=path, hint="check the agent name")
-    return out
-
-
 def _raw_answers(run_dir: Path) -> dict[str, dict[str, str]]:
     """``{instance: {agent: raw model text}}`` from the agents' run stores, for the report."""
     stores = sorted((run_dir / "agents").glob("*/run.sqlite"))
@@ -557,7 +426,7 @@ def _finish_agents_stage(
     })
     for agent in config.agents:
         row = summary[agent.name]
-        if agent.kind not in ("llm", "scorer") or row["answered"] > 0:
+        if not agent_kinds.get(agent.kind).calls_a_model or row["answered"] > 0:
             continue
         counts = (f"{row['answered']} answered, {row['invalid']} invalid, {row['failed']} failed, "
                   f"{row['missing']} without input")
@@ -630,7 +499,7 @@ def _run_stages(config: RunConfig, *, log: Callable[[str], None] | None, progres
 
     by_agent: dict[str, list[dict[str, Any]]] = {}
     summary: dict[str, dict[str, Any]] = {}
-    llm = [a for a in config.agents if a.kind in ("llm", "scorer")]
+    llm = [a for a in config.agents if agent_kinds.get(a.kind).calls_a_model]
     start = time.perf_counter()
     inputs = _agent_inputs(descriptors, loaded.instances) if llm else []
     if llm:
@@ -640,14 +509,12 @@ def _run_stages(config: RunConfig, *, log: Callable[[str], None] | None, progres
                 agent, inputs, loaded.labels, run_dir, config, log)
     seconds["llm_agents"] = time.perf_counter() - start
     start = time.perf_counter()
+    made_here = KindInputs(descriptors, loaded.instances, loaded.labels, config.run.cache_dir or run_dir / "cache")
     for agent in config.agents:
-        if agent.kind == "probe":
-            by_agent[agent.name] = _records_for_probe(agent, descriptors, loaded.instances, loaded.labels, run_dir,
-                                                      config)
-        elif agent.kind == "precomputed":
-            by_agent[agent.name] = _records_for_precomputed(agent)
-        else:
+        kind = agent_kinds.get(agent.kind)
+        if kind.calls_a_model:
             continue
+        by_agent[agent.name] = kind.records(agent, made_here)
         answered = sum(1 for record in by_agent[agent.name] if record.get("candidates"))
         summary[agent.name] = {"kind": agent.kind, "answered": answered, "invalid": 0, "failed": 0,
                                "missing": len(by_agent[agent.name]) - answered}
