@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from modsab.errors import InputError
+from modsab.textfiles import decode
 
 
 class _Section(BaseModel):
@@ -200,7 +201,7 @@ def load_config(path: str | Path) -> RunConfig:
     if not path.is_file():
         raise InputError("config file not found", path=path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(decode(path, path.read_bytes()))
     except tomllib.TOMLDecodeError as error:
         raise InputError(f"invalid TOML: {error}", path=path) from None
     try:

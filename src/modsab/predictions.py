@@ -34,9 +34,16 @@ import pyarrow.compute as pc
 from modsab.errors import InputError
 from modsab.labels import LabelSet, clean
 from modsab.schema import REQUIRED_FIELDS, SCALE_MAX, PredictionRecord, Scale
+from modsab.textfiles import data_suffix, decode, read_bytes
 
 #: File names looked for when a run directory is given instead of a file.
-RUN_DIR_FILES = ("predictions.jsonl", "predictions.parquet", "predictions.csv")
+RUN_DIR_FILES = (
+    "predictions.jsonl",
+    "predictions.parquet",
+    "predictions.csv",
+    "predictions.jsonl.gz",
+    "predictions.csv.gz",
+)
 
 _CANDIDATES_TYPE = pa.list_(pa.struct([("label", pa.string()), ("confidence", pa.float64())]))
 _SCHEMA = pa.schema(
@@ -55,10 +62,12 @@ _BLOCK = 1 << 16  # records per block when scattering candidates
 
 @dataclass(frozen=True)
 class SkippedRecord:
-    """A record left out under ``skip_invalid``, with where and why."""
+    """A record left out under ``skip_invalid``, with where and why (and the line or row
+    number, when there is one, which orders the list)."""
 
     where: str
     reason: str
+    line: int | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, str]:
         return {"where": self.where, "reason": self.reason}
@@ -215,10 +224,7 @@ def _resolve_path(path: str | Path) -> Path:
 
 
 def _format(path: Path) -> str:
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] in (".gz", ".zst", ".bz2"):
-        suffixes = suffixes[:-1]
-    ext = suffixes[-1] if suffixes else ""
+    ext = data_suffix(path)
     if ext in (".jsonl", ".ndjson", ".json"):
         return "jsonl"
     if ext in (".csv", ".tsv"):
@@ -228,8 +234,12 @@ def _format(path: Path) -> str:
     raise InputError(
         f"unknown file type '{ext or path.name}'",
         path=path,
-        hint="use .jsonl, .csv or .parquet",
+        hint="use .jsonl, .csv or .parquet (.jsonl.gz and .csv.gz are read too)",
     )
+
+
+def _delimiter(path: Path) -> str:
+    return "\t" if data_suffix(path) == ".tsv" else ","
 
 
 # -- fast reader -------------------------------------------------------------------------
@@ -263,12 +273,27 @@ def _candidates_from_json_strings(column: pa.Array) -> pa.Array:
     return table.column("c").combine_chunks()
 
 
+def _plain_utf8(data: bytes) -> bool:
+    """UTF-8 without NUL bytes (pyarrow's readers do not check either); validated in place."""
+    if b"\x00" in data:
+        return False
+    offsets = pa.py_buffer(np.array([0, len(data)], dtype=np.int64))
+    text = pa.Array.from_buffers(pa.large_string(), 1, [None, offsets, pa.py_buffer(data)])
+    try:
+        text.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
 def _read_table_fast(path: Path, fmt: str) -> tuple[pa.Table, int]:
     """Read with pyarrow; return the table and the line number of row 0."""
     if fmt == "jsonl":
         import pyarrow.json as pj
 
-        data = path.read_bytes()
+        data = read_bytes(path)
+        if not _plain_utf8(data):
+            raise _GiveUp
         options = pj.ParseOptions(explicit_schema=_SCHEMA, unexpected_field_behavior="ignore")
         try:
             table = pj.read_json(io.BytesIO(data), parse_options=options)
@@ -280,8 +305,10 @@ def _read_table_fast(path: Path, fmt: str) -> tuple[pa.Table, int]:
     if fmt == "csv":
         import pyarrow.csv as pcsv
 
-        data = path.read_bytes()
-        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+        data = read_bytes(path)
+        if not _plain_utf8(data):
+            raise _GiveUp
+        delimiter = _delimiter(path)
         types = {name: _SCHEMA.field(name).type for name in ("instance_id", "agent", "gold", "dataset")}
         types |= {"quality": pa.float64(), "candidates": pa.string()}
         try:
@@ -309,6 +336,19 @@ def _read_table_fast(path: Path, fmt: str) -> tuple[pa.Table, int]:
         parsed = _candidates_from_json_strings(table.column("candidates").combine_chunks())
         table = table.set_column(table.column_names.index("candidates"), "candidates", parsed)
     return table, 1
+
+
+def _labels_are_text(candidates: pa.DataType) -> bool:
+    """The candidates' labels are strings (plain or dictionary-encoded), as the contract says."""
+    if not (pa.types.is_list(candidates) or pa.types.is_large_list(candidates)):
+        return True  # not a list at all: the cast gives up
+    element = candidates.value_type
+    if not pa.types.is_struct(element) or element.get_field_index("label") < 0:
+        return True
+    label = element.field("label").type
+    if pa.types.is_dictionary(label):
+        label = label.value_type
+    return pa.types.is_string(label) or pa.types.is_large_string(label)
 
 
 def _dictionary_columns(path: Path) -> list[str]:
@@ -426,6 +466,8 @@ def _fast(path: Path, fmt: str, scale: Scale) -> _Flat:
             columns[name] = pa.nulls(table.num_rows, _SCHEMA.field(name).type)
             continue
         column = table.column(name)
+        if name == "candidates" and not _labels_are_text(column.type):
+            raise _GiveUp  # a number or bool label would be cast to a string: the exact reader reports it
         if name == "instance_id" and column.type == pa.string():
             columns[name] = column  # many distinct strings: _canonical encodes them chunk by chunk, uncopied
         else:
@@ -445,7 +487,7 @@ def _fast(path: Path, fmt: str, scale: Scale) -> _Flat:
     lists = columns["candidates"]
     values = lists.flatten()
     confidence = values.field("confidence")
-    if confidence.null_count:
+    if confidence.null_count or values.field("label").null_count:
         raise _GiveUp
     confidence = confidence.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
     if np.any(~((confidence >= 0) & (confidence <= top))):
@@ -486,30 +528,37 @@ def records(path: str | Path) -> Iterator[tuple[int, Any]]:
 def _records(path: Path, fmt: str) -> Iterator[tuple[int, Any]]:
     """Yield (line number, raw object) pairs; a raw object may be an exception."""
     if fmt == "jsonl":
-        with path.open("r", encoding="utf-8", errors="strict", newline="\n") as handle:
-            for number, text in enumerate(handle, start=1):
-                if not text.strip():
-                    continue
-                try:
-                    yield number, json.loads(text)
-                except json.JSONDecodeError as error:
-                    yield number, InputError(f"invalid JSON: {error.msg} (column {error.colno})")
-                except UnicodeDecodeError as error:  # pragma: no cover - handled below
-                    yield number, InputError(f"not UTF-8: {error}")
+        text = decode(path, read_bytes(path))
+        for number, line in enumerate(io.StringIO(text, newline="\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as error:
+                yield number, InputError(f"invalid JSON: {error.msg} (column {error.colno})")
     elif fmt == "csv":
-        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-        with path.open("r", encoding="utf-8", newline="") as handle:
-            reader = csv.DictReader(handle, delimiter=delimiter)
-            missing = [name for name in REQUIRED_FIELDS if name not in (reader.fieldnames or [])]
-            if missing:
-                raise InputError(
-                    f"CSV header lacks column(s) {', '.join(missing)}",
-                    path=path,
-                    line=1,
-                    hint="columns: instance_id, agent, gold, candidates (JSON), quality, dataset",
+        text = decode(path, read_bytes(path))
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_delimiter(path))
+        header = reader.fieldnames or []
+        missing = [name for name in REQUIRED_FIELDS if name not in header]
+        if missing:
+            raise InputError(
+                f"CSV header lacks column(s) {', '.join(missing)}",
+                path=path,
+                line=1,
+                hint="columns: instance_id, agent, gold, candidates (JSON), quality, dataset",
+            )
+        for row in reader:
+            extra = row.get(None) or []
+            absent = sum(value is None for key, value in row.items() if key is not None)
+            if extra or absent:  # a ragged row: csv fills missing fields with None, keeps extra ones under None
+                fields = len(header) - absent + len(extra)
+                yield reader.line_num, InputError(
+                    f"this row has {fields} fields, the header has {len(header)}",
+                    hint="quote fields holding commas (candidates is one quoted JSON field)",
                 )
-            for row in reader:
-                yield reader.line_num, _csv_row(row)
+                continue
+            yield reader.line_num, _csv_row(row)
     else:
         import pyarrow.parquet as pq
 
@@ -557,8 +606,9 @@ def _exact(path: Path, fmt: str, scale: Scale, skip_invalid: bool) -> _Flat:
     skipped: list[SkippedRecord] = []
     context = {"scale": scale}
     for number, raw in _records(path, fmt):
+        hint = "fix the record"
         if isinstance(raw, InputError):
-            reason = raw.message
+            reason, hint = raw.message, raw.hint or hint
         elif not isinstance(raw, dict):
             reason = f"expected a JSON object, got {type(raw).__name__}"
         else:
@@ -574,9 +624,9 @@ def _exact(path: Path, fmt: str, scale: Scale, skip_invalid: bool) -> _Flat:
                     path=path,
                     line=number if line_kind == "line" else None,
                     item=None if line_kind == "line" else f"row {number}",
-                    hint="fix the record, or pass --skip-invalid to skip bad records",
+                    hint=f"{hint}, or pass --skip-invalid to skip bad records",
                 )
-            skipped.append(SkippedRecord(f"{path}:{number}", reason))
+            skipped.append(SkippedRecord(f"{path}:{number}", reason, number))
             continue
         ids.append(record.instance_id)
         agents.append(record.agent)
@@ -586,7 +636,7 @@ def _exact(path: Path, fmt: str, scale: Scale, skip_invalid: bool) -> _Flat:
         lines.append(number)
         cand_count.append(len(record.candidates))
         for candidate in record.candidates:
-            cand_label.append(candidate.label if isinstance(candidate.label, str) else None)
+            cand_label.append(candidate.label)
             cand_conf.append(candidate.confidence)
     if not ids:
         raise InputError(

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modsab.errors import InputError
+
 
 def cache_key(
     *,
@@ -62,6 +64,15 @@ def _connect(path: Path) -> sqlite3.Connection:
     connection.execute("PRAGMA synchronous=NORMAL")
     connection.row_factory = sqlite3.Row
     return connection
+
+
+def unreadable(path: Path, error: sqlite3.DatabaseError) -> InputError:
+    """The error for a file that SQLite cannot read (corrupt, or not a database at all)."""
+    return InputError(
+        f"not a readable SQLite database ({error})",
+        path=path,
+        hint="move the file away (or delete it) and run again to start a new one",
+    )
 
 
 @dataclass(frozen=True)
@@ -103,8 +114,11 @@ class _Database:
 
     def __init__(self, folder: str | Path) -> None:
         self.path = Path(folder) / self.FILENAME
-        self.db = _connect(self.path)
-        self.db.executescript(self.SCHEMA)
+        try:
+            self.db = _connect(self.path)
+            self.db.executescript(self.SCHEMA)
+        except sqlite3.DatabaseError as error:
+            raise unreadable(self.path, error) from None
 
     def close(self) -> None:
         self.db.close()
