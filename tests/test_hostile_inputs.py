@@ -289,6 +289,92 @@ def test_cache_clear_still_clears(tmp_path, capsys):
     assert sqlite3.connect(tmp_path / "cache.sqlite").execute("SELECT COUNT(*) FROM responses").fetchone() == (0,)
 
 
+# -- options: folds and seed ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--folds", "0"], "--folds 0"),
+        (["--folds", "1"], "--folds 1"),
+        (["--folds", "-3"], "--folds -3"),
+        (["--seed", "-1"], "--seed -1"),
+    ],
+)
+@pytest.mark.parametrize("command", ["diagnose", "report"])
+def test_folds_and_seed_are_validated(tmp_path, capsys, args, message, command):
+    path = tmp_path / "p.jsonl"
+    path.write_bytes(jsonl_bytes(RECORDS))
+    extra = ["--out", tmp_path / "r.html"] if command == "report" else []
+    err = cli_error([command, path, "--labels", LABELS, "--bootstrap", "5", "--all", *args, *extra], capsys)
+    assert message in err
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_folds_and_seed_in_the_api():
+    for bad in ({"folds": 1}, {"folds": 0}, {"seed": -1}, {"seed": 1.5}):
+        with pytest.raises(InputError):
+            Options(**bad)
+    assert Options(folds=2, seed=None).folds == 2
+    pset = load_predictions_from(RECORDS)
+    with pytest.raises(InputError, match="--folds 1"):
+        diagnose(pset, bootstrap=0, n_folds=1)  # even without a cross-fitted diagnostic asked for
+    result = diagnose(pset, bootstrap=0)
+    with pytest.raises(InputError, match="--folds 1"):
+        result.extend("calibration", n_folds=1)
+    assert "cross-fitted over 2" in result.extend("calibration", n_folds=2).to_dict()["calibration"]["split"]
+
+
+def test_config_seed_must_not_be_negative(tmp_path):
+    from modsab.config import load_config
+
+    path = tmp_path / "run.toml"
+    config = '[dataset]\nloader = "ravdess"\npath = "x"\n\n[[agents]]\nname = "a"\nkind = "probe"\nfeatures = "audio"\n'
+    path.write_text(config + "\n[audit]\nseed = 0\n", encoding="utf-8")
+    assert load_config(path).audit.seed == 0
+    path.write_text(config + "\n[audit]\nseed = -1\n", encoding="utf-8")
+    with pytest.raises(InputError, match="audit.seed"):
+        load_config(path)
+
+
+def load_predictions_from(records, **options):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "p.jsonl"
+        path.write_bytes(jsonl_bytes(records))
+        options.setdefault("labels", LABELS)
+        return load_predictions(path, **options)
+
+
+# -- labels given as a list ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [["joy", "anger", "sadness"], ("joy", "anger", "sadness"), "joy,anger,sadness", LabelSet(("joy", "anger", "sadness"))],
+    ids=["list", "tuple", "string", "LabelSet"],
+)
+def test_labels_as_list_tuple_string_or_labelset(tmp_path, labels):
+    path = tmp_path / "p.jsonl"
+    path.write_bytes(jsonl_bytes(RECORDS))
+    loaded = load_predictions(path, labels=labels)
+    assert tuple(loaded.labels) == ("joy", "anger", "sadness")
+    same_set(loaded, load_predictions(path, labels=LABELS))
+    assert diagnose(path, labels=labels, bootstrap=0).to_dict()["labels"] == ["joy", "anger", "sadness"]
+
+
+def test_labels_list_with_synonyms_and_bad_items(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_bytes(jsonl_bytes([*RECORDS, record("i3", "text", [("glad", 50)], gold="joy")]))
+    loaded = load_predictions(path, labels=["joy", "anger", "sadness"], synonyms={"glad": "joy"})
+    assert loaded.scores[2, loaded.agents.index("text"), 0] == 0.5
+    with pytest.raises(InputError, match="labels"):
+        load_predictions(path, labels=["joy", 3])
+    with pytest.raises(InputError, match="given twice"):
+        load_predictions(path, labels=["joy", "joy"])
+
+
 # -- ragged CSV rows -----------------------------------------------------------------------------
 
 
@@ -307,3 +393,47 @@ def test_ragged_csv_row_names_the_line(tmp_path, row, fields):
     loaded = load_predictions(path, labels=LABELS, skip_invalid=True)
     assert [s.where for s in loaded.skipped] == [f"{path}:6"]
     assert loaded.instance_ids.tolist() == ["i1", "i2", "i4"]
+
+
+# -- no RuntimeWarning on extreme data ------------------------------------------------------------
+
+
+def extreme_records():
+    """Tie-heavy answers at the ends of the scale: an agent always right, one at 0 and 100,
+    one tied between two labels, one that abstains on half the instances."""
+    labels = LABELS.split(",")
+    out = []
+    for i in range(60):
+        gold = labels[i % 3]
+        other = labels[(i + 1) % 3]
+        out.append(record(f"i{i}", "oracle", [(gold, 61 if i % 2 else 100)], gold=gold, quality=100))
+        out.append(record(f"i{i}", "extreme", [(gold if i % 4 else other, 100 if i % 2 else 0)], quality=0))
+        out.append(record(f"i{i}", "tied", [(gold, 50), (other, 50)], quality=50))
+        out.append(record(f"i{i}", "sometimes", [] if i % 2 else [(other, 100)], quality=100))
+    return out
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_diagnose_all_on_extreme_data_emits_no_runtime_warning(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_bytes(jsonl_bytes(extreme_records()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        for folds in (2, 5):
+            result = diagnose(
+                path, labels=LABELS, bootstrap=50, n_folds=folds, weights="quality",
+                causal=True, shapley=True, calibration=True, fusion_compare=True, tau_sweep=True,
+            ).to_dict()  # fmt: skip
+            temperatures = result["calibration"]["temperatures"]["oracle"]
+            assert all(np.isfinite(temperatures))
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_temperature_map_is_finite_at_the_extremes():
+    from modsab import calibration
+
+    for confidence, correct in [([0.59, 0.86], [1, 1]), ([0.61] * 3, [1] * 3), ([0.0, 1.0], [0, 1])]:
+        temperature = calibration.fit_temperature(np.array(confidence), np.array(correct))
+        mapped = calibration._map("temperature", temperature, np.arange(101) / 100)
+        assert np.all(np.isfinite(mapped)) and np.all((mapped >= 0) & (mapped <= 1))
+        assert np.all(np.diff(mapped) >= 0)

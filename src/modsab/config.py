@@ -89,7 +89,7 @@ class AuditSection(_Section):
     tau: float = Field(0.70, ge=0, le=1)
     k: int = Field(5, ge=1)
     bootstrap: int = Field(1000, ge=0)
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     #: Diagnostics beyond the paper to add to the run's JSON and report ("all" for the five).
     diagnostics: list[Diagnostic] = Field(default_factory=list)
     #: Seeded instance folds for what the diagnostics cross-fit (recalibration, learned weights).

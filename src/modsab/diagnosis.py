@@ -8,8 +8,9 @@ report). The JSON keys documented in the README are the public contract.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ class Options:
     bootstrap: int = 1000
     seed: int | None = 0
     level: float = 0.95
+    folds: int = 5
 
     def __post_init__(self) -> None:
         if not 0 <= self.tau <= 1:
@@ -43,6 +45,16 @@ class Options:
             raise InputError(f"--bootstrap {self.bootstrap} must be 0 (no intervals) or more")
         if not 0 < self.level < 1:
             raise InputError(f"confidence level {self.level} must be between 0 and 1")
+        if not _is_int(self.folds) or self.folds < 2:
+            raise InputError(
+                f"--folds {self.folds} must be 2 or more", hint="cross-fitting holds one fold out and fits on the rest"
+            )
+        if self.seed is not None and (not _is_int(self.seed) or self.seed < 0):
+            raise InputError(f"--seed {self.seed} must be 0 or more (or None: unseeded)")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 @dataclass
@@ -84,13 +96,15 @@ class Diagnosis:
     #: Arrays the diagnostics share across :meth:`extend` calls (coalition fusions, groups).
     workspace: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    def extend(self, *names: str, n_folds: int = 5) -> Diagnosis:
+    def extend(self, *names: str, n_folds: int | None = None) -> Diagnosis:
         """Run diagnostics beyond the paper (``causal``, ``shapley``, ``calibration``,
         ``fusion_compare``, ``tau_sweep``; see :mod:`modsab.beyond`) and keep their
-        sections for :meth:`to_dict`. Returns ``self``."""
+        sections for :meth:`to_dict`; ``n_folds`` defaults to the options' ``folds``.
+        Returns ``self``."""
         from modsab import beyond
 
-        self.extras.update(beyond.run(self, names, n_folds=n_folds))
+        folds = self.options.folds if n_folds is None else replace(self.options, folds=n_folds).folds  # checked
+        self.extras.update(beyond.run(self, names, n_folds=folds))
         return self
 
     # -- JSON -----------------------------------------------------------------------
@@ -312,7 +326,6 @@ def diagnose(
     diagnostics beyond the paper (:meth:`Diagnosis.extend`); ``n_folds`` is the number of
     seeded instance folds of their cross-fitted parts.
     """
-    pset = predictions if isinstance(predictions, PredictionSet) else load_predictions(predictions, **load_options)
     rule = fusion.rule(weights)
     options = Options(
         weights=rule.name,
@@ -323,7 +336,9 @@ def diagnose(
         bootstrap=bootstrap,
         seed=seed,
         level=level,
-    )
+        folds=n_folds,
+    )  # checked before the file is read
+    pset = predictions if isinstance(predictions, PredictionSet) else load_predictions(predictions, **load_options)
     fused_idx, baseline_idx = _select_agents(pset, options)
     k_eff = min(options.k, len(pset.labels))
 
@@ -364,4 +379,4 @@ def diagnose(
         "tau_sweep": tau_sweep,
     }
     wanted = tuple(name for name, on in flags.items() if on)
-    return result.extend(*wanted, n_folds=n_folds) if wanted else result
+    return result.extend(*wanted) if wanted else result

@@ -946,7 +946,7 @@ class _Assembler:
 def load_predictions(
     path: str | Path,
     *,
-    labels: LabelSet | str | None = None,
+    labels: LabelSet | str | Sequence[str] | None = None,
     synonyms: Mapping[str, str] | str | Path | None = None,
     scale: Scale = "percent",
     strict: bool = False,
@@ -954,8 +954,8 @@ def load_predictions(
 ) -> PredictionSet:
     """Read a predictions file (or run directory) into a :class:`PredictionSet`.
 
-    ``labels`` is a :class:`LabelSet`, a comma list or a preset name; when omitted the
-    set is the sorted set of gold values. ``synonyms`` is a mapping or a JSON file of
+    ``labels`` is a :class:`LabelSet`, a list or tuple of labels, a comma list or a preset
+    name; when omitted the set is the sorted set of gold values. ``synonyms`` is a mapping or a JSON file of
     variant -> label. Invalid candidate labels are dropped and counted per agent
     (``strict`` makes them an error). ``skip_invalid`` skips bad records instead of
     failing and lists them in ``PredictionSet.skipped``.
@@ -963,10 +963,7 @@ def load_predictions(
     if scale not in SCALE_MAX:
         raise InputError(f"unknown scale '{scale}'", hint="use 'percent' (0-100) or 'unit' (0-1)")
     synonym_map = load_synonyms(synonyms)
-    if isinstance(labels, str):
-        labels = LabelSet.parse(labels, synonyms=synonym_map)
-    elif labels is not None and synonym_map and not labels.synonyms:
-        labels = LabelSet(labels.labels, synonym_map, source=labels.source)
+    labels = label_set(labels, synonyms=synonym_map)
     if labels is None:
         labels = run_labels(path, synonyms=synonym_map)
     resolved = _resolve_path(path)
@@ -977,6 +974,28 @@ def load_predictions(
         flat = _exact(resolved, fmt, scale, skip_invalid)
     options = dict(labels=labels, synonyms=synonym_map, scale=scale, strict=strict, skip_invalid=skip_invalid)
     return _Assembler(flat, resolved, **options).build()
+
+
+def label_set(
+    labels: LabelSet | str | Sequence[str] | None, *, synonyms: Mapping[str, str] | None = None
+) -> LabelSet | None:
+    """A :class:`LabelSet` from what callers write: a ``LabelSet``, a comma list or preset name,
+    or a list / tuple of labels (in tie-break order); ``None`` stays ``None``. ``synonyms``
+    are added to a set that has none."""
+    if labels is None:
+        return None
+    if isinstance(labels, str):
+        return LabelSet.parse(labels, synonyms=synonyms)
+    if isinstance(labels, LabelSet):
+        if synonyms and not labels.synonyms:
+            return LabelSet(labels.labels, synonyms, source=labels.source)
+        return labels
+    if isinstance(labels, Sequence) and all(isinstance(label, str) for label in labels):
+        return LabelSet(tuple(labels), synonyms or {})
+    raise InputError(
+        f"labels must be a list of strings, a comma list or a preset name, got {labels!r}",
+        hint='e.g. labels=["neutral", "joy", "anger"] or labels="meld"',
+    )
 
 
 def run_labels(path: str | Path, *, synonyms: Mapping[str, str] | None = None) -> LabelSet | None:
