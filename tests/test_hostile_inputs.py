@@ -395,6 +395,46 @@ def test_ragged_csv_row_names_the_line(tmp_path, row, fields):
     assert loaded.instance_ids.tolist() == ["i1", "i2", "i4"]
 
 
+# -- a label twice in one candidate list --------------------------------------------------------
+
+
+def test_label_repeated_in_one_answer_is_counted_as_invalid(tmp_path):
+    records = [
+        record("i1", "text", [("joy", 20), ("anger", 30), ("joy", 90)], gold="joy"),
+        record("i1", "audio", [("happy", 60), ("JOY", 70), ("anger", 10)]),  # the same label after resolution
+        record("i2", "text", [("sadness", 40)], gold="sadness"),
+        record("i2", "audio", [("sadness", 40), ("fear", 5)]),
+    ]
+    path = tmp_path / "p.jsonl"
+    path.write_bytes(jsonl_bytes(records))
+    loaded = load_predictions(path, labels=LABELS)
+    text, audio = loaded.agents.index("text"), loaded.agents.index("audio")
+    assert loaded.scores[0, text].tolist() == [0.2, 0.3, 0.0]  # the first mention is kept, the repeat dropped
+    assert loaded.scores[0, audio].tolist() == [0.6, 0.1, 0.0]
+    assert loaded.invalid_labels == {"audio": 2, "text": 1}
+    assert loaded.invalid_examples == {"audio": ["fear", "joy (repeated)"], "text": ["joy (repeated)"]}
+    result = diagnose(path, labels=LABELS, bootstrap=0).to_dict()
+    assert result["agents"]["text"]["invalid_labels"] == 1 and result["agents"]["audio"]["invalid_labels"] == 2
+    assert result["agents"]["text"]["contributors"] == 1  # i1: anger 0.3 beats the first joy, 0.2
+    with pytest.raises(InputError, match="'joy' twice") as info:
+        load_predictions(path, labels=LABELS, strict=True)
+    assert f"{path}:1" in str(info.value)
+
+
+def test_repeated_label_same_in_every_format(tmp_path):
+    records = [
+        record("i1", "text", [("joy", 20), ("joy", 90), ("anger", 30), ("anger", 30)], gold="joy"),
+        record("i2", "text", [("sadness", 40)], gold="sadness"),
+    ]
+    (tmp_path / "p.jsonl").write_bytes(jsonl_bytes(records))
+    (tmp_path / "p.csv").write_text(csv_text(records), encoding="utf-8")
+    pq.write_table(pa.Table.from_pylist(records), tmp_path / "p.parquet")
+    loaded = [load_predictions(tmp_path / name, labels=LABELS) for name in ("p.jsonl", "p.csv", "p.parquet")]
+    for other in loaded[1:]:
+        same_set(other, loaded[0])
+    assert loaded[0].scores[0, 0].tolist() == [0.2, 0.3, 0.0] and loaded[0].invalid_labels == {"text": 2}
+
+
 # -- no RuntimeWarning on extreme data ------------------------------------------------------------
 
 

@@ -279,6 +279,7 @@ def _summarise(
         draws = metrics.bootstrap_counts(p_count, pattern_indicators, resamples=options.bootstrap, seed=options.seed)
         ci = metrics.percentile_intervals(metrics.rates(draws, layout, baseline=baseline), level=options.level)
     present = pset.present if rows is None else pset.present[rows]
+    invalid = pset.invalid_counts if rows is None else pset.invalid_counts[rows]
     agent_counts = {}
     for m, name in enumerate(pset.agents):
         answered, contributor, potential, successful = (int(c) for c in layout.agent(counts, m))
@@ -286,7 +287,7 @@ def _summarise(
             "n": answered,
             "abstained": int(rank.shape[0] - answered),
             "missing_records": int((~present[:, m]).sum()),
-            "invalid_labels": pset.invalid_labels.get(name, 0),
+            "invalid_labels": int(invalid[:, m].sum()),
             "contributors": contributor,
             "potential_sabotage": potential,
             "successful_sabotage": successful,
@@ -312,15 +313,18 @@ def diagnose(
     fusion_compare: bool = False,
     tau_sweep: bool = False,
     n_folds: int = 5,
+    agents_order: Sequence[str] | str | None = None,
     **load_options: Any,
 ) -> Diagnosis:
     """Fuse the agents, audit every instance and summarise, with bootstrap intervals.
 
     ``predictions`` is a :class:`PredictionSet` or a path for :func:`load_predictions`
     (``load_options`` go there: ``labels``, ``synonyms``, ``scale``, ``strict``,
-    ``skip_invalid``). ``weights`` is ``"uniform"`` or ``"quality"`` (or a
-    :class:`~modsab.fusion.FusionRule`); ``fuse`` picks the fused agents (default:
-    all but the baseline); ``baseline`` names the agent reported as Base T1.
+    ``skip_invalid``). ``agents_order`` (a list or comma list naming every agent once)
+    orders the agents everywhere in the result; by default a file's agents come in the
+    order its run recorded, else sorted by name. ``weights`` is ``"uniform"`` or
+    ``"quality"`` (or a :class:`~modsab.fusion.FusionRule`); ``fuse`` picks the fused
+    agents (default: all but the baseline); ``baseline`` names the agent reported as Base T1.
 
     ``causal``, ``shapley``, ``calibration``, ``fusion_compare`` and ``tau_sweep`` add the
     diagnostics beyond the paper (:meth:`Diagnosis.extend`); ``n_folds`` is the number of
@@ -338,7 +342,10 @@ def diagnose(
         level=level,
         folds=n_folds,
     )  # checked before the file is read
-    pset = predictions if isinstance(predictions, PredictionSet) else load_predictions(predictions, **load_options)
+    if isinstance(predictions, PredictionSet):
+        pset = predictions if agents_order is None else predictions.with_agent_order(agents_order)
+    else:
+        pset = load_predictions(predictions, agents_order=agents_order, **load_options)
     fused_idx, baseline_idx = _select_agents(pset, options)
     k_eff = min(options.k, len(pset.labels))
 

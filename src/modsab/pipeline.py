@@ -317,6 +317,7 @@ def run_pipeline(
 ) -> RunOutcome:
     """Run every stage; see the module docstring. Returns the diagnosis JSON."""
     from modsab.diagnosis import diagnose
+    from modsab.predictions import agent_order
 
     run_dir = config.run.dir
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -366,8 +367,10 @@ def run_pipeline(
 
     start = time.perf_counter()
     audit, fusion = config.audit, config.fusion
+    answered = {name for record in records if (name := str(record.get("agent", "")).strip())}
     result = diagnose(
         predictions, labels=loaded.labels, weights=fusion.weights, fuse=fusion.fuse, baseline=fusion.baseline,
+        agents_order=agent_order(sorted(answered), None, [a.name for a in config.agents]),  # the config's order
         tau=audit.tau, k=audit.k, bootstrap=audit.bootstrap, seed=audit.seed, n_folds=audit.folds, **audit.wanted(),
     )
     payload = result.to_dict()

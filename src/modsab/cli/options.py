@@ -9,7 +9,9 @@ from pathlib import Path
 
 import typer
 
-PREDICTIONS_HELP = "Predictions file (.jsonl, .csv, .parquet) or a run directory holding predictions.*"
+PREDICTIONS_HELP = (
+    "Predictions file (.jsonl, .csv, .parquet; .jsonl.gz, .csv.gz) or a run directory holding predictions.*"
+)
 
 LABELS = typer.Option(
     None,
@@ -26,6 +28,12 @@ SKIP_INVALID = typer.Option(
 WEIGHTS = typer.Option("uniform", "--weights", help="'uniform' (w=1) or 'quality' (w=q/100).")
 FUSE = typer.Option(None, "--fuse", help="Comma-separated agents to fuse. Default: all but the baseline.")
 BASELINE = typer.Option(None, "--baseline", help="Agent whose own top-1 is reported as Base T1.")
+AGENTS_ORDER = typer.Option(
+    None,
+    "--agents-order",
+    help="Comma-separated order of the agents in every table and key (name each once). "
+    "Default: the order a run directory recorded, else sorted names.",
+)
 TAU = typer.Option(0.70, "--tau", help="Confidence threshold of potential sabotage.")
 K = typer.Option(5, "--k", help="Largest k of fused top-k (capped at the number of labels).")
 BOOTSTRAP = typer.Option(1000, "--bootstrap", help="Bootstrap resamples (0: no intervals).")
@@ -45,7 +53,8 @@ FOLDS = typer.Option(5, "--folds", help="Seeded instance folds for cross-fitting
 
 DIAGNOSTICS = ("causal", "shapley", "calibration", "fusion_compare", "tau_sweep")
 _PLAIN = (
-    "labels", "scale", "synonyms", "strict", "skip_invalid", "weights", "baseline", "tau", "k", "bootstrap", "seed"
+    "labels", "scale", "synonyms", "strict", "skip_invalid", "weights", "baseline", "tau", "k", "bootstrap", "seed",
+    "agents_order",
 )
 
 
