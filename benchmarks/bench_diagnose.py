@@ -91,8 +91,8 @@ def loop_pipeline(records: list[dict], tau: float = 0.7) -> dict:
             entry["gold"] = rec["gold"]
         answer = {}
         for cand in rec["candidates"]:
-            if cand["label"] in index:
-                answer[cand["label"]] = max(answer.get(cand["label"], 0.0), cand["confidence"] / 100)
+            if cand["label"] in index and cand["label"] not in answer:  # a repeated label is dropped
+                answer[cand["label"]] = cand["confidence"] / 100
         entry["answers"][rec["agent"]] = answer
     hits = [0] * 5
     counts = {a: [0, 0, 0, 0] for a in AGENTS}

@@ -34,7 +34,7 @@ def test_quality_weighting_is_left_out_with_its_reason_when_answers_have_no_qual
         section = diagnose(path, labels="joy,anger", bootstrap=20, fusion_compare=True).to_dict()["fusion_compare"]
     assert "quality" not in section["strategies"]
     assert "quality weighting needs a quality score" in section["skipped"]["quality"]
-    assert "p.jsonl:1" in section["skipped"]["quality"]
+    assert "p.jsonl:2" in section["skipped"]["quality"]  # i0's audio answer: agents come sorted
     assert {"uniform", "cap", "agreement", "reliability", "learned"} <= set(section["strategies"])
     _records(path, with_quality=True)
     section = diagnose(path, labels="joy,anger", bootstrap=20, fusion_compare=True).to_dict()["fusion_compare"]

@@ -220,10 +220,12 @@ def test_jsonl_and_csv_equal_parquet(records, options):
 
 def by_hand(records, labels: LabelSet):
     """Scores, candidates, gold, order... as the contract defines them (one record per
-    (instance, agent) and one gold per instance assumed)."""
-    instances = list(dict.fromkeys(r["instance_id"].strip() for r in records))
-    agents = list(dict.fromkeys(r["agent"].strip() for r in records))
-    datasets = list(dict.fromkeys(d.strip() for r in records if (d := r["dataset"]) and d.strip()))
+    (instance, agent) and one gold per instance assumed): instances and agents sorted, an
+    instance's dataset the last of its names, a label repeated within an answer counted as
+    invalid (its first mention kept)."""
+    instances = sorted({r["instance_id"].strip() for r in records})
+    agents = sorted({r["agent"].strip() for r in records})
+    datasets = sorted({d.strip() for r in records if (d := r["dataset"]) and d.strip()})
     n, m, k = len(instances), len(agents), len(labels)
     scores, candidate = np.zeros((n, m, k)), np.zeros((n, m, k), dtype=bool)
     quality, present = np.full((n, m), np.nan), np.zeros((n, m), dtype=bool)
@@ -237,12 +239,14 @@ def by_hand(records, labels: LabelSet):
             gold[i] = labels.code(r["gold"].strip())
         if r["dataset"] and r["dataset"].strip():
             dataset[i] = max(dataset[i], datasets.index(r["dataset"].strip()))
+        named = set()
         for c in r["candidates"]:
             code = labels.code(c["label"])
-            if code < 0:
+            if code < 0 or code in named:
                 invalid[agents[a]] += 1
                 continue
-            scores[i, a, code] = max(scores[i, a, code], c["confidence"] / 100)
+            named.add(code)
+            scores[i, a, code] = c["confidence"] / 100
             candidate[i, a, code] = True
     keep = gold >= 0
     names = np.asarray([*datasets, "(none)"], dtype=object)
@@ -317,12 +321,14 @@ def test_duplicate_pair_names_first_and_second_row(tmp_path):
     assert error.startswith("InputError: ") and "instance 'i0' has two records for agent 'text'" in error
     assert f"{path} row 1 and {path} row 3" in error and error == exact(path, labels=LABELS)
     result = fast(path, labels=LABELS, skip_invalid=True)
-    assert [s.where for s in result.skipped] == [f"{path} row {r}" for r in (3, 6, 5)]
-    assert result.scores[0, 0].tolist() == [0.9, 0, 0, 0]  # the first record of (i0, text) is kept
+    assert [s.where for s in result.skipped] == [f"{path} row {r}" for r in (3, 5, 6)]  # in file order
+    assert result.scores[0, result.agents.index("text")].tolist() == [0.9, 0, 0, 0]  # the first (i0, text) is kept
     assert_same(result, exact(path, labels=LABELS, skip_invalid=True))
 
 
-def test_categorical_columns_keep_first_appearance_order(tmp_path):
+def test_categorical_columns_come_out_sorted(tmp_path):
+    """Whatever the order of a dictionary column's values (and unused values in it),
+    instances and agents come out sorted, as from plain strings."""
     records = [
         rec("b", "vision", [("joy", 40)], gold="joy", dataset="y"),
         rec("a", "text", [("anger", 50)], gold=" anger", dataset="x"),
@@ -338,11 +344,11 @@ def test_categorical_columns_keep_first_appearance_order(tmp_path):
     )
     assert pa.types.is_dictionary(pq.read_schema(path).field("instance_id").type)
     result = fast(path, labels=LABELS)
-    assert result.instance_ids.tolist() == ["b", "a", "c"]
-    assert result.agents == ("vision", "text", "audio")
-    assert result.dataset.tolist() == ["x", "x", "(none)"]  # the later-appearing name wins within an instance
-    assert result.scores[0, 1].tolist() == [0.7, 0, 0, 0]
-    assert result.invalid_labels == {"vision": 0, "text": 1, "audio": 0}
+    assert result.instance_ids.tolist() == ["a", "b", "c"]
+    assert result.agents == ("audio", "text", "vision")
+    assert result.dataset.tolist() == ["x", "y", "(none)"]  # b is in x and y: the last name in sorted order
+    assert result.scores[1, 1].tolist() == [0.6, 0, 0, 0]  # the first mention of joy; the repeat is invalid
+    assert result.invalid_labels == {"audio": 0, "text": 2, "vision": 0}
     assert_same(result, exact(path, labels=LABELS))
 
 
@@ -370,7 +376,8 @@ def test_blank_instance_id_goes_to_the_exact_reader(tmp_path):
 @pytest.mark.parametrize("block", [100, 1 << 16])
 def test_many_records_with_repeated_labels(tmp_path, monkeypatch, block):
     """Thousands of records, grouped by instance then shuffled, labels repeated within
-    records (the maximum must win), ~2% invalid labels, gold on one agent."""
+    records (the first mention wins, repeats count as invalid), ~2% invalid labels, gold
+    on one agent."""
     monkeypatch.setattr(predictions, "_BLOCK", block)
     rng = np.random.default_rng(3)
     names = np.array(["joy", "anger", "sadness", "neutral", "confusion"])
@@ -399,12 +406,7 @@ def test_many_records_with_repeated_labels(tmp_path, monkeypatch, block):
     for name in ("scores", "candidate", "gold"):
         assert np.array_equal(getattr(result, name), expected[name]), name
     assert result.invalid_labels == expected["invalid_labels"]
-    assert result.invalid_examples == {agent: ["confusion"] for agent in ("text", "audio", "vision")}
-
-
-def test_first_appearance_renumbers_only_when_needed():
-    codes = np.array([0, -1, 0, 1, 2, 1])
-    assert predictions._first_appearance(codes, 3)[1] is None
-    renumbered, order = predictions._first_appearance(np.array([2, -1, 0, 2, 3]), 5)
-    assert renumbered.tolist() == [0, -1, 1, 0, 2] and order.tolist() == [2, 0, 3]
-    assert predictions._first_appearance(np.array([0, 1]), 3)[1].tolist() == [0, 1]  # value 2 unused
+    assert sorted(result.invalid_examples) == ["audio", "text", "vision"]
+    for examples in result.invalid_examples.values():  # the repeats are the most frequent, then confusion
+        assert "confusion" in examples
+        assert all(e == "confusion" or e.endswith(" (repeated)") for e in examples)

@@ -57,9 +57,8 @@ def test_a_second_run_on_one_directory_fails_at_once_and_a_waiting_one_pays_noth
     released = threading.Event()
 
     def slow_until_released(request):
-        reply = chat_reply(answer())
-        reply.delay = 0 if released.is_set() else 1.0  # the first run holds the directory for up to N s
-        return reply
+        released.wait(timeout=120)  # the first run holds the directory until the test releases it
+        return chat_reply(answer())
 
     with StubServer(responder=slow_until_released) as server:
         config = study(tmp_path, server.url)

@@ -192,7 +192,7 @@ def test_baseline_is_reported_and_left_out_of_fusion(write_jsonl):
     assert d["agents"]["tav"]["fused"] is False and d["agents"]["tav"]["successful_sabotage_share"] is None
     # named in --fuse, the baseline is fused too
     both = run(write_jsonl, records, baseline="tav", fuse=["text", "tav"]).to_dict()
-    assert both["fused_agents"] == ["text", "tav"] and both["fusion_topk"]["1"] == 0.5
+    assert both["fused_agents"] == ["tav", "text"] and both["fusion_topk"]["1"] == 0.5  # agents sorted
 
 
 def test_fuse_subset_and_unknown_agent(write_jsonl):

@@ -55,4 +55,4 @@ def test_synth_cli_writes_the_contract_and_the_truth(tmp_path):
     again, truth = generate(SynthConfig(n_instances=300, seed=2))
     order = np.argsort([int(i[1:]) for i in pset.instance_ids])
     assert np.array_equal(planted[order], truth[:, [again.agents.index(a) for a in pset.agents]])
-    assert np.allclose(pset.scores[order][:, [again.agents.index(a) for a in pset.agents]], again.scores)
+    assert np.allclose(pset.scores[order], again.scores[:, [again.agents.index(a) for a in pset.agents]])

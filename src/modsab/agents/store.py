@@ -66,6 +66,15 @@ def _connect(path: Path) -> sqlite3.Connection:
     return connection
 
 
+def unreadable(path: Path, error: sqlite3.DatabaseError) -> InputError:
+    """The error for a file that SQLite cannot read (corrupt, or not a database at all)."""
+    return InputError(
+        f"not a readable SQLite database ({error})",
+        path=path,
+        hint="move the file away (or delete it) and run again to start a new one",
+    )
+
+
 @dataclass(frozen=True)
 class CachedResponse:
     response: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -17,10 +18,30 @@ CACHE_DIR = typer.Option(
 
 
 def _open(cache_dir: Path | None):
+    """The cache, or ``None`` (after saying so) when there is none: looking never creates one."""
     from modsab.agents.run import default_cache_dir
     from modsab.agents.store import ResponseCache
 
-    return ResponseCache(cache_dir or default_cache_dir())
+    folder = Path(cache_dir or default_cache_dir())
+    if not (folder / ResponseCache.FILENAME).is_file():
+        typer.echo(f"no cache at {folder / ResponseCache.FILENAME}")
+        return None
+    return ResponseCache(folder)
+
+
+@contextmanager
+def _reading(cache):
+    """Close the cache afterwards; a corrupt database is an error naming the file."""
+    import sqlite3
+
+    from modsab.agents.store import unreadable
+
+    try:
+        yield cache
+    except sqlite3.DatabaseError as error:
+        raise unreadable(cache.path, error) from None
+    finally:
+        cache.close()
 
 
 def _when(stamp: float | None) -> str:
@@ -34,8 +55,12 @@ def ls(cache_dir: Path = CACHE_DIR) -> None:
     from rich.table import Table
 
     cache = _open(cache_dir)
+    if cache is None:
+        return
     table = Table("base url", "model", "prompt", "entries", "tokens", "hits", "first", "last")
-    for group in cache.groups():
+    with _reading(cache):
+        groups = cache.groups()
+    for group in groups:
         table.add_row(
             group["base_url"],
             group["model"],
@@ -47,14 +72,16 @@ def ls(cache_dir: Path = CACHE_DIR) -> None:
             _when(group["last"]),
         )
     Console().print(table)
-    cache.close()
 
 
 @cache_app.command("stats")
 def stats(cache_dir: Path = CACHE_DIR) -> None:
     """Totals: entries, tokens, hits, size on disk."""
     cache = _open(cache_dir)
-    groups = cache.groups()
+    if cache is None:
+        return
+    with _reading(cache):
+        groups = cache.groups()
     entries = sum(g["entries"] for g in groups)
     tokens = sum(g["prompt_tokens"] + g["completion_tokens"] for g in groups)
     hits = sum(g["hits"] for g in groups)
@@ -63,7 +90,6 @@ def stats(cache_dir: Path = CACHE_DIR) -> None:
         f"cache {cache.path}\nentries {entries}\nmodels {len({g['model'] for g in groups})}\n"
         f"tokens {tokens}\nhits {hits}\nbytes {size}"
     )
-    cache.close()
 
 
 @cache_app.command("clear")
@@ -76,13 +102,17 @@ def clear(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."),
 ) -> None:
     """Delete cached responses (all, or by model / age)."""
-    if not yes:
-        typer.confirm("Delete cached responses?", abort=True)
     cache = _open(cache_dir)
-    removed = cache.clear(
-        model=model, older_than_s=None if older_than_days is None else older_than_days * 86400
-    )
-    cache.close()
+    if cache is None:
+        typer.echo("nothing to clear")
+        return
+    if not yes and not typer.confirm("Delete cached responses?"):
+        cache.close()
+        raise typer.Abort()
+    with _reading(cache):
+        removed = cache.clear(
+            model=model, older_than_s=None if older_than_days is None else older_than_days * 86400
+        )
     typer.echo(f"removed {removed} entries")
 
 

@@ -17,7 +17,9 @@ import typer
 from modsab import registry
 from modsab.core.options import AuditOptions
 
-PREDICTIONS_HELP = "Predictions file (.jsonl, .csv, .parquet) or a run directory holding predictions.*"
+PREDICTIONS_HELP = (
+    "Predictions file (.jsonl, .csv, .parquet; .jsonl.gz, .csv.gz) or a run directory holding predictions.*"
+)
 
 LABELS = typer.Option(
     None,
@@ -30,6 +32,12 @@ SYNONYMS: Path = typer.Option(None, "--synonyms", help="JSON map of extra label 
 STRICT = typer.Option(False, "--strict", help="A candidate label outside the set is an error.")
 SKIP_INVALID = typer.Option(
     False, "--skip-invalid", help="Skip invalid records (counted and listed) instead of failing."
+)
+AGENTS_ORDER = typer.Option(
+    None,
+    "--agents-order",
+    help="Comma-separated order of the agents in every table and key (name each once). "
+    "Default: the order a run directory recorded, else sorted names.",
 )
 
 
@@ -54,7 +62,8 @@ ALL = typer.Option(False, "--all", help="Every diagnostic beyond the paper (each
 
 
 _PLAIN = (
-    "labels", "scale", "synonyms", "strict", "skip_invalid", "weights", "baseline", "tau", "k", "bootstrap", "seed"
+    "labels", "scale", "synonyms", "strict", "skip_invalid", "weights", "baseline", "tau", "k", "bootstrap", "seed",
+    "agents_order",
 )
 
 

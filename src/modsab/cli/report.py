@@ -27,6 +27,7 @@ def report_command(
     weights: str = options.WEIGHTS,
     fuse: str = options.FUSE,
     baseline: str = options.BASELINE,
+    agents_order: str = options.AGENTS_ORDER,
     tau: float = options.TAU,
     k: int = options.K,
     bootstrap: int = options.BOOTSTRAP,

@@ -85,7 +85,7 @@ def storage_error(error: Exception, *, path: str | Path | None = None, what: str
     elif "locked" in text:
         hint = "another process holds the database: wait for it, then run the same command again"
     elif "malformed" in text or "not a database" in text:
-        hint = "the file is damaged: move it away and run again (its answers are asked again)"
+        hint = "the file is damaged (not a readable SQLite database): move it away and run again (its answers are asked again)"
     else:
         hint = "check the free disk space and the permissions; what is stored is kept"
     return InputError(f"cannot {what}: {text}", path=path, hint=hint)

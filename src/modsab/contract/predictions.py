@@ -9,6 +9,12 @@ read at the edge and validated once; everything downstream works on
     quality[n, m]                             self-reported quality in [0, 1], NaN if absent
     gold[n]                                   label index
     present[n, m]                             a record exists for (instance, agent)
+    invalid[n, m]                             candidates left out as invalid (or repeated)
+
+Nothing depends on the order of the lines (network agents write them in completion
+order): instances come sorted by id, agents in one order (``agents_order``, else the order
+a run directory recorded, else sorted names), and every list derived from the records is
+sorted too.
 
 Two readers produce the same flat columns. The fast one hands the whole file to
 pyarrow and checks it with vectorised operations; it gives up on the first thing it
@@ -23,7 +29,7 @@ import io
 import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +40,16 @@ import pyarrow.compute as pc
 from modsab.contract.errors import InputError
 from modsab.contract.labels import LabelSet, clean
 from modsab.contract.records import REQUIRED_FIELDS, SCALE_MAX, PredictionRecord, Scale
+from modsab.contract.textfiles import data_suffix, decode, read_bytes
 
 #: File names looked for when a run directory is given instead of a file.
-RUN_DIR_FILES = ("predictions.jsonl", "predictions.parquet", "predictions.csv")
+RUN_DIR_FILES = (
+    "predictions.jsonl",
+    "predictions.parquet",
+    "predictions.csv",
+    "predictions.jsonl.gz",
+    "predictions.csv.gz",
+)
 
 _CANDIDATES_TYPE = pa.list_(pa.struct([("label", pa.string()), ("confidence", pa.float64())]))
 _SCHEMA = pa.schema(
@@ -55,10 +68,12 @@ _BLOCK = 1 << 16  # records per block when scattering candidates
 
 @dataclass(frozen=True)
 class SkippedRecord:
-    """A record left out under ``skip_invalid``, with where and why."""
+    """A record left out under ``skip_invalid``, with where and why (and the line or row
+    number, when there is one, which orders the list)."""
 
     where: str
     reason: str
+    line: int | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, str]:
         return {"where": self.where, "reason": self.reason}
@@ -78,6 +93,10 @@ class PredictionSet:
     present: np.ndarray
     dataset: np.ndarray | None = None
     line: np.ndarray | None = None
+    #: ``[n, m]`` candidates of each answer left out as invalid (outside the label set, or a
+    #: label the answer named before); any group's count is a sum over its rows.
+    invalid: np.ndarray | None = None
+    #: Per agent, over every record read (instances left out for want of gold included).
     invalid_labels: dict[str, int] = field(default_factory=dict)
     invalid_examples: dict[str, list[str]] = field(default_factory=dict)
     skipped: list[SkippedRecord] = field(default_factory=list)
@@ -119,6 +138,7 @@ class PredictionSet:
             gold=np.asarray(gold, dtype=np.int64),
             present=np.ones((n, m), dtype=bool),
             dataset=None if dataset is None else np.asarray(dataset, dtype=object),
+            invalid=np.zeros((n, m), dtype=np.int64),
             invalid_labels=dict.fromkeys(agents, 0),
         )
 
@@ -127,9 +147,37 @@ class PredictionSet:
         return int(self.gold.shape[0])
 
     @property
+    def invalid_counts(self) -> np.ndarray:
+        """``[n, m]`` :attr:`invalid`, zeros when the set was built without it."""
+        return np.zeros(self.present.shape, dtype=np.int64) if self.invalid is None else self.invalid
+
+    @property
     def answered(self) -> np.ndarray:
         """``[n, m]``: the agent gave at least one valid candidate."""
         return self.candidate.any(axis=2)
+
+    def with_agent_order(self, order: Sequence[str] | str) -> PredictionSet:
+        """The same set with its agents in ``order`` (a list or comma list naming each once)."""
+        names = agent_order(self.agents, agent_names(order), path=None if self.source == "<memory>" else self.source)
+        if tuple(names) == self.agents:
+            return self
+        take = [self.agents.index(name) for name in names]
+
+        def agents_axis(array: np.ndarray | None) -> np.ndarray | None:
+            return None if array is None else array[:, take]
+
+        return replace(
+            self,
+            agents=tuple(names),
+            scores=agents_axis(self.scores),
+            candidate=agents_axis(self.candidate),
+            quality=agents_axis(self.quality),
+            present=agents_axis(self.present),
+            line=agents_axis(self.line),
+            invalid=agents_axis(self.invalid),
+            invalid_labels={name: self.invalid_labels[name] for name in names if name in self.invalid_labels},
+            invalid_examples={name: self.invalid_examples[name] for name in names if name in self.invalid_examples},
+        )
 
     def agent_index(self, name: str) -> int:
         try:
@@ -161,6 +209,7 @@ class PredictionSet:
             present=self.present[rows],
             dataset=None if self.dataset is None else self.dataset[rows],
             line=None if self.line is None else self.line[rows],
+            invalid=None if self.invalid is None else self.invalid[rows],
             invalid_labels=self.invalid_labels,
             invalid_examples=self.invalid_examples,
             skipped=self.skipped,
@@ -177,7 +226,7 @@ class PredictionSet:
 class _Flat:
     """One entry per record (R) and per candidate (C). The string columns are plain
     strings (exact reader) or dictionary arrays with distinct, non-null values (fast
-    reader, :func:`_canonical`); :func:`_codes` reads both."""
+    reader, :func:`_canonical`); :func:`_sorted_codes` reads both."""
 
     instance_id: pa.Array  # string[R]
     agent: pa.Array  # string[R]
@@ -215,10 +264,7 @@ def _resolve_path(path: str | Path) -> Path:
 
 
 def _format(path: Path) -> str:
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] in (".gz", ".zst", ".bz2"):
-        suffixes = suffixes[:-1]
-    ext = suffixes[-1] if suffixes else ""
+    ext = data_suffix(path)
     if ext in (".jsonl", ".ndjson", ".json"):
         return "jsonl"
     if ext in (".csv", ".tsv"):
@@ -228,8 +274,12 @@ def _format(path: Path) -> str:
     raise InputError(
         f"unknown file type '{ext or path.name}'",
         path=path,
-        hint="use .jsonl, .csv or .parquet",
+        hint="use .jsonl, .csv or .parquet (.jsonl.gz and .csv.gz are read too)",
     )
+
+
+def _delimiter(path: Path) -> str:
+    return "\t" if data_suffix(path) == ".tsv" else ","
 
 
 # -- fast reader -------------------------------------------------------------------------
@@ -263,12 +313,27 @@ def _candidates_from_json_strings(column: pa.Array) -> pa.Array:
     return table.column("c").combine_chunks()
 
 
+def _plain_utf8(data: bytes) -> bool:
+    """UTF-8 without NUL bytes (pyarrow's readers do not check either); validated in place."""
+    if b"\x00" in data:
+        return False
+    offsets = pa.py_buffer(np.array([0, len(data)], dtype=np.int64))
+    text = pa.Array.from_buffers(pa.large_string(), 1, [None, offsets, pa.py_buffer(data)])
+    try:
+        text.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
 def _read_table_fast(path: Path, fmt: str) -> tuple[pa.Table, int]:
     """Read with pyarrow; return the table and the line number of row 0."""
     if fmt == "jsonl":
         import pyarrow.json as pj
 
-        data = path.read_bytes()
+        data = read_bytes(path)
+        if not _plain_utf8(data):
+            raise _GiveUp
         options = pj.ParseOptions(explicit_schema=_SCHEMA, unexpected_field_behavior="ignore")
         try:
             table = pj.read_json(io.BytesIO(data), parse_options=options)
@@ -280,8 +345,10 @@ def _read_table_fast(path: Path, fmt: str) -> tuple[pa.Table, int]:
     if fmt == "csv":
         import pyarrow.csv as pcsv
 
-        data = path.read_bytes()
-        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+        data = read_bytes(path)
+        if not _plain_utf8(data):
+            raise _GiveUp
+        delimiter = _delimiter(path)
         types = {name: _SCHEMA.field(name).type for name in ("instance_id", "agent", "gold", "dataset")}
         types |= {"quality": pa.float64(), "candidates": pa.string()}
         try:
@@ -309,6 +376,19 @@ def _read_table_fast(path: Path, fmt: str) -> tuple[pa.Table, int]:
         parsed = _candidates_from_json_strings(table.column("candidates").combine_chunks())
         table = table.set_column(table.column_names.index("candidates"), "candidates", parsed)
     return table, 1
+
+
+def _labels_are_text(candidates: pa.DataType) -> bool:
+    """The candidates' labels are strings (plain or dictionary-encoded), as the contract says."""
+    if not (pa.types.is_list(candidates) or pa.types.is_large_list(candidates)):
+        return True  # not a list at all: the cast gives up
+    element = candidates.value_type
+    if not pa.types.is_struct(element) or element.get_field_index("label") < 0:
+        return True
+    label = element.field("label").type
+    if pa.types.is_dictionary(label):
+        label = label.value_type
+    return pa.types.is_string(label) or pa.types.is_large_string(label)
 
 
 def _dictionary_columns(path: Path) -> list[str]:
@@ -426,6 +506,8 @@ def _fast(path: Path, fmt: str, scale: Scale) -> _Flat:
             columns[name] = pa.nulls(table.num_rows, _SCHEMA.field(name).type)
             continue
         column = table.column(name)
+        if name == "candidates" and not _labels_are_text(column.type):
+            raise _GiveUp  # a number or bool label would be cast to a string: the exact reader reports it
         if name == "instance_id" and column.type == pa.string():
             columns[name] = column  # many distinct strings: _canonical encodes them chunk by chunk, uncopied
         else:
@@ -445,7 +527,7 @@ def _fast(path: Path, fmt: str, scale: Scale) -> _Flat:
     lists = columns["candidates"]
     values = lists.flatten()
     confidence = values.field("confidence")
-    if confidence.null_count:
+    if confidence.null_count or values.field("label").null_count:
         raise _GiveUp
     confidence = confidence.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
     if np.any(~((confidence >= 0) & (confidence <= top))):
@@ -486,30 +568,37 @@ def records(path: str | Path) -> Iterator[tuple[int, Any]]:
 def _records(path: Path, fmt: str) -> Iterator[tuple[int, Any]]:
     """Yield (line number, raw object) pairs; a raw object may be an exception."""
     if fmt == "jsonl":
-        with path.open("r", encoding="utf-8", errors="strict", newline="\n") as handle:
-            for number, text in enumerate(handle, start=1):
-                if not text.strip():
-                    continue
-                try:
-                    yield number, json.loads(text)
-                except json.JSONDecodeError as error:
-                    yield number, InputError(f"invalid JSON: {error.msg} (column {error.colno})")
-                except UnicodeDecodeError as error:  # pragma: no cover - handled below
-                    yield number, InputError(f"not UTF-8: {error}")
+        text = decode(path, read_bytes(path))
+        for number, line in enumerate(io.StringIO(text, newline="\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as error:
+                yield number, InputError(f"invalid JSON: {error.msg} (column {error.colno})")
     elif fmt == "csv":
-        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-        with path.open("r", encoding="utf-8", newline="") as handle:
-            reader = csv.DictReader(handle, delimiter=delimiter)
-            missing = [name for name in REQUIRED_FIELDS if name not in (reader.fieldnames or [])]
-            if missing:
-                raise InputError(
-                    f"CSV header lacks column(s) {', '.join(missing)}",
-                    path=path,
-                    line=1,
-                    hint="columns: instance_id, agent, gold, candidates (JSON), quality, dataset",
+        text = decode(path, read_bytes(path))
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_delimiter(path))
+        header = reader.fieldnames or []
+        missing = [name for name in REQUIRED_FIELDS if name not in header]
+        if missing:
+            raise InputError(
+                f"CSV header lacks column(s) {', '.join(missing)}",
+                path=path,
+                line=1,
+                hint="columns: instance_id, agent, gold, candidates (JSON), quality, dataset",
+            )
+        for row in reader:
+            extra = row.get(None) or []
+            absent = sum(value is None for key, value in row.items() if key is not None)
+            if extra or absent:  # a ragged row: csv fills missing fields with None, keeps extra ones under None
+                fields = len(header) - absent + len(extra)
+                yield reader.line_num, InputError(
+                    f"this row has {fields} fields, the header has {len(header)}",
+                    hint="quote fields holding commas (candidates is one quoted JSON field)",
                 )
-            for row in reader:
-                yield reader.line_num, _csv_row(row)
+                continue
+            yield reader.line_num, _csv_row(row)
     else:
         import pyarrow.parquet as pq
 
@@ -557,8 +646,9 @@ def _exact(path: Path, fmt: str, scale: Scale, skip_invalid: bool) -> _Flat:
     skipped: list[SkippedRecord] = []
     context = {"scale": scale}
     for number, raw in _records(path, fmt):
+        hint = "fix the record"
         if isinstance(raw, InputError):
-            reason = raw.message
+            reason, hint = raw.message, raw.hint or hint
         elif not isinstance(raw, dict):
             reason = f"expected a JSON object, got {type(raw).__name__}"
         else:
@@ -574,9 +664,9 @@ def _exact(path: Path, fmt: str, scale: Scale, skip_invalid: bool) -> _Flat:
                     path=path,
                     line=number if line_kind == "line" else None,
                     item=None if line_kind == "line" else f"row {number}",
-                    hint="fix the record, or pass --skip-invalid to skip bad records",
+                    hint=f"{hint}, or pass --skip-invalid to skip bad records",
                 )
-            skipped.append(SkippedRecord(f"{path}:{number}", reason))
+            skipped.append(SkippedRecord(f"{path}:{number}", reason, number))
             continue
         ids.append(record.instance_id)
         agents.append(record.agent)
@@ -586,7 +676,7 @@ def _exact(path: Path, fmt: str, scale: Scale, skip_invalid: bool) -> _Flat:
         lines.append(number)
         cand_count.append(len(record.candidates))
         for candidate in record.candidates:
-            cand_label.append(candidate.label if isinstance(candidate.label, str) else None)
+            cand_label.append(candidate.label)
             cand_conf.append(candidate.confidence)
     if not ids:
         raise InputError(
@@ -612,39 +702,32 @@ def _exact(path: Path, fmt: str, scale: Scale, skip_invalid: bool) -> _Flat:
 # -- assembly ----------------------------------------------------------------------------
 
 
-def _codes(column: pa.Array, *, as_numpy: bool = False, ordered: bool = True) -> tuple[np.ndarray, Any]:
-    """Integer code per entry (-1 for null) and the distinct values (a list, or an object
-    array with ``as_numpy``, which is faster for many values). Plain strings are
-    dictionary-encoded; a dictionary array (distinct values, as :func:`_canonical` makes)
-    keeps its codes. With ``ordered`` the codes follow first appearance, dropping
-    unused values, as encoding the plain strings would."""
-    if pa.types.is_dictionary(column.type):
-        codes, dictionary = _indices(column), column.dictionary
-        if ordered:
-            codes, order = _first_appearance(codes, len(dictionary))
-            if order is not None:
-                dictionary = dictionary.take(pa.array(order))
-    else:
-        encoded = column.dictionary_encode()
-        codes, dictionary = _indices(encoded), encoded.dictionary
-    uniques = dictionary.to_numpy(zero_copy_only=False) if as_numpy else dictionary.to_pylist()
-    return codes, uniques
+def _sorted_codes(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Integer code per entry (-1 for null) and the distinct values in use, sorted (an object
+    array): codes that do not depend on the order of the entries. Plain strings are
+    dictionary-encoded; a dictionary array keeps its codes, renumbered by one sort of its
+    dictionary (unused values dropped), so a million distinct ids cost one vectorised argsort."""
+    encoded = column if pa.types.is_dictionary(column.type) else _encode(column)
+    codes, dictionary = _indices(encoded), encoded.dictionary
+    used = np.zeros(len(dictionary) + 1, dtype=bool)
+    used[codes] = True  # code -1 (null) marks the extra last entry
+    kept = np.flatnonzero(used[:-1])
+    values = dictionary if kept.size == len(dictionary) else dictionary.take(pa.array(kept))
+    order = pc.array_sort_indices(values).to_numpy(zero_copy_only=False)
+    remap = np.full(len(dictionary) + 1, -1, dtype=np.int64)
+    remap[kept[order]] = np.arange(order.size)
+    return remap[codes], values.take(pa.array(order)).to_numpy(zero_copy_only=False).astype(object, copy=False)
 
 
-def _first_appearance(codes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Renumber codes (of ``size`` values, -1 for null) by first appearance; also the old
-    code of each new one, or ``None`` when they already are (one pass in that case)."""
-    if codes.size:
-        top = np.maximum.accumulate(codes)
-        if top[-1] == size - 1 and codes[0] <= 0 and np.all(codes[1:] <= top[:-1] + 1):
-            return codes, None
-    elif size == 0:
-        return codes, None
-    used, first = np.unique(codes[codes >= 0], return_index=True)
-    order = used[np.argsort(first, kind="stable")]
-    remap = np.full(size + 1, -1, dtype=np.int64)
-    remap[order] = np.arange(order.size)
-    return remap[codes], order
+def _repeats(index: np.ndarray, scratch: np.ndarray, trash: int) -> np.ndarray:
+    """Positions of ``index`` whose slot an earlier position names too (``trash`` aside).
+
+    ``scratch`` (the float scores, still 0 at these slots; the caller overwrites them next)
+    is the workspace: each slot keeps the smallest of its positions, written as negative
+    numbers (``position - len(index)``) so that they all fall below the 0 already there."""
+    position = np.arange(index.size, dtype=np.float64) - index.size
+    np.minimum.at(scratch, index, position)
+    return np.flatnonzero((scratch[index] != position) & (index != trash))
 
 
 def _label_codes(column: pa.Array, labels: LabelSet) -> np.ndarray:
@@ -664,16 +747,30 @@ def _label_lookup(column: pa.Array, labels: LabelSet) -> tuple[np.ndarray, np.nd
 
 class _Assembler:
     def __init__(
-        self, flat: _Flat, path: Path, *, labels: LabelSet | None, synonyms, scale, strict, skip_invalid
+        self,
+        flat: _Flat,
+        path: Path,
+        *,
+        labels: LabelSet | None,
+        synonyms,
+        scale,
+        strict,
+        skip_invalid,
+        agents_order: tuple[str, ...] | None = None,
+        recorded_order: tuple[str, ...] | None = None,
     ) -> None:
         self.flat, self.path, self.scale = flat, path, scale
         self.labels_given, self.synonyms = labels, synonyms or {}
         self.strict, self.skip_invalid = strict, skip_invalid
+        self.agents_order, self.recorded_order = agents_order, recorded_order
         self.skipped = list(flat.skipped)
 
     def place(self, record: int) -> str:
         number = int(self.flat.line[record])
         return f"{self.path}:{number}" if self.flat.line_kind == "line" else f"{self.path} row {number}"
+
+    def skip(self, record: int, reason: str) -> None:
+        self.skipped.append(SkippedRecord(self.place(record), reason, int(self.flat.line[record])))
 
     def fail(self, message: str, *, records: list[int], hint: str | None = None) -> None:
         where = " and ".join(self.place(r) for r in records[:2])
@@ -718,16 +815,21 @@ class _Assembler:
             )
         later = order[repeated + 1]
         for record in later:
-            self.skipped.append(SkippedRecord(self.place(int(record)), "duplicate (instance, agent)"))
+            self.skip(int(record), "duplicate (instance, agent)")
         keep = np.ones(len(key), dtype=bool)
         keep[later] = False
         self.drop(keep)
         self.encode()
 
     def encode(self) -> None:
-        """Integer codes of instances and agents (first-appearance order)."""
-        self.inst, self.instance_names = _codes(self.flat.instance_id, as_numpy=True)
-        self.agent, self.agent_names = _codes(self.flat.agent)
+        """Integer codes of instances (sorted by id) and agents (in :meth:`agent_order`), so
+        the order the records come in shows nowhere downstream."""
+        self.inst, self.instance_names = _sorted_codes(self.flat.instance_id)
+        agent, found = _sorted_codes(self.flat.agent)
+        order = agent_order(found.tolist(), self.agents_order, self.recorded_order, path=self.path)
+        position = {name: i for i, name in enumerate(order)}
+        self.agent = np.asarray([position[name] for name in found] + [-1], dtype=np.int64)[agent]
+        self.agent_names = order
 
     def label_set(self) -> LabelSet:
         if self.labels_given is not None:
@@ -752,7 +854,7 @@ class _Assembler:
                     hint="add it to --labels or map it with --synonyms",
                 )
             for record in unknown:
-                self.skipped.append(SkippedRecord(self.place(int(record)), f"unknown gold '{f.gold[record]}'"))
+                self.skip(int(record), f"unknown gold '{f.gold[record]}'")
                 bad_instances.add(int(inst[record]))
         valid = has_gold & (record_gold >= 0)
         rows, codes = inst[valid], record_gold[valid]
@@ -779,19 +881,18 @@ class _Assembler:
 
     def candidates(self, first_slot: np.ndarray, labels: LabelSet, size: int) -> tuple[np.ndarray, ...]:
         """Flat ``scores`` and ``candidate`` (``size`` slots; a record's labels from its
-        ``first_slot``) and the positions of the candidates whose label is invalid.
+        ``first_slot``), and the positions of the candidates left out: those whose label is
+        invalid, and the repeats of a label the same answer named before (the first stays).
 
-        The best confidence per slot, as np.maximum.at over all candidates would give:
-        assign (one repeat of a label wins), again for the values above their winner, then
-        the values still above (or NaN) take the maximum. Records go in blocks, so every
-        temporary stays small; a block's slots are its own, as no (instance, agent) pair
-        has two records by now. Invalid labels go to one more slot, cut off at the end."""
+        Records go in blocks, so every temporary stays small; a block's slots are its own, as
+        no (instance, agent) pair has two records by now, so a slot named twice in a block is
+        named twice in one answer. Left-out candidates go to one more slot, cut off at the end."""
         f, top = self.flat, SCALE_MAX[self.scale]
         codes, lookup = _label_lookup(f.cand_label, labels)
         scores = np.zeros(size + 1, dtype=np.float64)
         candidate = np.zeros(size + 1, dtype=bool)
         ends = np.cumsum(f.cand_count)
-        bad = []
+        invalid_parts, repeat_parts = [], []
         start = 0
         for first in range(0, len(first_slot), _BLOCK):
             last = min(first + _BLOCK, len(first_slot))
@@ -800,21 +901,58 @@ class _Assembler:
             index = np.repeat(first_slot[first:last], f.cand_count[first:last])
             index += label
             invalid = np.flatnonzero(label < 0)
-            if invalid.size:
-                index[invalid] = size
-                bad.append(invalid + start)
-            value = f.cand_confidence[start:stop] / top
+            index[invalid] = size
+            repeat = _repeats(index, scores, size)
+            index[repeat] = size
+            scores[index] = f.cand_confidence[start:stop] / top  # one write per slot (and the trash slot)
             candidate[index] = True
-            scores[index] = value
-            lost = np.flatnonzero(~(value <= scores[index]))
-            index, value = index[lost], value[lost]
-            scores[index] = value
-            lost = ~(value <= scores[index])
-            if lost.any():
-                np.maximum.at(scores, index[lost], value[lost])
+            invalid_parts.append(invalid + start)
+            repeat_parts.append(repeat + start)
             start = stop
-        bad = np.concatenate(bad) if bad else np.zeros(0, dtype=np.int64)
-        return scores[:size], candidate[:size], bad
+        invalid = np.concatenate(invalid_parts) if invalid_parts else np.zeros(0, dtype=np.int64)
+        repeat = np.concatenate(repeat_parts) if repeat_parts else np.zeros(0, dtype=np.int64)
+        return scores[:size], candidate[:size], invalid, repeat
+
+    def left_out(
+        self, invalid: np.ndarray, repeat: np.ndarray, labels: LabelSet, agent: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, list[str]]]:
+        """The record of each left-out candidate (invalid, then repeated), and per agent the
+        most frequent of them as examples (ties by name): ``joy (repeated)`` for a repeat.
+        With ``strict``, the first of them (in the file) is an error."""
+        f = self.flat
+        positions = np.concatenate([invalid, repeat])
+        record = np.searchsorted(np.cumsum(f.cand_count), positions, side="right")
+        if not positions.size:
+            return record, {}
+        codes, lookup = _label_lookup(f.cand_label, labels)
+        if self.strict:
+            at = int(np.argmin(positions))
+            raw, owner = f.cand_label[int(positions[at])], f.agent[int(record[at])]
+            if at < invalid.size:
+                self.fail(
+                    f"candidate label '{raw}' of agent '{owner}' is not in the label set ({', '.join(labels)})",
+                    records=[int(record[at])],
+                    hint="drop --strict to count and drop such labels, or map it with --synonyms",
+                )
+            name = labels.labels[int(lookup[codes[int(positions[at])]])]
+            self.fail(
+                f"agent '{owner}' names candidate label '{name}' twice ('{raw}' repeats it)",
+                records=[int(record[at])],
+                hint="drop --strict to count and drop repeats (the first mention is kept)",
+            )
+        raw_codes, raw_names = _sorted_codes(f.cand_label.take(pa.array(invalid, pa.int64())))
+        names = [*raw_names.tolist(), *(f"{label} (repeated)" for label in labels)]
+        name_codes = np.concatenate([raw_codes, len(raw_names) + lookup[codes[repeat]]])
+        rank = np.empty(len(names), dtype=np.int64)
+        rank[pc.array_sort_indices(pa.array(names, pa.string())).to_numpy()] = np.arange(len(names))
+        owner = agent[record]
+        examples: dict[str, list[str]] = {}
+        for a, agent_name in enumerate(self.agent_names):
+            counts = np.bincount(name_codes[owner == a], minlength=len(names))
+            if counts.any():
+                order = np.lexsort((rank, -counts))[:_MAX_EXAMPLES]  # most frequent first, ties by name
+                examples[agent_name] = list(dict.fromkeys(names[i][:80] for i in order if counts[i]))
+        return record, examples
 
     def build(self) -> PredictionSet:
         self.duplicates()
@@ -826,28 +964,9 @@ class _Assembler:
 
         top = SCALE_MAX[self.scale]
         pair = inst * m + agent
-        scores, candidate, bad = self.candidates(pair * k, labels, n * m * k)
-        bad_record = np.searchsorted(np.cumsum(f.cand_count), bad, side="right")
-        bad_agent = agent[bad_record]
-        invalid_counts = np.bincount(bad_agent, minlength=m)
-        examples: dict[str, list[str]] = {}
-        if bad.size:
-            if self.strict:
-                record = int(bad_record[0])
-                raw = f.cand_label[int(bad[0])]
-                self.fail(
-                    f"candidate label '{raw}' of agent '{f.agent[record]}' is not in the label set "
-                    f"({', '.join(labels)})",
-                    records=[record],
-                    hint="drop --strict to count and drop such labels, or map it with --synonyms",
-                )
-            bad_codes, bad_names = _codes(f.cand_label.take(pa.array(bad)))
-            bad_names = [*("<not a string>" if b is None else str(b)[:80] for b in bad_names), "<not a string>"]
-            for a in range(m):
-                counts = np.bincount(bad_codes[bad_agent == a], minlength=len(bad_names))
-                if counts.any():
-                    order = np.argsort(-counts, kind="stable")[:_MAX_EXAMPLES]
-                    examples[agent_names[a]] = list(dict.fromkeys(bad_names[i] for i in order if counts[i]))
+        scores, candidate, invalid, repeat = self.candidates(pair * k, labels, n * m * k)
+        left_out, examples = self.left_out(invalid, repeat, labels, agent)
+        invalid_per_answer = np.bincount(pair[left_out], minlength=n * m).reshape(n, m)
 
         present = np.zeros(n * m, dtype=bool)
         present[pair] = True
@@ -858,10 +977,10 @@ class _Assembler:
 
         dataset = None
         if f.dataset.null_count < len(f.dataset):
-            ds_codes, ds_names = _codes(f.dataset)
+            ds_codes, ds_names = _sorted_codes(f.dataset)  # an instance's records that disagree: the last name
             per_instance = np.full(n, -1, dtype=np.int64)
             np.maximum.at(per_instance, inst, ds_codes)
-            names = np.asarray([*ds_names, "(none)"], dtype=object)
+            names = np.asarray([*ds_names.tolist(), "(none)"], dtype=object)
             dataset = names[per_instance]
 
         keep = gold >= 0
@@ -883,9 +1002,10 @@ class _Assembler:
             present=present.reshape(n, m),
             dataset=dataset,
             line=line.reshape(n, m),
-            invalid_labels={name: int(c) for name, c in zip(agent_names, invalid_counts, strict=True)},
+            invalid=invalid_per_answer,
+            invalid_labels=dict(zip(agent_names, invalid_per_answer.sum(axis=0).tolist(), strict=True)),
             invalid_examples=examples,
-            skipped=self.skipped,
+            skipped=sorted(self.skipped, key=lambda s: (s.line is None, s.line or 0, s.where)),
             n_without_gold=n_without_gold,
             source=str(self.path),
             scale=self.scale,
@@ -896,29 +1016,33 @@ class _Assembler:
 def load_predictions(
     path: str | Path,
     *,
-    labels: LabelSet | str | None = None,
+    labels: LabelSet | str | Sequence[str] | None = None,
     synonyms: Mapping[str, str] | str | Path | None = None,
     scale: Scale = "percent",
     strict: bool = False,
     skip_invalid: bool = False,
+    agents_order: Sequence[str] | str | None = None,
 ) -> PredictionSet:
     """Read a predictions file (or run directory) into a :class:`PredictionSet`.
 
-    ``labels`` is a :class:`LabelSet`, a comma list or a preset name; when omitted the
-    set is the sorted set of gold values. ``synonyms`` is a mapping or a JSON file of
-    variant -> label. Invalid candidate labels are dropped and counted per agent
-    (``strict`` makes them an error). ``skip_invalid`` skips bad records instead of
-    failing and lists them in ``PredictionSet.skipped``.
+    ``labels`` is a :class:`LabelSet`, a list or tuple of labels, a comma list or a preset
+    name; when omitted the set is the sorted set of gold values. ``synonyms`` is a mapping
+    or a JSON file of variant -> label. Invalid candidate labels (and repeats of a label
+    within one answer) are dropped and counted per agent (``strict`` makes them an error).
+    ``skip_invalid`` skips bad records instead of failing and lists them in
+    ``PredictionSet.skipped``.
+
+    The order of the lines never matters: instances come sorted by id, and agents in one
+    order: ``agents_order`` (a list or comma list naming every agent once), else the order
+    a run directory recorded (``"agents"`` in its ``run.json``), else sorted names.
     """
     if scale not in SCALE_MAX:
         raise InputError(f"unknown scale '{scale}'", hint="use 'percent' (0-100) or 'unit' (0-1)")
     synonym_map = load_synonyms(synonyms)
-    if isinstance(labels, str):
-        labels = LabelSet.parse(labels, synonyms=synonym_map)
-    elif labels is not None and synonym_map and not labels.synonyms:
-        labels = LabelSet(labels.labels, synonym_map, source=labels.source)
+    labels = label_set(labels, synonyms=synonym_map)
     if labels is None:
         labels = run_labels(path, synonyms=synonym_map)
+    order = agent_names(agents_order)
     resolved = _resolve_path(path)
     fmt = _format(resolved)
     try:
@@ -926,23 +1050,98 @@ def load_predictions(
     except _GiveUp:
         flat = _exact(resolved, fmt, scale, skip_invalid)
     options = dict(labels=labels, synonyms=synonym_map, scale=scale, strict=strict, skip_invalid=skip_invalid)
-    return _Assembler(flat, resolved, **options).build()
+    return _Assembler(flat, resolved, **options, agents_order=order, recorded_order=run_agents(path)).build()
+
+
+def agent_order(
+    found: Sequence[str],
+    given: Sequence[str] | None,
+    recorded: Sequence[str] | None = None,
+    *,
+    path: str | Path | None = None,
+) -> list[str]:
+    """The agents' one order: ``given`` (it must name each agent ``found`` once), else the
+    ``recorded`` order of a run (agents it does not list follow, sorted), else sorted names."""
+    if given is None:
+        listed = [name for name in recorded or () if name in found]
+        return listed + sorted(set(found) - set(listed))
+    unknown = [name for name in given if name not in found]
+    missing = [name for name in found if name not in given]
+    if unknown or missing:
+        parts = [f"names {', '.join(map(repr, unknown))}, not an agent of the predictions"] if unknown else []
+        parts += [f"leaves out {', '.join(map(repr, missing))}"] if missing else []
+        raise InputError(
+            "--agents-order " + " and ".join(parts),
+            path=path,
+            hint=f"the agents are {', '.join(sorted(found))}; name each once",
+        )
+    return list(given)
+
+
+def agent_names(names: Sequence[str] | str | None) -> tuple[str, ...] | None:
+    """``"a, b"`` or ``["a", "b"]`` -> ``("a", "b")``, each name once; None (or empty) -> None."""
+    if names is None:
+        return None
+    items = names.split(",") if isinstance(names, str) else list(names)
+    if not all(isinstance(name, str) for name in items):
+        raise InputError(f"agent names must be strings, got {names!r}", hint='e.g. agents_order=["text", "audio"]')
+    cleaned = tuple(name.strip() for name in items if name.strip())
+    twice = sorted({name for name in cleaned if cleaned.count(name) > 1})
+    if twice:
+        raise InputError(f"--agents-order names {', '.join(map(repr, twice))} twice", hint="name each agent once")
+    return cleaned or None
+
+
+def label_set(
+    labels: LabelSet | str | Sequence[str] | None, *, synonyms: Mapping[str, str] | None = None
+) -> LabelSet | None:
+    """A :class:`LabelSet` from what callers write: a ``LabelSet``, a comma list or preset name,
+    or a list / tuple of labels (in tie-break order); ``None`` stays ``None``. ``synonyms``
+    are added to a set that has none."""
+    if labels is None:
+        return None
+    if isinstance(labels, str):
+        return LabelSet.parse(labels, synonyms=synonyms)
+    if isinstance(labels, LabelSet):
+        if synonyms and not labels.synonyms:
+            return LabelSet(labels.labels, synonyms, source=labels.source)
+        return labels
+    if isinstance(labels, Sequence) and all(isinstance(label, str) for label in labels):
+        return LabelSet(tuple(labels), synonyms or {})
+    raise InputError(
+        f"labels must be a list of strings, a comma list or a preset name, got {labels!r}",
+        hint='e.g. labels=["neutral", "joy", "anger"] or labels="meld"',
+    )
+
+
+def _recorded(path: str | Path, key: str, names: tuple[str, ...]) -> tuple[Path, tuple[str, ...]] | None:
+    """The first of a run directory's JSON files ``names`` holding a non-empty list of
+    strings under ``key``: ``(file, values)``; else ``None``."""
+    path = Path(path)
+    if not path.is_dir():
+        return None
+    for name in names:
+        try:
+            values = json.loads((path / name).read_text(encoding="utf-8")).get(key)
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(values, list) and values and all(isinstance(value, str) for value in values):
+            return path / name, tuple(values)
+    return None
 
 
 def run_labels(path: str | Path, *, synonyms: Mapping[str, str] | None = None) -> LabelSet | None:
     """The label set a run directory recorded (``dataset.json`` of ``modsab run``, or
     ``run.json`` of ``modsab agents run``), so its label order is kept; else ``None``."""
-    path = Path(path)
-    if not path.is_dir():
-        return None
-    for name in ("dataset.json", "run.json"):
-        try:
-            labels = json.loads((path / name).read_text(encoding="utf-8")).get("labels")
-        except (OSError, ValueError, AttributeError):
-            continue
-        if isinstance(labels, list) and labels and all(isinstance(label, str) for label in labels):
-            return LabelSet(tuple(labels), synonyms or {}, source=f"recorded in {path / name}")
-    return None
+    found = _recorded(path, "labels", ("dataset.json", "run.json"))
+    return None if found is None else LabelSet(found[1], synonyms or {}, source=f"recorded in {found[0]}")
+
+
+def run_agents(path: str | Path) -> tuple[str, ...] | None:
+    """The agent order a run directory recorded (``"agents"`` in its ``run.json``: the
+    config's order), or ``None``."""
+    found = _recorded(path, "agents", ("run.json",))
+    return None if found is None else tuple(name.strip() for name in found[1])
 
 
 def load_synonyms(synonyms: Mapping[str, str] | str | Path | None) -> dict[str, str]:

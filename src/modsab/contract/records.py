@@ -9,8 +9,9 @@ CSV (candidates as a JSON string) or Parquet::
      "quality": 85, "dataset": "meld"}
 
 Confidence and quality are on the paper's 0-100 scale (``scale="unit"`` reads 0-1).
-Labels are kept raw here; :class:`modsab.contract.labels.LabelSet` resolves them later, so
-an answer outside the label set is counted, never silently dropped at parse time.
+Labels are kept raw here (a label must be a string); :class:`modsab.contract.labels.LabelSet`
+resolves them later, so an answer outside the label set is counted, never silently
+dropped at parse time.
 """
 
 from __future__ import annotations
@@ -44,8 +45,15 @@ class Candidate(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    label: Any = Field(description="label as the agent wrote it; resolved against the label set later")
+    label: str = Field(description="label as the agent wrote it; resolved against the label set later")
     confidence: float
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _label(cls, value: Any) -> str:
+        if not isinstance(value, str):
+            raise ValueError(f"must be a string, got {value!r}")
+        return value
 
     @field_validator("confidence", mode="before")
     @classmethod

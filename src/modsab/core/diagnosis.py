@@ -8,8 +8,9 @@ report). The JSON keys documented in the README are the public contract.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,12 +81,13 @@ class Diagnosis:
         if self.rule is None:
             self.rule = fusion.rule(self.options.weights, tau=self.options.tau, seed=self.options.seed)
 
-    def extend(self, *names: str, n_folds: Folds = 5) -> Diagnosis:
+    def extend(self, *names: str, n_folds: Folds | None = None) -> Diagnosis:
         """Run diagnostics beyond the paper (any of :data:`modsab.registry.diagnostics`:
         ``causal``, ``shapley``, ``calibration``, ``fusion_compare``, ``tau_sweep``, ...) and
         keep their sections for :meth:`to_dict`. ``n_folds`` is an int or a splitter for what
-        they cross-fit. Every name and check runs before anything is computed. Returns ``self``."""
-        n_folds = check_folds(n_folds)
+        they cross-fit (default: the options' ``folds``). Every name and check runs before
+        anything is computed. Returns ``self``."""
+        n_folds = self.options.folds if n_folds is None else check_folds(n_folds)
         entries = [(name, registry.diagnostics.get(name)) for name in names]
         for _, entry in entries:
             if entry.check is not None:
@@ -262,6 +264,7 @@ def _summarise(
         draws = metrics.bootstrap_counts(p_count, pattern_indicators, resamples=options.bootstrap, seed=options.seed)
         ci = metrics.percentile_intervals(metrics.rates(draws, layout, baseline=baseline), level=options.level)
     present = pset.present if rows is None else pset.present[rows]
+    invalid = pset.invalid_counts if rows is None else pset.invalid_counts[rows]
     agent_counts = {}
     for m, name in enumerate(pset.agents):
         answered, contributor, potential, successful = (int(c) for c in layout.agent(counts, m))
@@ -269,7 +272,7 @@ def _summarise(
             "n": answered,
             "abstained": int(rank.shape[0] - answered),
             "missing_records": int((~present[:, m]).sum()),
-            "invalid_labels": pset.invalid_labels.get(name, 0),
+            "invalid_labels": int(invalid[:, m].sum()),
             "contributors": contributor,
             "potential_sabotage": potential,
             "successful_sabotage": successful,
@@ -291,6 +294,7 @@ def diagnose(
     level: float = 0.95,
     diagnostics: Sequence[str] | str | None = None,
     n_folds: Folds = 5,
+    agents_order: Sequence[str] | str | None = None,
     **options: Any,
 ) -> Diagnosis:
     """Fuse the agents, audit every instance and summarise, with bootstrap intervals.
@@ -300,7 +304,9 @@ def diagnose(
     ``skip_invalid``, ...). ``weights`` is a registered fusion rule (``"uniform"``,
     ``"quality"``, ``"learned"``, ...; :data:`modsab.registry.fusion_rules`) or a
     :class:`~modsab.core.fusion.FusionRule`; ``fuse`` picks the fused agents (default: all
-    but the baseline); ``baseline`` names the agent reported as Base T1.
+    but the baseline); ``baseline`` names the agent reported as Base T1. ``agents_order`` (a
+    list or comma list naming every agent once) orders the agents everywhere in the result;
+    by default a file's agents come in the order its run recorded, else sorted by name.
 
     Diagnostics beyond the paper (:data:`modsab.registry.diagnostics`) are added by name,
     ``diagnostics=["causal", "shapley"]`` or ``"all"``, or one flag each (``causal=True``,
@@ -324,7 +330,10 @@ def diagnose(
     )
     if given_rule is not None:
         settings = settings.model_copy(update={"weights": given_rule.name})
-    pset = predictions if isinstance(predictions, PredictionSet) else load_predictions(predictions, **options)
+    if isinstance(predictions, PredictionSet):
+        pset = predictions if agents_order is None else predictions.with_agent_order(agents_order)
+    else:
+        pset = load_predictions(predictions, agents_order=agents_order, **options)
     if isinstance(predictions, PredictionSet) and options:
         raise TypeError(f"diagnose() got unexpected keyword arguments {', '.join(sorted(options))}")
     context = Context(pset)

@@ -72,24 +72,36 @@ class AuditOptions(BaseModel):
         5, description="Seeded folds for cross-fitting (recalibration, learned weights): at least 2, or a splitter."
     )
 
+    def __init__(self, **values: Any) -> None:
+        """Validated options; an :class:`InputError` naming the option (as ``--flag``) otherwise."""
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            raise _option_error(error, values) from None
+
     @classmethod
     def parse(cls, **values: Any) -> AuditOptions:
         """The options from keyword values, or an :class:`InputError` naming the option."""
-        try:
-            return cls(**values)
-        except ValidationError as error:
-            problem = error.errors()[0]
-            key = str(problem["loc"][0]) if problem["loc"] else "options"
-            given = values.get(key)
-            message = BOUNDS.get(key) if problem["type"].startswith(("greater", "less")) else None
-            if message is None:
-                message = str(problem["msg"]).removeprefix("Value error, ")
-            flag = f"--{key.replace('_', '-')}"
-            text = f"{flag} {given}" if given is not None and not message.startswith("--") else flag
-            raise InputError(
-                message if message.startswith("--") else f"{text}: {message}" if message[0].isupper() else f"{text} {message}",
-                hint=cls.model_fields[key].description if key in cls.model_fields else None,
-            ) from None
+        return cls(**values)
+
+
+def _option_error(error: ValidationError, values: dict[str, Any]) -> InputError:
+    """The first problem of ``error`` as an :class:`InputError` that names the flag."""
+    problem = error.errors()[0]
+    key = str(problem["loc"][0]) if problem["loc"] else "options"
+    given = values.get(key)
+    message = BOUNDS.get(key) if problem["type"].startswith(("greater", "less")) else None
+    if message is None:
+        message = str(problem["msg"]).removeprefix("Value error, ")
+    flag = f"--{key.replace('_', '-')}"
+    text = f"{flag} {given}" if given is not None and not message.startswith("--") else flag
+    if message.startswith("--"):
+        full = message
+    elif message[0].isupper():
+        full = f"{text}: {message}"
+    else:
+        full = f"{text} {message}"
+    return InputError(full, hint=AuditOptions.model_fields[key].description if key in AuditOptions.model_fields else None)
 
 
 #: How a bound is said when an option is outside it.

@@ -81,6 +81,14 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(-x))`` without overflow: ``exp`` only of ``-|x|``. A fitted temperature
+    may be as small as 1e-3, so ``|x|`` reaches ~9,000, far past where ``exp`` overflows."""
+    x = np.asarray(x, dtype=np.float64)
+    small = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + small), small / (1 + small))
+
+
 def _tally(confidence: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(distinct confidences, how many, how many right)``: what both fits need."""
     values, inverse = np.unique(confidence, return_inverse=True)
@@ -97,7 +105,7 @@ def _temperature(values: np.ndarray, weight: np.ndarray, hits: np.ndarray, itera
     z = _logit(values)
     beta = 1.0
     for _ in range(iterations):
-        p = 1 / (1 + np.exp(-beta * z))
+        p = _sigmoid(beta * z)
         gradient = np.sum((weight * p - hits) * z)
         hessian = np.sum(weight * p * (1 - p) * z * z)
         if hessian <= 0:
@@ -129,7 +137,7 @@ def _on_percent_grid(scores: np.ndarray, percent: np.ndarray) -> bool:
 
 def _map(method: str, fitted, values: np.ndarray) -> np.ndarray:
     if method == "temperature":
-        return 1 / (1 + np.exp(-_logit(values) / fitted))
+        return _sigmoid(_logit(values) / fitted)
     return fitted.predict(values.ravel()).reshape(values.shape)
 
 

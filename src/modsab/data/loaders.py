@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import io
 import json
 import re
 from collections.abc import Iterable
@@ -29,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from modsab.contract.errors import InputError
 from modsab.contract.labels import PRESETS, LabelSet
+from modsab.contract.textfiles import data_suffix, read_text
 
 #: Fields that hold or name the answer. A loader never puts them among descriptors.
 LABEL_FIELDS = frozenset({"gold", "true_label", "label", "emotion", "fine-grained_summary", "fine_grained_summary"})
@@ -137,18 +139,25 @@ _MANIFEST_COLUMNS = ("instance_id", "gold", "split", "speaker", "dataset", "tran
 
 
 def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """(line or row number, row) from CSV, JSON Lines, a JSON list, or Parquet."""
-    suffix = path.suffix.lower()
+    """(line or row number, row) from CSV, JSON Lines, a JSON list, or Parquet; the text
+    formats may be compressed (``.csv.gz``, ``.jsonl.gz``)."""
+    suffix = data_suffix(path)
     if suffix in (".parquet", ".pq"):
         import pandas as pd
+        import pyarrow as pa
 
-        frame = pd.read_parquet(path)
+        try:
+            frame = pd.read_parquet(path)
+        except (pa.ArrowException, OSError) as error:
+            raise InputError(f"cannot read Parquet: {error}", path=path) from None
         return [(i + 1, {k: _none_if_nan(v) for k, v in row.items()}) for i, row in enumerate(frame.to_dict("records"))]
     if suffix in (".csv", ".tsv"):
-        with path.open(encoding="utf-8", newline="") as handle:
-            reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
-            return [(reader.line_num, {k: (v if v != "" else None) for k, v in row.items()}) for row in reader]
-    text = path.read_text(encoding="utf-8")
+        handle = io.StringIO(read_text(path), newline="")
+        reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
+        return [(reader.line_num, {k: (v if v != "" else None) for k, v in row.items()}) for row in reader]
+    if suffix not in (".json", ".jsonl", ".ndjson"):
+        raise InputError(f"unknown file type '{suffix}'", path=path, hint="use .csv, .jsonl, .json or .parquet")
+    text = read_text(path)
     if suffix == ".json":
         try:
             data = json.loads(text)
@@ -159,10 +168,8 @@ def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
         if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
             raise InputError("expected a JSON list of objects", path=path)
         return list(enumerate(data, start=1))
-    if suffix not in (".jsonl", ".ndjson"):
-        raise InputError(f"unknown file type '{suffix}'", path=path, hint="use .csv, .jsonl, .json or .parquet")
     rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -295,7 +302,7 @@ class Meld(DatasetLoader):
             path = self.path / self.FILES[split] if self.path.is_dir() else self.path
             if not path.is_file():
                 raise InputError("MELD CSV not found", path=path, hint=f"expected {self.FILES[split]}")
-            with path.open(encoding="utf-8", newline="") as handle:
+            with io.StringIO(read_text(path), newline="") as handle:
                 for row in csv.DictReader(handle):
                     clip_id = f"dia{row['Dialogue_ID']}_utt{row['Utterance_ID']}"
                     instance_id = f"{split}/{clip_id}" if prefix else clip_id

@@ -37,6 +37,7 @@ from pydantic import (
 from modsab import registry
 from modsab.contract.errors import InputError
 from modsab.core.options import registered_name, section_model
+from modsab.contract.textfiles import decode
 
 
 class _Section(BaseModel):
@@ -290,7 +291,7 @@ def load_config(path: str | Path) -> RunConfig:
     if not path.is_file():
         raise InputError("config file not found", path=path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(decode(path, path.read_bytes()))
     except tomllib.TOMLDecodeError as error:
         raise InputError(f"invalid TOML: {error}", path=path) from None
     try:

@@ -475,6 +475,7 @@ def run_pipeline(
 
 
 def _run_stages(config: RunConfig, *, log: Callable[[str], None] | None, progress: bool) -> RunOutcome:
+    from modsab.contract.predictions import agent_order
     from modsab.core.diagnosis import diagnose
 
     run_dir = config.run.dir
@@ -541,8 +542,10 @@ def _run_stages(config: RunConfig, *, log: Callable[[str], None] | None, progres
 
     start = time.perf_counter()
     audit, fusion = config.audit, config.fusion
+    by_agent_answered = {name for name, records in by_agent.items() if records}
     result = diagnose(
         predictions, labels=loaded.labels, weights=fusion.weights, fuse=fusion.fuse, baseline=fusion.baseline,
+        agents_order=agent_order(sorted(by_agent_answered), None, [a.name for a in config.agents]),  # the config's
         tau=audit.tau, k=audit.k, bootstrap=audit.bootstrap, seed=audit.seed, n_folds=audit.folds, **audit.wanted(),
     )
     payload = result.to_dict()
