@@ -17,7 +17,7 @@ from pathlib import Path
 
 from modsab.data.loaders import descriptor_text, read_rows
 from modsab.contract.errors import InputError
-from modsab.contract.labels import Leak, LeakageChecker
+from modsab.contract.labels import LABEL_FIELDS, Leak, LeakageChecker
 
 #: Fields each agent reads by default, in prompt order. Both the MELD-descriptions
 #: names and the generic names are accepted; absent fields are skipped.
@@ -36,9 +36,7 @@ DEFAULT_FIELDS["tav"] = DEFAULT_FIELDS["text"] + DEFAULT_FIELDS["audio"] + DEFAU
 AGENT_KINDS: tuple[str, ...] = tuple(DEFAULT_FIELDS)
 
 #: Fields that hold or name the answer: never sent, whatever the configuration says.
-FORBIDDEN_FIELDS = frozenset(
-    {"gold", "true_label", "label", "emotion", "fine-grained_summary", "fine_grained_summary"}
-)
+FORBIDDEN_FIELDS = LABEL_FIELDS
 
 _ID_FIELDS = ("instance_id", "video_id", "id")
 _GOLD_FIELDS = ("gold", "true_label")

@@ -55,6 +55,10 @@ PRESETS: dict[str, tuple[str, ...]] = {
     "iemocap6": ("neutral", "happy", "sad", "angry", "excited", "frustrated"),
 }
 
+#: Fields that hold or name the answer: a loader never puts them among descriptors, and they
+#: are never sent to a model, whatever the configuration says. The one list of them.
+LABEL_FIELDS = frozenset({"gold", "true_label", "label", "emotion", "fine-grained_summary", "fine_grained_summary"})
+
 
 def clean(label: str) -> str:
     """Trim and lower-case: the first step of every comparison."""
