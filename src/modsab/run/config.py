@@ -50,7 +50,9 @@ class RunSection(_Section):
 
 
 class DatasetSection(_Section):
-    loader: Literal["manifest", "meld", "descriptions", "ravdess", "iemocap"] = "manifest"
+    loader: Annotated[str, AfterValidator(lambda name: registered_name(registry.loaders, name))] = Field(
+        "manifest", description="a registered dataset loader (modsab.registry.loaders)"
+    )
     path: Path
     #: the dataset tag of every instance (per-dataset tables); default: the loader's
     #: (meld, ravdess, iemocap; manifest: its ``dataset`` column; descriptions: the file's stem)
