@@ -23,7 +23,7 @@ from pathlib import Path
 
 from modsab.agents.engine import Limits
 from modsab.agents.inputs import Instance, load_descriptors
-from modsab.agents.run import RunConfig, run_agents
+from modsab.agents.run import AgentRunConfig, run_agents
 from modsab.contract.labels import LabelSet
 
 LABELS = LabelSet.parse("meld")
@@ -65,7 +65,7 @@ def start_stub(latency: float, capacity: int, rate_429: float) -> tuple[subproce
 
 
 def timed_run(instances, base_url, folder: Path, name: str, concurrency: int):
-    config = RunConfig(
+    config = AgentRunConfig(
         model="stub",
         labels=LABELS,
         agents=["text"],
@@ -123,7 +123,7 @@ def bench_local(data: Path, n: int) -> None:
     for model in (DEFAULT_MODEL,):
         for agent in ("text", "tav"):
             with tempfile.TemporaryDirectory() as tmp:
-                config = RunConfig(
+                config = AgentRunConfig(
                     model=model, labels=LABELS, agents=[agent], limits=Limits(concurrency=1)
                 )
                 started = time.perf_counter()

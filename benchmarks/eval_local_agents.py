@@ -20,7 +20,7 @@ from pathlib import Path
 
 from modsab.agents.engine import Limits
 from modsab.agents.inputs import load_descriptors
-from modsab.agents.run import RunConfig, run_agents
+from modsab.agents.run import AgentRunConfig, run_agents
 from modsab.contract.labels import LabelSet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -76,7 +76,7 @@ def main() -> None:
         folder = Path(args.out or tempfile.mkdtemp()) / option.replace(":", "_")
         for agent in agents:
             started = time.perf_counter()
-            config = RunConfig(
+            config = AgentRunConfig(
                 model=option, labels=MELD, agents=[agent], limits=Limits(concurrency=1)
             )
             result = run_agents(instances, config, folder, use_cache=False)

@@ -8,7 +8,7 @@ import pytest
 
 from modsab.agents.engine import Limits
 from modsab.agents.inputs import Instance
-from modsab.agents.run import RunConfig, run_agents
+from modsab.agents.run import AgentRunConfig, run_agents
 from modsab.agents.testing import Reply, StubServer, chat_reply, default_answer
 from modsab.contract.labels import LabelSet
 from modsab.contract.records import PredictionRecord
@@ -85,7 +85,7 @@ def instances(*cases):
 
 
 def run(server, tmp_path, items, name="run", **overrides):
-    config = RunConfig(
+    config = AgentRunConfig(
         model="stub",
         labels=MELD,
         agents=["text"],
@@ -224,7 +224,7 @@ def test_changed_options_refuse_to_mix_runs(tmp_path):
     with StubServer() as server:
         run(server, tmp_path, instances("a"))
         with pytest.raises(InputError, match="different labels"):
-            config = RunConfig(
+            config = AgentRunConfig(
                 model="stub",
                 labels=LabelSet.parse("a,b"),
                 agents=["text"],

@@ -20,7 +20,7 @@ import pytest
 from modsab.agents.answer import AgentAnswer
 from modsab.agents.engine import GenerationParams, Limits
 from modsab.agents.inputs import Instance, load_descriptors
-from modsab.agents.run import RunConfig, run_agents
+from modsab.agents.run import AgentRunConfig, run_agents
 from modsab.contract.labels import LabelSet
 from modsab.contract.records import PredictionRecord
 
@@ -94,8 +94,8 @@ def ten(meld_descriptions) -> list[Instance]:
     return load_descriptors(meld_descriptions)[:10]
 
 
-def config(url: str, tmp_path: Path, agents=("text", "audio", "vision", "tav")) -> RunConfig:
-    return RunConfig(
+def config(url: str, tmp_path: Path, agents=("text", "audio", "vision", "tav")) -> AgentRunConfig:
+    return AgentRunConfig(
         model="smollm2",
         labels=MELD,
         agents=list(agents),
@@ -222,7 +222,7 @@ def test_offline_default_scorer_in_process(ten, tmp_path, monkeypatch):
     from modsab.cli.agents import DEFAULT_MODEL
 
     result = run_agents(
-        ten, RunConfig(model=DEFAULT_MODEL, labels=MELD, agents=["text", "audio"]), tmp_path / "run"
+        ten, AgentRunConfig(model=DEFAULT_MODEL, labels=MELD, agents=["text", "audio"]), tmp_path / "run"
     )
     assert result.stats.done == 20
     records = [

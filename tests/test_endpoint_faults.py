@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from modsab.agents.engine import Limits
 from modsab.agents.inputs import Instance
-from modsab.agents.run import RunConfig, run_agents
+from modsab.agents.run import AgentRunConfig, run_agents
 from modsab.agents.testing import StubServer, chat_reply, raw_reply
 from modsab.cli import app
 from modsab.contract.labels import LabelSet
@@ -59,7 +59,7 @@ def items(*cases):
 
 
 def run(server, tmp_path, instances, **overrides):
-    config = RunConfig(model="stub", labels=MELD, agents=["text"], base_url=server.url,
+    config = AgentRunConfig(model="stub", labels=MELD, agents=["text"], base_url=server.url,
                        cache_dir=str(tmp_path / "cache"), limits=overrides.pop("limits", FAST), timeout=2.0,
                        **overrides)
     return run_agents(instances, config, tmp_path / "run")

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from modsab.agents import media
 from modsab.agents.engine import Limits, check_media_support
 from modsab.agents.inputs import DEFAULT_FIELDS, FieldConfig, Instance
-from modsab.agents.run import RunConfig, run_agents
+from modsab.agents.run import AgentRunConfig, run_agents
 from modsab.agents.testing import Reply, StubServer, chat_reply, default_answer
 from modsab.cli import app
 from modsab.contract.errors import InputError
@@ -45,7 +45,7 @@ def instances(tmp_path, n=3):
 
 def config(server, tmp_path, *, agent="vision_media", kinds=("peak_frame",), **extra):
     fields = FieldConfig({**DEFAULT_FIELDS, agent: ("face_description",)})
-    return RunConfig(model="stub-vlm", labels=MELD, agents=[agent], base_url=server.url, fields=fields,
+    return AgentRunConfig(model="stub-vlm", labels=MELD, agents=[agent], base_url=server.url, fields=fields,
                      media={agent: kinds}, templates={agent: "vision"}, limits=FAST,
                      cache_dir=str(tmp_path / "cache"), **extra)
 
@@ -94,7 +94,7 @@ def test_audio_is_sent_as_16khz_wav_input_audio(tmp_path):
     item = Instance("a", {"audio_description": "Pitch high."}, gold="joy", media={"audio": (str(clip),)})
     fields = FieldConfig({**DEFAULT_FIELDS})
     with StubServer(validate=True) as server:
-        cfg = RunConfig(model="stub-alm", labels=MELD, agents=["audio"], base_url=server.url, fields=fields,
+        cfg = AgentRunConfig(model="stub-alm", labels=MELD, agents=["audio"], base_url=server.url, fields=fields,
                         media={"audio": ("audio",)}, limits=FAST, cache_dir=str(tmp_path / "cache"))
         run_agents([item], cfg, tmp_path / "run")
     assert server.invalid == []

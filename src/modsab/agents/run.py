@@ -32,7 +32,11 @@ _IDENTITY = ("base_url", "model", "labels", "prompt_version", "params")
 
 
 @dataclass
-class RunConfig:
+class AgentRunConfig:
+    """What one ``modsab agents run`` needs (one model, its agents, fields, limits). The study's
+    config is :class:`modsab.run.config.RunConfig`; ``modsab run`` makes one of these per
+    ``[[agents]]`` entry of kind llm or scorer."""
+
     model: str
     labels: LabelSet
     agents: Sequence[str] = ("text", "audio", "vision", "tav")
@@ -58,7 +62,7 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("MODSAB_CACHE_DIR") or Path.home() / ".cache" / "modsab")
 
 
-def make_backend(config: RunConfig):
+def make_backend(config: AgentRunConfig):
     """The registered backend (:data:`modsab.registry.backends`) that serves ``config``."""
     from modsab.agents.backends import backend_name
     from modsab.registry import backends
@@ -66,7 +70,7 @@ def make_backend(config: RunConfig):
     return backends.get(backend_name(config))(config)
 
 
-def _price(config: RunConfig, backend) -> tuple[float, float]:
+def _price(config: AgentRunConfig, backend) -> tuple[float, float]:
     from modsab.agents.engine import PRICES
 
     if config.price is not None:
@@ -167,7 +171,7 @@ class RunResult:
 
 def run_agents(
     instances: Sequence[Instance],
-    config: RunConfig,
+    config: AgentRunConfig,
     run_dir: str | Path,
     *,
     on_update: Callable[[Stats], None] | None = None,
@@ -191,7 +195,7 @@ def run_agents(
 
 def _run_agents(
     instances: Sequence[Instance],
-    config: RunConfig,
+    config: AgentRunConfig,
     run_dir: Path,
     *,
     on_update: Callable[[Stats], None] | None,

@@ -105,7 +105,7 @@ def run(
 
     from modsab.agents.engine import GenerationParams, Limits
     from modsab.agents.inputs import FieldConfig, load_descriptors
-    from modsab.agents.run import RunConfig, run_agents
+    from modsab.agents.run import AgentRunConfig, run_agents
     from modsab.contract.errors import InputError
     from modsab.contract.labels import LabelSet
 
@@ -131,7 +131,7 @@ def run(
     instances = load_descriptors(descriptors)
     if limit is not None:
         instances = instances[:limit]
-    config = RunConfig(
+    config = AgentRunConfig(
         model=model,
         labels=label_set,
         agents=[a.strip() for a in agents.split(",") if a.strip()],

@@ -320,7 +320,7 @@ def _run_llm_agent(
     from modsab.agents.engine import Limits
     from modsab.agents.inputs import DEFAULT_FIELDS, FieldConfig
     from modsab.agents.local import DEFAULT_MODEL
-    from modsab.agents.run import RunConfig as AgentRunConfig
+    from modsab.agents.run import AgentRunConfig
     from modsab.agents.run import run_agents
 
     model = agent.model or DEFAULT_MODEL
