@@ -19,6 +19,7 @@ error names its file, line and field (and ``skip_invalid`` can skip just that re
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -31,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from modsab.contract import ablation as _ablation
 from modsab.contract.errors import InputError
 from modsab.contract.labels import LabelSet, clean
 from modsab.contract.records import REQUIRED_FIELDS, SCALE_MAX, PredictionRecord, Scale
@@ -47,6 +49,7 @@ _SCHEMA = pa.schema(
         ("dataset", pa.string()),
         ("quality", pa.float64()),
         ("candidates", _CANDIDATES_TYPE),
+        ("condition", pa.string()),
     ]
 )
 _MAX_EXAMPLES = 5
@@ -84,6 +87,9 @@ class PredictionSet:
     n_without_gold: int = 0
     source: str = "<memory>"
     scale: Scale = "percent"
+    #: Models' answers under conditions (``without:<stream>``, ...), audited by ablation and
+    #: never fused (:mod:`modsab.contract.ablation`); ``None`` when no record has a condition.
+    ablation: _ablation.AblationSet | None = None
 
     @classmethod
     def from_arrays(
@@ -135,6 +141,11 @@ class PredictionSet:
         try:
             return self.agents.index(name)
         except ValueError:
+            if self.ablation is not None and name in self.ablation.models:
+                raise InputError(
+                    f"'{name}' is a model (its records carry conditions): it is audited by ablation, not fused",
+                    hint=f"agents in {self.source}: {', '.join(self.agents) or 'none'}",
+                ) from None
             raise InputError(
                 f"unknown agent '{name}'", hint=f"agents in {self.source}: {', '.join(self.agents)}"
             ) from None
@@ -167,6 +178,9 @@ class PredictionSet:
             n_without_gold=self.n_without_gold,
             source=self.source,
             scale=self.scale,
+            ablation=None
+            if self.ablation is None
+            else self.ablation.subset(np.isin(self.ablation.instance_ids, self.instance_ids[rows])),
         )
 
 
@@ -190,6 +204,7 @@ class _Flat:
     cand_confidence: np.ndarray  # float64[C]
     skipped: list[SkippedRecord]
     line_kind: str = "line"
+    condition: pa.Array | None = None  # string[R], null when absent (the full input)
 
 
 class _GiveUp(Exception):
@@ -282,7 +297,7 @@ def _read_table_fast(path: Path, fmt: str) -> tuple[pa.Table, int]:
 
         data = path.read_bytes()
         delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-        types = {name: _SCHEMA.field(name).type for name in ("instance_id", "agent", "gold", "dataset")}
+        types = {name: _SCHEMA.field(name).type for name in ("instance_id", "agent", "gold", "dataset", "condition")}
         types |= {"quality": pa.float64(), "candidates": pa.string()}
         try:
             table = pcsv.read_csv(
@@ -322,7 +337,7 @@ def _dictionary_columns(path: Path) -> list[str]:
         return []  # read_table reports it
     paths = [schema.column(i).path for i in range(len(schema))]
     label = [p for p in paths if p.startswith("candidates.") and p.endswith(".label")]
-    return [p for p in paths if p in ("agent", "gold", "dataset")] + label
+    return [p for p in paths if p in ("agent", "gold", "dataset", "condition")] + label
 
 
 def _cast(column: pa.Array, target: pa.DataType) -> pa.Array:
@@ -451,6 +466,12 @@ def _fast(path: Path, fmt: str, scale: Scale) -> _Flat:
     if np.any(~((confidence >= 0) & (confidence <= top))):
         raise _GiveUp
     lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
+    condition = None
+    if columns["condition"].null_count < table.num_rows:
+        try:
+            condition = _ablation.canonical_conditions(_canonical(columns["condition"], empty_is_null=True))
+        except ValueError as error:
+            raise _GiveUp from error  # the exact reader names the line
     return _Flat(
         instance_id=ids,
         agent=agents,
@@ -463,6 +484,7 @@ def _fast(path: Path, fmt: str, scale: Scale) -> _Flat:
         cand_confidence=confidence,
         skipped=[],
         line_kind="row" if fmt == "parquet" else "line",
+        condition=condition,
     )
 
 
@@ -552,7 +574,7 @@ def _exact(path: Path, fmt: str, scale: Scale, skip_invalid: bool) -> _Flat:
     from pydantic import ValidationError
 
     line_kind = "row" if fmt == "parquet" else "line"
-    ids, agents, golds, datasets, qualities, lines = [], [], [], [], [], []
+    ids, agents, golds, datasets, qualities, lines, conditions = [], [], [], [], [], [], []
     cand_count, cand_label, cand_conf = [], [], []
     skipped: list[SkippedRecord] = []
     context = {"scale": scale}
@@ -582,6 +604,7 @@ def _exact(path: Path, fmt: str, scale: Scale, skip_invalid: bool) -> _Flat:
         agents.append(record.agent)
         golds.append(record.gold)
         datasets.append(record.dataset)
+        conditions.append(record.condition)
         qualities.append(math.nan if record.quality is None else record.quality)
         lines.append(number)
         cand_count.append(len(record.candidates))
@@ -606,6 +629,7 @@ def _exact(path: Path, fmt: str, scale: Scale, skip_invalid: bool) -> _Flat:
         cand_confidence=np.asarray(cand_conf, dtype=np.float64),
         skipped=skipped,
         line_kind=line_kind,
+        condition=pa.array(conditions, pa.string()) if any(c is not None for c in conditions) else None,
     )
 
 
@@ -926,7 +950,11 @@ def load_predictions(
     except _GiveUp:
         flat = _exact(resolved, fmt, scale, skip_invalid)
     options = dict(labels=labels, synonyms=synonym_map, scale=scale, strict=strict, skip_invalid=skip_invalid)
-    return _Assembler(flat, resolved, **options).build()
+    tagged, models = _ablation.tag_models(flat.agent, flat.condition)  # models' records: one key per condition
+    if not models:
+        return _Assembler(flat, resolved, **options).build()
+    built = _Assembler(dataclasses.replace(flat, agent=tagged), resolved, **options).build()
+    return _ablation.split(built, models)
 
 
 def run_labels(path: str | Path, *, synonyms: Mapping[str, str] | None = None) -> LabelSet | None:
