@@ -302,7 +302,14 @@ def test_the_ablation_figures_by_hand(write_jsonl):
     assert diagnostics.get("ablation").reference(d) is not None
     table = d.instances().set_index("instance_id")
     assert table["e2e.without:audio.causal"].to_dict() == {
-        "1": "saboteur", "2": "contributor", "3": "", "4": "", "5": "", "6": "", "7": "", "8": "saboteur"
+        "1": "saboteur",
+        "2": "contributor",
+        "3": "",
+        "4": "",
+        "5": "",
+        "6": "",
+        "7": "",
+        "8": "saboteur",
     }
     assert table.loc["8", "e2e.without:audio.top"] == "a" and pd.isna(table.loc["7", "e2e.without:audio.top"])
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from modsab.contract.ablation import FULL
 from modsab.contract.errors import InputError
-from modsab.contract.records import Candidate, PredictionRecord
+from modsab.contract.records import PredictionRecord
 
 #: Masks by name: what replaces a stream, and the kind of condition it makes.
 MASKS = {"mean": "without", "zero": "without", "shuffle": "shuffled"}
@@ -208,8 +208,9 @@ def ablate(
     only: bool = False,
     seed: int | None = 0,
     batch_size: int | None = None,
-) -> list[PredictionRecord]:
-    """The model's answers on the full input and with each stream masked, as contract records.
+) -> list[dict[str, Any]]:
+    """The model's answers on the full input and with each stream masked, as contract records
+    (plain dicts in the JSON shape; ``PredictionRecord.model_validate`` reads one).
 
     ``inputs``: a dict of stream -> array ``(n, d)`` (``streams`` optionally picks the streams
     to ablate), or a pandas DataFrame with ``streams={name: [columns]}``. ``predict(inputs)``
@@ -269,7 +270,7 @@ def ablate(
                 yield f"only:{name}", {o: data.mask(o, removal, rng, None) for o in data.every if o != name}
 
     step = batch_size or n
-    records: list[PredictionRecord] = []
+    records: list[dict[str, Any]] = []
     for condition, masked in conditions():
         full_input = data.replaced(masked) if masked else data.inputs
         parts = []
@@ -298,28 +299,21 @@ def _records(
     dataset: list[str] | None,
     agent: str,
     condition: str,
-) -> list[PredictionRecord]:
+) -> list[dict[str, Any]]:
     """One record per instance: every label a candidate, by confidence (ties: label order)."""
     order = np.argsort(-proba, axis=1, kind="stable")
-    confidence = np.take_along_axis(proba, order, axis=1) * 100.0
-    names = np.asarray(labels, dtype=object)[order]
+    confidence = (np.take_along_axis(proba, order, axis=1) * 100.0).tolist()
+    names = np.asarray(labels, dtype=object)[order].tolist()
+    head: dict[str, Any] = {"agent": agent, "condition": condition}
     out = []
-    for i in range(len(ids)):
-        candidates = [
-            Candidate.model_construct(label=label, confidence=float(c))
-            for label, c in zip(names[i].tolist(), confidence[i].tolist(), strict=True)
-        ]
-        out.append(
-            PredictionRecord.model_construct(
-                instance_id=ids[i],
-                agent=agent,
-                gold=None if gold is None else gold[i],
-                candidates=candidates,
-                quality=None,
-                dataset=None if dataset is None else dataset[i],
-                condition=condition,
-            )
-        )
+    for i, instance in enumerate(ids):
+        record = {"instance_id": instance, **head}
+        if gold is not None and gold[i] is not None:
+            record["gold"] = gold[i]
+        if dataset is not None and dataset[i] is not None:
+            record["dataset"] = dataset[i]
+        record["candidates"] = [{"label": a, "confidence": c} for a, c in zip(names[i], confidence[i], strict=True)]
+        out.append(record)
     return out
 
 
