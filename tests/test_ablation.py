@@ -475,3 +475,89 @@ def test_ablation_set_from_arrays_orders_and_checks_columns():
         AblationSet.from_arrays(scores, [0, 1], labels=("a", "b"), columns=[("m", "full")] * 3)
     with pytest.raises(InputError, match="condition"):
         AblationSet.from_arrays(scores, [0, 1], labels=("a", "b"), columns=[("m", "gone:x")] * 3)
+
+
+def test_a_run_with_a_manifest_of_trimodal_features_and_a_model_audited_by_ablation(tmp_path):
+    """``modsab run``: probe agents on a manifest's feature columns, and a model trained on
+    other instances whose ``modsab.ablate`` records come in as a precomputed agent; the run's
+    JSON has the ablation figures a plain computation gives."""
+    from sklearn.linear_model import LogisticRegression
+
+    import modsab
+    from modsab.run.config import load_config
+    from modsab.run.pipeline import run_pipeline
+
+    rng = np.random.default_rng(5)
+    n = 160
+    y = rng.integers(0, 3, n)
+    streams = {
+        "shape": np.eye(3)[y] * 1.5 + rng.normal(size=(n, 3)),
+        "sound": np.eye(3)[y] * 1.0 + rng.normal(size=(n, 3)),
+        "word": rng.normal(size=(n, 2)),  # carries nothing
+    }
+    train, test = np.arange(n) < 80, np.arange(n) >= 80
+    model = LogisticRegression(max_iter=1000).fit(np.hstack([v[train] for v in streams.values()]), y[train])
+    labels = ["circle", "square", "star"]
+    ids = [f"s{i}" for i in np.flatnonzero(test)]
+    records = modsab.ablate(
+        lambda d: model.predict_proba(np.hstack([d[s] for s in streams])),
+        {s: v[test] for s, v in streams.items()},
+        labels=labels,
+        gold=np.array(labels)[y[test]],
+        instance_ids=ids,
+        agent="e2e",
+    )
+    modsab.to_jsonl(records, tmp_path / "e2e.jsonl")
+    manifest = pd.DataFrame({"instance_id": ids, "gold": np.array(labels)[y[test]]})
+    columns = {}
+    for s, values in streams.items():
+        columns[s] = [f"{s}_{j}" for j in range(values.shape[1])]
+        manifest[columns[s]] = values[test]
+    manifest.to_csv(tmp_path / "manifest.csv", index=False)
+    agents = "".join(
+        f'[[agents]]\nname = "{s}"\nkind = "probe"\nfeatures = {json.dumps(c)}\n\n' for s, c in columns.items()
+    )
+    (tmp_path / "run.toml").write_text(
+        '[run]\ndir = "run"\n[dataset]\nloader = "manifest"\npath = "manifest.csv"\nlabels = "circle,square,star"\n\n'
+        f'{agents}[[agents]]\nname = "e2e"\nkind = "precomputed"\npath = "e2e.jsonl"\n\n'
+        '[audit]\nbootstrap = 200\ndiagnostics = ["causal"]\n[outputs]\nreport = ""\n',
+        encoding="utf-8",
+    )
+    outcome = run_pipeline(load_config(tmp_path / "run.toml"), progress=False)
+    result = json.loads((tmp_path / "run" / "diagnosis.json").read_text(encoding="utf-8"))
+    assert result == json.loads(json.dumps(outcome.diagnosis))
+    assert result["fused_agents"] == ["shape", "sound", "word"]  # the model is not fused
+    section = result["ablation"]
+    full = model.predict_proba(np.hstack([v[test] for v in streams.values()])).argmax(axis=1)
+    gold = y[test]
+    assert section["models"]["e2e"]["top1_full"] == pytest.approx(np.mean(full == gold))
+    for s in streams:
+        masked = {
+            t: (np.broadcast_to(v[test].mean(axis=0), v[test].shape) if t == s else v[test]) for t, v in streams.items()
+        }
+        without = model.predict_proba(np.hstack(list(masked.values()))).argmax(axis=1)
+        entry = section["models"]["e2e"]["streams"][s]
+        assert entry["n"] == 80
+        assert entry["top1_without"] == pytest.approx(np.mean(without == gold))
+        assert entry["top1_drop"] == pytest.approx(np.mean(full == gold) - np.mean(without == gold))
+        assert entry["causal_sabotage_rate"] == pytest.approx(np.mean((full != gold) & (without == gold)))
+        assert entry["causal_contribution_rate"] == pytest.approx(np.mean((full == gold) & (without != gold)))
+        assert entry["flip_rate"] == pytest.approx(np.mean(full != without))
+        for key in ("causal_sabotage_rate", "top1_drop"):
+            low, high = section["ci"][f"models.e2e.streams.{s}.{key}"]
+            assert low <= entry[key] <= high
+    assert {a["stream"] for a in section["fusion"]["agents"].values()} == set(streams)
+    table = pd.read_parquet(tmp_path / "run" / "instances.parquet")
+    assert {"e2e.without:sound.causal", "sound.causal"} <= set(table.columns)
+
+
+def test_per_dataset_tables_show_when_there_are_several(write_jsonl, capsys):
+    from modsab.views.terminal import print_summary
+
+    rows = []
+    for i in range(8):
+        ds = "left" if i % 2 else "right"
+        rows += [answer(str(i), "e2e", "a", gold="a", dataset=ds), answer(str(i), "e2e", "b", condition="without:x")]
+    print_summary(diagnose(write_jsonl(rows), labels=LABELS, bootstrap=0).to_dict())
+    out = capsys.readouterr().out
+    assert "left: ablation audit (n = 4)" in out and "right: ablation audit (n = 4)" in out

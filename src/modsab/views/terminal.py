@@ -296,7 +296,8 @@ def ablation_tables(section: dict[str, Any]) -> list[Table]:
     """``ablation``: per model its full top-1, per stream what removing (or shuffling) it does,
     per dataset the same, and which stream sabotages the agents' fusion beside the model."""
     tables = [_ablation_models(section), _ablation_streams(section, "Ablation audit")]
-    for name, group in (section.get("by_dataset") or {}).items():
+    groups = section.get("by_dataset") or {}
+    for name, group in groups.items() if len(groups) > 1 else ():  # one dataset: the table above
         tables.append(_ablation_streams(group, f"{name}: ablation audit (n = {group['n_instances']})"))
     if section.get("fusion"):
         tables.append(_ablation_beside(section))

@@ -165,7 +165,8 @@ def _ablation(section: dict[str, Any]) -> str:
         "causal sabotage: full wrong, without the stream right; drop = top-1 full - top-1 without; "
         "perceptual score: the drop when the stream is taken from another instance.</p>",
     ]
-    for name, group in (section.get("by_dataset") or {}).items():
+    groups = section.get("by_dataset") or {}
+    for name, group in groups.items() if len(groups) > 1 else ():  # one dataset: the table above
         heading = f"<h3>{escape(str(name))} (n = {escape(str(group.get('n_instances')))})</h3>"
         parts += [heading, _ablation_streams(group)]
     fused = (section.get("fusion") or {}).get("agents") or {}
