@@ -52,6 +52,13 @@ def test_conditions_masks_and_batches():
     assert again == records  # seeded
     first = PredictionRecord.model_validate(records[0])  # records are contract records
     assert (first.instance_id, first.agent, first.condition) == ("0", "model", "full")
+    assert (records[0].condition, records[0].gold, records[0].candidates[0].label) == (
+        "full",
+        None,
+        first.candidates[0].label,
+    )
+    with pytest.raises(AttributeError):
+        _ = records[0].nothing
     p_yes = 1 / (1 + np.exp(-(inputs["image"][0, 0] + inputs["audio"][0, 0])))
     ranked = sorted([("yes", p_yes * 100), ("no", (1 - p_yes) * 100)], key=lambda c: -c[1])
     assert [(c.label, c.confidence) for c in first.candidates] == [(lab, pytest.approx(v)) for lab, v in ranked]

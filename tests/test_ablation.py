@@ -299,6 +299,14 @@ def test_the_ablation_figures_by_hand(write_jsonl):
         low, high = ci[f"models.e2e.streams.audio.{key}"]
         assert low <= audio[key] <= high
     assert ci["models.e2e.streams.audio.flip_rate"][1] <= 1.0
+    assert audio["ci"] == {k: ci[f"models.e2e.streams.audio.{k}"] for k in audio["ci"]}  # beside the figures too
+    assert set(audio["ci"]) == {
+        "top1_full",
+        "top1_without",
+        "top1_drop",
+        *("causal_sabotage_rate", "causal_contribution_rate", "flip_rate"),
+    }
+    assert model["ci"] == {"top1_full": ci["models.e2e.top1_full"]} and audio["perceptual_score"] is None
     assert diagnostics.get("ablation").reference(d) is not None
     table = d.instances().set_index("instance_id")
     assert table["e2e.without:audio.causal"].to_dict() == {
@@ -344,6 +352,7 @@ def test_a_model_that_ignores_a_stream_has_every_rate_zero(write_jsonl):
         assert vision[key] == 0
     shuffled = vision["shuffled"]
     assert shuffled["perceptual_score"] == 0 and shuffled["flip_rate"] == 0 and shuffled["n"] == 5
+    assert vision["perceptual_score"] == 0 and vision["ci"]["perceptual_score"] == [0.0, 0.0]
 
 
 def test_missing_conditions_give_empty_figures_not_errors(write_jsonl):

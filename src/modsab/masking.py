@@ -36,6 +36,23 @@ MASKS = {"mean": "without", "zero": "without", "shuffle": "shuffled"}
 Mask = str | Callable[[Any, np.random.Generator], Any]
 
 
+class Record(dict):
+    """A contract record (or candidate) as a plain dict, ready for JSON, that also reads like a
+    :class:`~modsab.contract.records.PredictionRecord`: ``r["condition"]`` or ``r.condition``,
+    ``r.candidates[0].label``; an optional field left out reads ``None``."""
+
+    __slots__ = ()
+    _optional = frozenset({"gold", "quality", "dataset", "condition"})
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            if name in self._optional:
+                return None
+            raise AttributeError(name) from None
+
+
 def _is_frame(value: Any) -> bool:
     return hasattr(value, "columns") and hasattr(value, "iloc")
 
@@ -208,9 +225,10 @@ def ablate(
     only: bool = False,
     seed: int | None = 0,
     batch_size: int | None = None,
-) -> list[dict[str, Any]]:
+) -> list[Record]:
     """The model's answers on the full input and with each stream masked, as contract records
-    (plain dicts in the JSON shape; ``PredictionRecord.model_validate`` reads one).
+    (:class:`Record`: plain dicts in the JSON shape that also read as attributes, ``r.condition``;
+    ``PredictionRecord.model_validate(r)`` makes the pydantic record).
 
     ``inputs``: a dict of stream -> array ``(n, d)`` (``streams`` optionally picks the streams
     to ablate), or a pandas DataFrame with ``streams={name: [columns]}``. ``predict(inputs)``
@@ -270,7 +288,7 @@ def ablate(
                 yield f"only:{name}", {o: data.mask(o, removal, rng, None) for o in data.every if o != name}
 
     step = batch_size or n
-    records: list[dict[str, Any]] = []
+    records: list[Record] = []
     for condition, masked in conditions():
         full_input = data.replaced(masked) if masked else data.inputs
         parts = []
@@ -299,7 +317,7 @@ def _records(
     dataset: list[str] | None,
     agent: str,
     condition: str,
-) -> list[dict[str, Any]]:
+) -> list[Record]:
     """One record per instance: every label a candidate, by confidence (ties: label order)."""
     order = np.argsort(-proba, axis=1, kind="stable")
     confidence = (np.take_along_axis(proba, order, axis=1) * 100.0).tolist()
@@ -307,12 +325,12 @@ def _records(
     head: dict[str, Any] = {"agent": agent, "condition": condition}
     out = []
     for i, instance in enumerate(ids):
-        record = {"instance_id": instance, **head}
+        record = Record(instance_id=instance, **head)
         if gold is not None and gold[i] is not None:
             record["gold"] = gold[i]
         if dataset is not None and dataset[i] is not None:
             record["dataset"] = dataset[i]
-        record["candidates"] = [{"label": a, "confidence": c} for a, c in zip(names[i], confidence[i], strict=True)]
+        record["candidates"] = [Record(label=a, confidence=c) for a, c in zip(names[i], confidence[i], strict=True)]
         out.append(record)
     return out
 

@@ -126,6 +126,7 @@ def _models(
         if overall:
             entry["invalid_labels"] = int(aset.invalid_labels.get(model, 0))
         entry["top1_full"] = point["top1_full"]
+        entry["ci"] = c
         entry["conditions"] = list(aset.conditions(model))
         streams: dict[str, Any] = {}
         for stream in aset.streams(model):
@@ -153,15 +154,20 @@ def _models(
                     rng=rng,
                     level=level,
                 )
-                figures = {"n": int(pair.sum()), **{k: point[k] for k in condition_keys(kind)}}
+                keys = condition_keys(kind)
+                figures = {"n": int(pair.sum()), **{k: point[k] for k in keys}, "ci": {k: c[k] for k in keys if k in c}}
                 prefix = f"models.{model}.streams.{stream}." + ("" if kind == "without" else f"{kind}.")
-                ci |= {prefix + k: v for k, v in c.items()}
+                ci |= {prefix + k: figures["ci"][k] for k in keys if k in c}
                 if kind == "without":
                     block = {**figures, **block}
                 else:
                     block[kind] = figures
             if "n" not in block:  # no without:<stream>: the removal figures are empty
-                block = {"n": 0, **dict.fromkeys(condition_keys("without")), **block}
+                block = {"n": 0, **dict.fromkeys(condition_keys("without")), "ci": {}, **block}
+            shuffled = block.get("shuffled")  # the perceptual score, on the stream itself too
+            block["perceptual_score"] = None if shuffled is None else shuffled["perceptual_score"]
+            if shuffled is not None and "perceptual_score" in shuffled["ci"]:
+                block["ci"] = {**block["ci"], "perceptual_score": shuffled["ci"]["perceptual_score"]}
             block["conditions"] = [c for c in aset.conditions(model) if split_condition(c)[1] == stream]
             streams[stream] = _ordered_block(block)
         entry["streams"] = streams
@@ -170,8 +176,9 @@ def _models(
 
 
 def _ordered_block(block: dict[str, Any]) -> dict[str, Any]:
-    """A stream's keys in JSON order: n, the removal figures, conditions, then only / shuffled."""
-    order = ["n", *condition_keys("without"), "conditions", "only", "shuffled"]
+    """A stream's keys in JSON order: n, the removal figures, the perceptual score, their
+    intervals, conditions, then only / shuffled."""
+    order = ["n", *condition_keys("without"), "perceptual_score", "ci", "conditions", "only", "shuffled"]
     return {key: block[key] for key in order if key in block}
 
 
@@ -193,7 +200,7 @@ def _fusion(d, streams: Sequence[str], *, resamples: int, rng, level: float) -> 
             level=level,
         )
         ci |= {f"fusion.agents.{name}.{k}": v for k, v in c.items()}
-        out[name] = {"stream": agent_stream(name, streams), "n": int(answered[:, j].sum()), **point}
+        out[name] = {"stream": agent_stream(name, streams), "n": int(answered[:, j].sum()), **point, "ci": c}
     return {"agents": out}, ci
 
 
@@ -336,6 +343,7 @@ def ablation_reference(d, *, folds=5) -> dict[str, Any]:
                         block.update(figures)
                     else:
                         block[kind] = figures
+                block["perceptual_score"] = block["shuffled"]["perceptual_score"] if "shuffled" in block else None
                 block["conditions"] = [c for c in aset.conditions(model) if c.partition(":")[2] == stream]
                 streams[stream] = block
             entry["streams"] = streams
