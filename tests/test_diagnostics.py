@@ -23,9 +23,9 @@ from modsab.core.rules.agreement import AgreementOverride
 from modsab.core.rules.cap import CappedInfluence
 from modsab.diagnostics.fusion_compare import compare
 from modsab.data.synth import MELD_LABELS, SynthConfig, generate, prediction_set, write
-from modsab.registry import diagnostics as registered
+from modsab.registry import requestable_diagnostics
 
-DIAGNOSTICS = registered.names()
+DIAGNOSTICS = requestable_diagnostics()  # the ones asked for; ablation runs by itself when it applies
 
 FOUNDATION_KEYS = {"n_instances", "fusion_topk", "agents", "ci", "sabotage_by_label", "source", "bootstrap"}
 

@@ -3,7 +3,10 @@
 Parametrised over the registries, so a diagnostic or fusion rule registered later is held to
 the same standard without anyone adding it here: a diagnostic without a reference fails.
 Sets are tie-heavy (confidences on a coarse grid), with abstentions, missing self-reported
-quality and several datasets.
+quality and several datasets. Half of them also carry models' answers under conditions
+(ties, invalid answers, missing conditions and records, several datasets, instances the
+agents do not have), so every diagnostic runs beside them and the automatic ``ablation``
+one is held to its reference, on model-only sets too.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from modsab.contract.ablation import AblationSet
 from modsab.contract.predictions import PredictionSet
 from modsab.core.diagnosis import diagnose
 from modsab.core.recalibration import crossfit, crossfit_reference
@@ -42,6 +46,50 @@ def messy_sets(draw, min_n=2):
     )
 
 
+CONDITIONS = ("without:text", "without:audio", "shuffled:text", "only:audio", "shuffled:vision")
+
+
+@st.composite
+def ablation_sets(draw, n_agents_instances: int):
+    """Models' answers: 1-2 models, each with full and a subset of CONDITIONS (some models
+    lack a full record or a condition for some instances), over instances partly shared with
+    the agents' ("0".."n-1") and partly their own."""
+    n = draw(st.integers(1, 30))
+    first = draw(st.integers(0, max(n_agents_instances - 1, 0)))
+    ids = [str(first + i) for i in range(n)]  # overlaps the agents' instances, may run past them
+    columns = []
+    for model in draw(st.sampled_from([("e2e",), ("e2e", "late")])):
+        kept = draw(st.lists(st.sampled_from(CONDITIONS), min_size=1, max_size=4, unique=True))
+        columns += [(model, "full"), *((model, c) for c in kept)]
+    c = len(columns)
+    conf = draw(arrays(np.int64, (n, c, len(LABELS)), elements=st.sampled_from([0, 0, 0, 20, 50, 50, 90])))
+    present = draw(arrays(np.bool_, (n, c), elements=st.sampled_from([True, True, True, False])))
+    conf[~present] = 0
+    gold = draw(arrays(np.int64, n, elements=st.integers(0, len(LABELS) - 1)))
+    dataset = draw(arrays(np.int64, n, elements=st.integers(0, 2)))
+    return AblationSet.from_arrays(
+        conf / 100, gold, labels=LABELS, columns=columns, present=present, instance_ids=ids,
+        dataset=[f"ds{v}" for v in dataset],
+    )
+
+
+@st.composite
+def sets_with_models(draw):
+    """A messy set with an ablation part; one in four has no agent at all (model records only)."""
+    if draw(st.integers(0, 3)) == 0:
+        ablation = draw(ablation_sets(1))
+        n = ablation.n_instances
+        pset = PredictionSet.from_arrays(
+            np.zeros((n, 0, len(LABELS))), ablation.gold, labels=LABELS, agents=(),
+            instance_ids=ablation.instance_ids, dataset=ablation.dataset,
+        )
+    else:
+        pset = draw(messy_sets())
+        ablation = draw(ablation_sets(pset.n_instances))
+    pset.ablation = ablation
+    return pset
+
+
 def assert_figures_equal(reference, fast, path="") -> None:
     """Every leaf of ``reference`` is in ``fast`` and equal (integers exactly, floats to 1e-9)."""
     if isinstance(reference, dict):
@@ -61,13 +109,21 @@ def assert_figures_equal(reference, fast, path="") -> None:
 
 @pytest.mark.parametrize("name", diagnostics.names())
 @pytest.mark.parametrize("weights", ["uniform", "agreement"])
-@given(pset=messy_sets())
+@given(pset=st.one_of(messy_sets(), sets_with_models()))
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_every_registered_diagnostic_equals_its_plain_reference(name, weights, pset):
     entry = diagnostics.get(name)
     assert entry.reference is not None, f"diagnostic '{name}' registers no plain reference"
-    d = diagnose(pset, weights=weights, bootstrap=0, diagnostics=[name], n_folds=2)
+    applies = entry.applies is None or entry.applies(diagnose(pset, bootstrap=0, diagnostics=[]))
+    if (entry.needs_agents and not pset.agents) or not applies:
+        return  # refused for this set (tested where the refusal is); the other sets run it
+    d = diagnose(pset, weights=weights, bootstrap=0, diagnostics=[] if entry.automatic else [name], n_folds=2)
     assert_figures_equal(entry.reference(d, folds=2), d.to_dict()[name], name)
+    if pset.ablation is not None:  # the models never reach the fusion: the same section without them
+        pset.ablation = None
+        if pset.agents and not entry.automatic:
+            alone = diagnose(pset, weights=weights, bootstrap=0, diagnostics=[name], n_folds=2)
+            assert_figures_equal(entry.reference(alone, folds=2), d.to_dict()[name], name)
 
 
 @pytest.mark.parametrize("method", ["temperature", "isotonic"])

@@ -21,12 +21,12 @@ from modsab.cli import app
 from modsab.contract.predictions import PredictionSet
 from modsab.core.diagnosis import diagnose
 from modsab.core.result import SCHEMA_VERSION, DiagnosisResult, Summary
-from modsab.registry import diagnostics as registered
+from modsab.registry import diagnostics as registered, requestable_diagnostics
 from modsab.data.synth import SynthConfig, generate, write
 from modsab.diagnostics.calibration import CalibrationFigures
 from modsab.diagnostics.fusion_compare import FusionStrategy
 
-EVERY = dict.fromkeys(registered.names(), True)
+EVERY = dict.fromkeys(requestable_diagnostics(), True)
 
 
 def as_json(data) -> str:
@@ -61,7 +61,7 @@ def synth3():
 def test_demo_and_synth_json_round_trip(demo, synth3):
     for d in (demo, synth3):
         out = assert_round_trips(d)
-        assert set(registered.names()) <= set(out) and len(out["by_dataset"]) >= 1
+        assert set(requestable_diagnostics()) <= set(out) and len(out["by_dataset"]) >= 1
     assert list(synth3.to_dict()["by_dataset"]) == ["synth0", "synth1", "synth2"]
 
 
@@ -121,7 +121,7 @@ def test_schema_version_comes_first_then_the_summary_fields():
     fields = list(DiagnosisResult.model_fields)
     assert fields[0] == "schema_version"
     assert fields[1 : 1 + len(Summary.model_fields)] == list(Summary.model_fields)
-    assert fields[-len(registered.names()) - 1 : -1] == list(registered.names()) == list(registered.names()) and fields[-1] == "run"
+    assert fields[-len(registered.names()) - 1 : -1] == list(registered.names()) and fields[-1] == "run"
     assert list(DiagnosisResult.model_json_schema()["properties"]) == fields
 
 
@@ -197,7 +197,7 @@ def test_diagnose_all_json_validates_against_the_printed_schema(printed_schema, 
     result = CliRunner().invoke(app, ["diagnose", str(tmp_path), "--all", "--json", "--bootstrap", "50"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    assert set(registered.names()) <= set(out) and len(out["by_dataset"]) == 3
+    assert set(requestable_diagnostics()) <= set(out) and len(out["by_dataset"]) == 3
     validator = jsonschema.Draft202012Validator(printed_schema)
     assert not list(validator.iter_errors(out))
     # the schema is strict: it catches an unknown key, a missing one, a wrong type
@@ -234,7 +234,7 @@ def test_a_run_diagnosis_validates_against_the_schema(printed_schema, tmp_path):
     result = CliRunner().invoke(app, ["run", str(config)])
     assert result.exit_code == 0, result.output
     saved = json.loads((tmp_path / "run" / "diagnosis.json").read_text())
-    assert saved["schema_version"] == SCHEMA_VERSION and set(registered.names()) <= set(saved)
+    assert saved["schema_version"] == SCHEMA_VERSION and set(requestable_diagnostics()) <= set(saved)
     assert saved["run"]["agents"] == dict.fromkeys(pset.agents, "precomputed")
     jsonschema.validate(saved, printed_schema)
     text = as_json(saved)
@@ -288,7 +288,7 @@ def test_report_reads_the_typed_sections_and_shows_other_shapes_as_plain_tables(
 
     # a diagnosis without sections takes them from a run's diagnosis.json: typed when they are
     # modsab's, plain JSON (a generic table) when they are of another shape
-    plain = {key: value for key, value in full.items() if key not in registered.names()}
+    plain = {key: value for key, value in full.items() if key not in requestable_diagnostics()}
     older = copy.deepcopy(full["fusion_compare"])
     del older["skipped"]
     sections = {"causal": full["causal"], "fusion_compare": older, "run": {"config": None}}

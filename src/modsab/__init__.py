@@ -25,6 +25,9 @@ _LAZY = {
     "FusionRule": "modsab.core.fusion",
     "QualityWeighted": "modsab.core.rules.quality",
     "Role": "modsab.core.audit",
+    "ablate": "modsab.masking",
+    "to_jsonl": "modsab.masking",
+    "AblationSet": "modsab.contract.ablation",
 }
 
 

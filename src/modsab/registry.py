@@ -99,3 +99,9 @@ loaders: Registry[Any] = Registry("dataset loader", "modsab.data.loaders", optio
 agent_kinds: Registry[Any] = Registry("agent kind", "modsab.agents.kinds", option="[[agents]] kind")
 #: Backends of LLM agents (OpenAI-compatible endpoint, in-process local models).
 backends: Registry[Any] = Registry("agent backend", "modsab.agents.backends", option="model")
+
+
+def requestable_diagnostics() -> tuple[str, ...]:
+    """The diagnostics one asks for (``--<key>`` flags, ``"all"``): every registered one but the
+    automatic ones (``Diagnostic.automatic``: ``diagnose()`` runs those whenever they apply)."""
+    return tuple(name for name, entry in diagnostics.items() if not getattr(entry, "automatic", False))

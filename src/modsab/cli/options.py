@@ -80,6 +80,8 @@ def with_diagnostic_flags(command: Callable) -> Callable:
     params = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
     annotations = dict(getattr(command, "__annotations__", {}))
     for name, entry in registry.diagnostics.items():
+        if entry.automatic:  # runs whenever it applies: nothing to ask for
+            continue
         option = typer.Option(False, flag(name), help=entry.help)
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=bool))
         annotations[name] = bool
@@ -102,7 +104,7 @@ def diagnose_kwargs(params: dict) -> dict:
     out["n_folds"] = params["folds"]
     flags = params.get("flags", params)
     out["diagnostics"] = [
-        name for name in registry.diagnostics.names() if params["run_all"] or flags.get(name)
+        name for name in registry.requestable_diagnostics() if params["run_all"] or flags.get(name)
     ]
     return out
 

@@ -25,6 +25,7 @@ error names its file, line and field (and ``skip_invalid`` can skip just that re
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -37,6 +38,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from modsab.contract import ablation as _ablation
 from modsab.contract.errors import InputError
 from modsab.contract.labels import LabelSet, clean
 from modsab.contract.records import REQUIRED_FIELDS, SCALE_MAX, PredictionRecord, Scale
@@ -60,6 +62,7 @@ _SCHEMA = pa.schema(
         ("dataset", pa.string()),
         ("quality", pa.float64()),
         ("candidates", _CANDIDATES_TYPE),
+        ("condition", pa.string()),
     ]
 )
 _MAX_EXAMPLES = 5
@@ -103,6 +106,9 @@ class PredictionSet:
     n_without_gold: int = 0
     source: str = "<memory>"
     scale: Scale = "percent"
+    #: Models' answers under conditions (``without:<stream>``, ...), audited by ablation and
+    #: never fused (:mod:`modsab.contract.ablation`); ``None`` when no record has a condition.
+    ablation: _ablation.AblationSet | None = None
 
     @classmethod
     def from_arrays(
@@ -183,6 +189,11 @@ class PredictionSet:
         try:
             return self.agents.index(name)
         except ValueError:
+            if self.ablation is not None and name in self.ablation.models:
+                raise InputError(
+                    f"'{name}' is a model (its records carry conditions): it is audited by ablation, not fused",
+                    hint=f"agents in {self.source}: {', '.join(self.agents) or 'none'}",
+                ) from None
             raise InputError(
                 f"unknown agent '{name}'", hint=f"agents in {self.source}: {', '.join(self.agents)}"
             ) from None
@@ -216,6 +227,9 @@ class PredictionSet:
             n_without_gold=self.n_without_gold,
             source=self.source,
             scale=self.scale,
+            ablation=None
+            if self.ablation is None
+            else self.ablation.subset(np.isin(self.ablation.instance_ids, self.instance_ids[rows])),
         )
 
 
@@ -239,6 +253,7 @@ class _Flat:
     cand_confidence: np.ndarray  # float64[C]
     skipped: list[SkippedRecord]
     line_kind: str = "line"
+    condition: pa.Array | None = None  # string[R], null when absent (the full input)
 
 
 class _GiveUp(Exception):
@@ -349,7 +364,7 @@ def _read_table_fast(path: Path, fmt: str) -> tuple[pa.Table, int]:
         if not _plain_utf8(data):
             raise _GiveUp
         delimiter = _delimiter(path)
-        types = {name: _SCHEMA.field(name).type for name in ("instance_id", "agent", "gold", "dataset")}
+        types = {name: _SCHEMA.field(name).type for name in ("instance_id", "agent", "gold", "dataset", "condition")}
         types |= {"quality": pa.float64(), "candidates": pa.string()}
         try:
             table = pcsv.read_csv(
@@ -402,7 +417,7 @@ def _dictionary_columns(path: Path) -> list[str]:
         return []  # read_table reports it
     paths = [schema.column(i).path for i in range(len(schema))]
     label = [p for p in paths if p.startswith("candidates.") and p.endswith(".label")]
-    return [p for p in paths if p in ("agent", "gold", "dataset")] + label
+    return [p for p in paths if p in ("agent", "gold", "dataset", "condition")] + label
 
 
 def _cast(column: pa.Array, target: pa.DataType) -> pa.Array:
@@ -533,6 +548,12 @@ def _fast(path: Path, fmt: str, scale: Scale) -> _Flat:
     if np.any(~((confidence >= 0) & (confidence <= top))):
         raise _GiveUp
     lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
+    condition = None
+    if columns["condition"].null_count < table.num_rows:
+        try:
+            condition = _ablation.canonical_conditions(_canonical(columns["condition"], empty_is_null=True))
+        except ValueError as error:
+            raise _GiveUp from error  # the exact reader names the line
     return _Flat(
         instance_id=ids,
         agent=agents,
@@ -545,6 +566,7 @@ def _fast(path: Path, fmt: str, scale: Scale) -> _Flat:
         cand_confidence=confidence,
         skipped=[],
         line_kind="row" if fmt == "parquet" else "line",
+        condition=condition,
     )
 
 
@@ -641,7 +663,7 @@ def _exact(path: Path, fmt: str, scale: Scale, skip_invalid: bool) -> _Flat:
     from pydantic import ValidationError
 
     line_kind = "row" if fmt == "parquet" else "line"
-    ids, agents, golds, datasets, qualities, lines = [], [], [], [], [], []
+    ids, agents, golds, datasets, qualities, lines, conditions = [], [], [], [], [], [], []
     cand_count, cand_label, cand_conf = [], [], []
     skipped: list[SkippedRecord] = []
     context = {"scale": scale}
@@ -672,6 +694,7 @@ def _exact(path: Path, fmt: str, scale: Scale, skip_invalid: bool) -> _Flat:
         agents.append(record.agent)
         golds.append(record.gold)
         datasets.append(record.dataset)
+        conditions.append(record.condition)
         qualities.append(math.nan if record.quality is None else record.quality)
         lines.append(number)
         cand_count.append(len(record.candidates))
@@ -696,6 +719,7 @@ def _exact(path: Path, fmt: str, scale: Scale, skip_invalid: bool) -> _Flat:
         cand_confidence=np.asarray(cand_conf, dtype=np.float64),
         skipped=skipped,
         line_kind=line_kind,
+        condition=pa.array(conditions, pa.string()) if any(c is not None for c in conditions) else None,
     )
 
 
@@ -1050,7 +1074,12 @@ def load_predictions(
     except _GiveUp:
         flat = _exact(resolved, fmt, scale, skip_invalid)
     options = dict(labels=labels, synonyms=synonym_map, scale=scale, strict=strict, skip_invalid=skip_invalid)
-    return _Assembler(flat, resolved, **options, agents_order=order, recorded_order=run_agents(path)).build()
+    ordering = {"agents_order": order, "recorded_order": run_agents(path)}
+    tagged, models = _ablation.tag_models(flat.agent, flat.condition)  # models' records: one key per condition
+    if not models:
+        return _Assembler(flat, resolved, **options, **ordering).build()
+    built = _Assembler(dataclasses.replace(flat, agent=tagged), resolved, **options, **ordering).build()
+    return _ablation.split(built, models)
 
 
 def agent_order(
@@ -1061,10 +1090,16 @@ def agent_order(
     path: str | Path | None = None,
 ) -> list[str]:
     """The agents' one order: ``given`` (it must name each agent ``found`` once), else the
-    ``recorded`` order of a run (agents it does not list follow, sorted), else sorted names."""
+    ``recorded`` order of a run (agents it does not list follow, sorted), else sorted names.
+    A model's per-condition keys (``"<model> [<condition>]"``, :mod:`modsab.contract.ablation`)
+    are not agents: they follow, sorted, whatever the order."""
+    models = sorted((name for name in found if _ablation.is_condition_key(name)), key=_ablation.condition_key_order)
+    found = [name for name in found if not _ablation.is_condition_key(name)]
+    if given is not None:  # a model named in the order (as a run's config names it) is not an agent: skip it
+        given = [name for name in given if name in found or not any(m.startswith(f"{name} [") for m in models)]
     if given is None:
         listed = [name for name in recorded or () if name in found]
-        return listed + sorted(set(found) - set(listed))
+        return listed + sorted(set(found) - set(listed)) + models
     unknown = [name for name in given if name not in found]
     missing = [name for name in found if name not in given]
     if unknown or missing:
@@ -1075,7 +1110,7 @@ def agent_order(
             path=path,
             hint=f"the agents are {', '.join(sorted(found))}; name each once",
         )
-    return list(given)
+    return list(given) + models
 
 
 def agent_names(names: Sequence[str] | str | None) -> tuple[str, ...] | None:

@@ -9,9 +9,11 @@ CSV (candidates as a JSON string) or Parquet::
      "quality": 85, "dataset": "meld"}
 
 Confidence and quality are on the paper's 0-100 scale (``scale="unit"`` reads 0-1).
-Labels are kept raw here (a label must be a string); :class:`modsab.contract.labels.LabelSet`
-resolves them later, so an answer outside the label set is counted, never silently
-dropped at parse time.
+An optional ``condition`` (``"full"``, the default, ``"without:<stream>"``, ``"only:<stream>"``,
+``"shuffled:<stream>"``) marks one model's answer with an input stream removed or permuted
+(:mod:`modsab.contract.ablation`): such records are audited by ablation, never fused.
+Labels are kept raw here (a label must be a string); :class:`modsab.contract.labels.LabelSet` resolves them later, so
+an answer outside the label set is counted, never silently dropped at parse time.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class PredictionRecord(BaseModel):
     candidates: list[Candidate]
     quality: float | None = None
     dataset: str | None = None
+    condition: str | None = None
 
     @field_validator("instance_id", "agent", mode="before")
     @classmethod
@@ -99,6 +102,13 @@ class PredictionRecord(BaseModel):
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return None
         return _check_number(value, "quality", info)
+
+    @field_validator("condition", mode="before")
+    @classmethod
+    def _condition(cls, value: Any) -> str | None:
+        from modsab.contract.ablation import parse_condition
+
+        return parse_condition(value)
 
     @field_validator("candidates", mode="before")
     @classmethod

@@ -18,15 +18,14 @@ import numpy as np
 import pandas as pd
 
 from modsab import registry
+from modsab.contract.errors import InputError
+from modsab.contract.predictions import PredictionSet, load_predictions
 from modsab.core import audit, fusion
 from modsab.core.context import Context
 from modsab.core.folds import Folds, check_folds
 from modsab.core.options import AuditOptions
 from modsab.core.result import SCHEMA_VERSION, DiagnosisResult, result_model
 from modsab.stats import metrics
-from modsab.contract.errors import InputError
-from modsab.contract.predictions import PredictionSet, load_predictions
-
 
 #: The options of a diagnosis (one model for the run config, the CLI and ``diagnose()``).
 Options = AuditOptions
@@ -89,6 +88,12 @@ class Diagnosis:
         anything is computed. Returns ``self``."""
         n_folds = self.options.folds if n_folds is None else check_folds(n_folds)
         entries = [(name, registry.diagnostics.get(name)) for name in names]
+        for name, entry in entries:
+            if entry.needs_agents and not self.fused_agents:
+                raise InputError(
+                    f"diagnostic '{name}' needs fused agents, and {self.pset.source} has model records only",
+                    hint="its figures are per fused agent; the models' records are audited in the 'ablation' section",
+                )
         for _, entry in entries:
             if entry.check is not None:
                 entry.check(self)
@@ -126,7 +131,7 @@ class Diagnosis:
             "fused_agents": list(self.fused_agents),
             "baseline": o.baseline,
             "baseline_top1": _clean(p["baseline_top1"]) if "baseline_top1" in p else None,
-            "fusion_topk": {str(k + 1): _clean(p[f"fusion_topk.{k + 1}"]) for k in range(self.k)},
+            "fusion_topk": {str(k + 1): _clean(p.get(f"fusion_topk.{k + 1}", math.nan)) for k in range(self.k)},
             "agents": agents,
             "ci": summary.ci,
             "sabotage_by_label": summary.breakdown,
@@ -237,7 +242,7 @@ def _select_agents(pset: PredictionSet, options: Options) -> tuple[list[int], in
         fused = [pset.agent_index(name) for name in options.fuse]
     else:
         fused = [m for m in range(len(pset.agents)) if m != baseline]
-    if not fused:
+    if not fused and (pset.agents or pset.ablation is None):  # model records only: nothing to fuse
         raise InputError("no agent left to fuse", hint="name agents with --fuse")
     return sorted(fused), baseline
 
@@ -342,7 +347,7 @@ def diagnose(
     fused_idx, baseline_idx = _select_agents(pset, options)
     k_eff = min(options.k, len(pset.labels))
 
-    fused = rule.fuse(context, fused_idx)
+    fused = rule.fuse(context, fused_idx) if fused_idx else np.zeros((pset.n_instances, len(pset.labels)))
     fused_top = fusion.top_label(fused)
     rank = fusion.gold_rank(fused, pset.gold)
     top, confidence = audit.agent_top(pset.scores, pset.candidate)
@@ -351,9 +356,10 @@ def diagnose(
     is_fused = tuple(m in fused_idx for m in range(len(pset.agents)))
     layout = metrics.Layout(pset.agents, is_fused, k_eff)
     args = (rank, role, top, pset.gold, pset, layout, options, baseline_idx)
-    overall = _summarise(*args)
     by_dataset = {}
-    if pset.dataset is not None:
+    # model records only: no foundation audit (its figures null, its maps empty)
+    overall = _summarise(*args) if fused_idx else Summary(pset.n_instances, {}, {}, {}, {})
+    if pset.dataset is not None and fused_idx:
         for name in sorted(set(pset.dataset.tolist())):
             by_dataset[name] = _summarise(*args, rows=np.flatnonzero(pset.dataset == name))
     result = Diagnosis(
@@ -372,7 +378,17 @@ def diagnose(
         rule=rule,
         context=context,
     )
-    return result.extend(*options.diagnostics, n_folds=options.folds) if options.diagnostics else result
+    names = (*options.diagnostics, *_automatic(result, exclude=options.diagnostics))
+    return result.extend(*names, n_folds=options.folds) if names else result
+
+
+def _automatic(result: Diagnosis, *, exclude: Sequence[str]) -> tuple[str, ...]:
+    """The automatic diagnostics (``Diagnostic.automatic``) that apply to ``result``."""
+    return tuple(
+        name
+        for name, entry in registry.diagnostics.items()
+        if entry.automatic and name not in exclude and (entry.applies is None or entry.applies(result))
+    )
 
 
 def _wanted_diagnostics(names: Sequence[str] | str | None, flags: dict[str, Any]) -> tuple[str, ...]:
@@ -381,7 +397,7 @@ def _wanted_diagnostics(names: Sequence[str] | str | None, flags: dict[str, Any]
     registered = registry.diagnostics.names()
     wanted = [name for name in registered if flags.pop(name, False)]
     if names == "all":
-        names = registered
+        names = registry.requestable_diagnostics()
     elif isinstance(names, str):
         names = [name.strip() for name in names.split(",") if name.strip()]
     for name in names or ():

@@ -36,11 +36,12 @@ def _folds(value: Any) -> Any:
 
 
 def _every_diagnostic(value: Any) -> Any:
-    """``"all"`` is every registered diagnostic; a list keeps registry order (unknown names last)."""
+    """``"all"`` is every registered diagnostic one asks for (the automatic ones run whenever they
+    apply); a list keeps registry order (unknown names last)."""
     if value == "all":
-        return registry.diagnostics.names()
+        return registry.requestable_diagnostics()
     if isinstance(value, str):
-        raise ValueError(f'give a list of {", ".join(registry.diagnostics.names())}, or "all"')
+        raise ValueError(f'give a list of {", ".join(registry.requestable_diagnostics())}, or "all"')
     if isinstance(value, list | tuple):
         known = [name for name in registry.diagnostics.names() if name in value]
         return tuple(known) + tuple(name for name in value if name not in known)

@@ -32,7 +32,12 @@ class Diagnostic:
     ``by_dataset`` says whether the section has per-dataset groups (for the property test
     that holds every group to a run on that dataset alone). ``reference(diagnosis)`` is the
     plain computation of the section's point figures (no intervals) that the fast
-    ``compute`` must equal: a property test holds every registered diagnostic to it."""
+    ``compute`` must equal: a property test holds every registered diagnostic to it.
+
+    An ``automatic`` diagnostic is not asked for: ``diagnose()`` runs it whenever
+    ``applies(diagnosis)`` is true (ablation: when the set carries conditions); it has no
+    ``--<key>`` flag and is not part of ``"all"``. ``needs_agents`` says the section reads
+    the fused agents, so it is refused for a set without any (model records only)."""
 
     help: str
     compute: Callable[..., Any]
@@ -43,6 +48,10 @@ class Diagnostic:
     check: Callable[[Diagnosis], None] | None = None
     columns: Callable[[Diagnosis], dict[str, np.ndarray]] | None = None
     by_dataset: bool = False
+    automatic: bool = False
+    applies: Callable[[Diagnosis], bool] | None = None
+    needs_agents: bool = True
+
 
 
 def fused_indices(diagnosis: Diagnosis) -> list[int]:

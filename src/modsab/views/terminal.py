@@ -102,7 +102,10 @@ def summary_renderable(result: DiagnosisResult | Mapping[str, Any]) -> Group:
     head.append(f"{result.n_instances} instances", style="bold")
     head.append(f" from {result.source}\n")
     head.append(f"labels ({result.label_source}): {', '.join(result.labels)}\n")
-    head.append(f"fusion: {result.weights} weights over {', '.join(result.fused_agents)}; tau = {result.tau:.2f}")
+    if result.fused_agents:
+        head.append(f"fusion: {result.weights} weights over {', '.join(result.fused_agents)}; tau = {result.tau:.2f}")
+    else:
+        head.append("no agent records to fuse (model records with conditions only: see the ablation audit)")
     if result.bootstrap.resamples:
         head.append(f"; [{level}% bootstrap interval, {result.bootstrap.resamples} resamples]")
     notes = []
@@ -120,12 +123,13 @@ def summary_renderable(result: DiagnosisResult | Mapping[str, Any]) -> Group:
     parts: list[Any] = [head]
     if notes:
         parts.append(Text("\n".join("note: " + n for n in notes), style="yellow"))
-    parts.append(Text(""))
-    parts.append(fusion_table(result, "Fusion top-k"))
-    parts.append(Text(""))
-    parts.append(agents_table(result, "Per-agent audit (rates over the instances each agent answered)"))
-    parts.append(Text(""))
-    parts.append(shares_table(result, "Shares of all fused agents' events"))
+    if result.fused_agents:
+        parts.append(Text(""))
+        parts.append(fusion_table(result, "Fusion top-k"))
+        parts.append(Text(""))
+        parts.append(agents_table(result, "Per-agent audit (rates over the instances each agent answered)"))
+        parts.append(Text(""))
+        parts.append(shares_table(result, "Shares of all fused agents' events"))
     for name, summary in (result.by_dataset or {}).items():
         parts.append(Text(""))
         parts.append(fusion_table(summary, f"{name}: fusion top-k (n = {summary.n_instances})"))
@@ -312,10 +316,111 @@ def tau_sweep_tables(section: TauSweepSection) -> list[Table]:
     return tables
 
 
+def ablation_tables(section: dict[str, Any]) -> list[Table]:
+    """``ablation``: per model its full top-1, per stream what removing (or shuffling) it does,
+    per dataset the same, and which stream sabotages the agents' fusion beside the model."""
+    tables = [_ablation_models(section), _ablation_streams(section, "Ablation audit")]
+    groups = section.get("by_dataset") or {}
+    for name, group in groups.items() if len(groups) > 1 else ():  # one dataset: the table above
+        tables.append(_ablation_streams(group, f"{name}: ablation audit (n = {group['n_instances']})"))
+    if section.get("fusion"):
+        tables.append(_ablation_beside(section))
+    return tables
+
+
+def _ablation_models(section: dict[str, Any]) -> Table:
+    table = _table("Models audited by ablation (top-1 over the valid full answers)")
+    for header in ("model", "n", "abstained", "missing", "invalid labels", "top-1 full", "conditions"):
+        numeric = header in ("n", "abstained", "missing", "invalid labels")
+        table.add_column(header, justify="right" if numeric else "left")
+    for name, entry in section["models"].items():
+        table.add_row(
+            name,
+            str(entry["n"]),
+            str(entry["abstained"]),
+            str(entry["missing"]),
+            str(entry.get("invalid_labels", 0)),
+            _figure(entry["top1_full"], section["ci"].get(f"models.{name}.top1_full")),
+            ", ".join(entry["conditions"]),
+        )
+    return table
+
+
+ABLATION_COLUMNS = (
+    ("top1_full", "top-1 full"),
+    ("top1_without", "top-1 without"),
+    ("top1_drop", "drop"),
+    ("causal_sabotage_rate", "causal sabotage"),
+    ("causal_contribution_rate", "causal contribution"),
+    ("flip_rate", "flips"),
+)
+
+
+def _ablation_streams(group: dict[str, Any], title: str) -> Table:
+    """One row per (model, stream): the stream removed (``without:``), then the perceptual score
+    when it was also shuffled. Rates over the instances where both answers are valid."""
+    table = _table(f"{title}: the model with each stream removed (rates over paired valid answers)")
+    table.add_column("model")
+    table.add_column("stream")
+    table.add_column("n", justify="right")
+    for _, header in ABLATION_COLUMNS:
+        table.add_column(header, justify="left")
+    table.add_column("perceptual (shuffled)")
+    ci = group["ci"]
+    for model, entry in group["models"].items():
+        for stream, figures in entry["streams"].items():
+            prefix = f"models.{model}.streams.{stream}."
+            row: list[Any] = [model, stream, str(figures["n"])]
+            row += [
+                _figure(figures[key], ci.get(prefix + key), fmt="+.2f" if key == "top1_drop" else ".2f")
+                for key, _ in ABLATION_COLUMNS
+            ]
+            shuffled = figures.get("shuffled")
+            row.append(
+                _figure(shuffled["perceptual_score"], ci.get(prefix + "shuffled.perceptual_score"), fmt="+.2f")
+                if shuffled
+                else Text("-", style="dim")
+            )
+            table.add_row(*row)
+    return table
+
+
+def _ablation_beside(section: dict[str, Any]) -> Table:
+    """Per stream: the fused agents reading it (leave-one-out causal sabotage of the fusion)
+    beside every model with that stream removed (causal sabotage of the model)."""
+    models = list(section["models"])
+    table = _table("Which stream sabotages: the agents' fusion (agent left out) beside the model (stream removed)")
+    table.add_column("stream")
+    table.add_column("agent")
+    table.add_column("fusion: causal sabotage")
+    for model in models:
+        table.add_column(f"{model}: causal sabotage")
+    ci = section["ci"]
+    agents = section["fusion"]["agents"]
+    streams = list(dict.fromkeys(s for m in models for s in section["models"][m]["streams"]))
+    streams += [a["stream"] for a in agents.values() if a["stream"] and a["stream"] not in streams]
+    for stream in [*streams, None]:
+        readers = [name for name, a in agents.items() if a["stream"] == stream] or ([None] if stream else [])
+        for agent in readers:
+            row: list[Any] = [stream or "(no stream)", agent or "-"]
+            row.append(
+                _figure(agents[agent]["causal_sabotage_rate"], ci.get(f"fusion.agents.{agent}.causal_sabotage_rate"))
+                if agent
+                else Text("-", style="dim")
+            )
+            for model in models:
+                figures = section["models"][model]["streams"].get(stream) if stream else None
+                key = f"models.{model}.streams.{stream}.causal_sabotage_rate"
+                row.append(_figure(figures["causal_sabotage_rate"], ci.get(key)) if figures else Text("-", style="dim"))
+            table.add_row(*row)
+    return table
+
+
 BEYOND_VIEWS = {
     "causal": causal_tables,
     "shapley": shapley_tables,
     "calibration": calibration_tables,
     "fusion_compare": fusion_compare_table,
     "tau_sweep": tau_sweep_tables,
+    "ablation": ablation_tables,
 }

@@ -27,6 +27,7 @@ OPTIONAL_TABLES: tuple[tuple[str, str], ...] = (
     ("fusion_compare", "Fusion strategies"),
     ("causal", "Causal (counterfactual) sabotage"),
     ("shapley", "Shapley contributions"),
+    ("ablation", "Ablation audit (end-to-end models)"),
 )
 
 

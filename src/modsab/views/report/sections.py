@@ -131,6 +131,79 @@ def _shapley(section: ShapleySection) -> str:
     return "".join(parts)
 
 
+ABLATION_KEYS = (
+    ("top1_full", "top-1 full"),
+    ("top1_without", "top-1 without"),
+    ("top1_drop", "drop"),
+    ("causal_sabotage_rate", "causal sabotage"),
+    ("causal_contribution_rate", "causal contribution"),
+    ("flip_rate", "flips"),
+)
+
+
+def _ablation_streams(group: dict[str, Any]) -> str:
+    ci = group.get("ci") or {}
+    rows = []
+    for model, entry in group["models"].items():
+        for stream, figures in entry["streams"].items():
+            prefix = f"models.{model}.streams.{stream}."
+            shuffled = figures.get("shuffled") or {}
+            rows.append(
+                [model, stream, figures.get("n")]
+                + [with_ci(figures.get(k), ci.get(prefix + k)) for k, _ in ABLATION_KEYS]
+                + [with_ci(shuffled.get("perceptual_score"), ci.get(prefix + "shuffled.perceptual_score"))]
+            )
+    headers = ["model", "stream", "n", *[h for _, h in ABLATION_KEYS], "perceptual score (shuffled)"]
+    return table(headers, rows)
+
+
+def _ablation(section: dict[str, Any]) -> str:
+    """``ablation``: the models, what removing each stream does, per dataset, and which stream
+    sabotages the agents' fusion beside which sabotages the model."""
+    ci = section.get("ci") or {}
+    model_rows = [
+        [name, e.get("n"), e.get("abstained"), e.get("missing"), e.get("invalid_labels"),
+         with_ci(e.get("top1_full"), ci.get(f"models.{name}.top1_full")), e.get("conditions")]
+        for name, e in section["models"].items()
+    ]
+    parts = [
+        table(["model", "n", "abstained", "missing", "invalid labels", "top-1 full", "conditions"], model_rows),
+        "<h3>Each stream removed</h3>",
+        _ablation_streams(section),
+        '<p class="note">Rates over the instances where the full and the ablated answer are both valid; '
+        "causal sabotage: full wrong, without the stream right; drop = top-1 full - top-1 without; "
+        "perceptual score: the drop when the stream is taken from another instance.</p>",
+    ]
+    groups = section.get("by_dataset") or {}
+    for name, group in groups.items() if len(groups) > 1 else ():  # one dataset: the table above
+        heading = f"<h3>{escape(str(name))} (n = {escape(str(group.get('n_instances')))})</h3>"
+        parts += [heading, _ablation_streams(group)]
+    fused = (section.get("fusion") or {}).get("agents") or {}
+    if fused:
+        models = list(section["models"])
+        streams = list(dict.fromkeys(s for m in models for s in section["models"][m]["streams"]))
+        streams += [a.get("stream") for a in fused.values() if a.get("stream") and a.get("stream") not in streams]
+        rows = []
+        for stream in [*streams, None]:
+            readers = [n for n, a in fused.items() if a.get("stream") == stream] or ([None] if stream else [])
+            for agent in readers:
+                row: list[Any] = [stream or "(no stream)", agent or "–"]
+                key = f"fusion.agents.{agent}.causal_sabotage_rate"
+                row.append(with_ci(fused[agent].get("causal_sabotage_rate"), ci.get(key)) if agent else "–")
+                for model in models:
+                    figures = section["models"][model]["streams"].get(stream) if stream else None
+                    key = f"models.{model}.streams.{stream}.causal_sabotage_rate"
+                    row.append(with_ci(figures.get("causal_sabotage_rate"), ci.get(key)) if figures else "–")
+                rows.append(row)
+        parts += [
+            "<h3>Which stream sabotages: the agents' fusion beside the model</h3>",
+            table(["stream", "agent", "fusion: causal sabotage", *[f"{m}: causal sabotage" for m in models]], rows),
+            '<p class="note">Fusion: fuse again without the agent reading the stream (rates over the instances it '
+            "answered). Model: ask it again without the stream.</p>",
+        ]
+    return "".join(parts)
+
+
 def _generic_calibration(section: Any) -> str:
     return rows_table(table_rows(calibration_agents(section)))
 
@@ -141,6 +214,7 @@ READERS: dict[str, tuple[Callable[[Any], str], Callable[[Any], str]]] = {
     "fusion_compare": (_fusion_compare, lambda s: rows_table(table_rows(s))),
     "causal": (_causal, lambda s: rows_table(table_rows(s))),
     "shapley": (_shapley, lambda s: rows_table(table_rows(s))),
+    "ablation": (_ablation, lambda s: rows_table(table_rows(s))),
 }
 
 
