@@ -53,6 +53,8 @@ def find_store(path: Path) -> Store | None:
     """The first table of a SQLite file that holds raw answers (as the report picks it)."""
     with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as connection:
         tables = [r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        # an agent run store's parsed answers (answers.raw), not the HTTP bodies in calls.response
+        tables.sort(key=lambda name: name != "answers")
         for table in tables:
             columns = [r[1] for r in connection.execute(f"PRAGMA table_info({quote(table)})")]
             ids = inputs._pick(columns, inputs._ID_COLUMNS)
@@ -135,8 +137,9 @@ def open_run(path: str | Path, *, memory: bool | None = None) -> Run:
     for name in inputs.CONFIG_FILES:
         if (path / name).is_file():
             run.config.update(read_json("config", path / name))
-    candidates = sorted(p for p in path.iterdir() if p.suffix in inputs.STORE_SUFFIXES and p.is_file())
-    candidates += sorted((path / "agents").glob("*/run.sqlite")) if (path / "agents").is_dir() else []
+    # the agents' own stores first (their answer wins, as in modsab run's report), then the others
+    candidates = sorted((path / "agents").glob("*/run.sqlite")) if (path / "agents").is_dir() else []
+    candidates += sorted(p for p in path.iterdir() if p.suffix in inputs.STORE_SUFFIXES and p.is_file())
     for store_path in candidates:
         try:
             store = find_store(store_path)
