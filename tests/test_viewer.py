@@ -169,10 +169,11 @@ def test_injection_in_values_is_data_and_the_table_is_intact(client, frame):
     assert client.get("/api/instances", params={"filter": 'instance_id contains "%"'}).json()["total"] == 0
     assert client.get("/api/instances").json()["total"] == len(frame)
     # defence in depth: DuckDB itself may read no other file, and its settings are locked
+    db, _ = client.run.table._source
     with pytest.raises(Exception, match="disabled by configuration|Permission"):
-        client.run.table._db.execute("SELECT * FROM read_csv('/etc/passwd')").fetchall()
+        db.execute("SELECT * FROM read_csv('/etc/passwd')").fetchall()
     with pytest.raises(Exception, match="locked"):
-        client.run.table._db.execute("SET enable_external_access = true")
+        db.execute("SET enable_external_access = true")
 
 
 # -- sorting and paging -----------------------------------------------------------------------------

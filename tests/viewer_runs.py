@@ -66,9 +66,13 @@ def xss_run(directory: Path, n: int = 600) -> Path:
     return run
 
 
+#: What :func:`million_run` makes; change it when the recipe changes (the cache key has it).
+RECIPE = "modsab synth --n 1000000 --datasets 2; modsab diagnose --instances --bootstrap 100; descriptors v1"
+
+
 def _cache_key() -> str:
-    digest = hashlib.sha256(str(MILLION).encode())
-    sources = [ROOT / "src/modsab/data/synth.py", ROOT / "tests/viewer_runs.py"]
+    digest = hashlib.sha256(RECIPE.encode())
+    sources = [ROOT / "src/modsab/data/synth.py"]
     for folder in ("core", "contract", "diagnostics"):
         sources += sorted((ROOT / "src/modsab" / folder).rglob("*.py"))
     for path in sources:
@@ -121,9 +125,16 @@ def _million_descriptors(path: Path) -> None:
     pq.write_table(pa.table({"instance_id": ids, "transcript": transcript}), path, row_group_size=100_000)
 
 
+class ServerURL(str):
+    """The server's URL, with the process id of the server."""
+
+    pid: int
+
+
 @contextmanager
 def view_server(run: Path, *extra: str, timeout: float = 120):
-    """``python -m modsab view RUN --port 0`` as a subprocess: yields its URL, stops it after."""
+    """``python -m modsab view RUN --port 0`` as a subprocess: yields its URL (a
+    :class:`ServerURL`), stops that process after."""
     process = subprocess.Popen(
         [sys.executable, "-m", "modsab", "view", str(run), "--port", "0", *extra],
         env=env(),
@@ -149,6 +160,8 @@ def view_server(run: Path, *extra: str, timeout: float = 120):
                 url = line.split("modsab view: ", 1)[1].split(" ", 1)[0]
         if url is None:
             raise RuntimeError(f"modsab view did not start: {''.join(seen)[-2000:]}")
+        url = ServerURL(url)
+        url.pid = process.pid
         yield url
     finally:
         process.terminate()

@@ -59,7 +59,7 @@ def serve(
 ) -> None:
     """Open the run, listen on 127.0.0.1:``port`` and serve until interrupted.
 
-    ``ready(url, run)`` is called once the socket listens (default: print the address)."""
+    ``ready(url, run)`` is called once the server answers (default: print the address)."""
     import uvicorn
 
     run = open_run(run_dir, memory=memory)
@@ -69,9 +69,15 @@ def serve(
         run.close()
         raise
     url = f"http://{HOST}:{sock.getsockname()[1]}/"
-    (ready or _announce)(url, run)
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:  # the address is printed once requests are answered
+                (ready or _announce)(url, run)
+
     config = uvicorn.Config(create_app(run), log_level="warning", access_log=False, lifespan="on")
-    uvicorn.Server(config).run(sockets=[sock])
+    Server(config).run(sockets=[sock])
 
 
 def _announce(url: str, run: Run) -> None:

@@ -103,7 +103,8 @@ def summary(run: Run) -> dict[str, Any]:
         "agents": table.schema.agents,
         "fused_agents": d.get("fused_agents") if isinstance(d.get("fused_agents"), list) else None,
         "labels": [str(x) for x in labels] if labels else table.distinct("gold"),
-        "datasets": table.distinct("dataset"),
+        # diagnosis.json names the datasets (by_dataset) and labels: no scan of the table for them
+        "datasets": sorted(d["by_dataset"]) if isinstance(d.get("by_dataset"), dict) else table.distinct("dataset"),
         "roles": ROLE_NAMES.tolist(),
         "diagnosis": d,
         "config": run.config,

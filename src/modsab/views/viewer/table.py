@@ -2,10 +2,11 @@
 
 Opening reads only the Parquet footer (row count and schema) and declares a DuckDB view
 over the file, so the first page of a million instances is one query away. In the
-background the view is then copied into DuckDB's own memory (a few seconds for a
-million rows; the file is never turned into Python objects) and queries switch to the
-copy, which answers filters several times faster; both give the same rows in the same
-order. A run above :data:`MEMORY_MAX_CELLS` stays on the file.
+background the table is then copied into a second, in-memory DuckDB database on one
+thread (a few seconds for a million rows; the file is never turned into Python objects),
+its few-valued text columns stored as ENUMs, and queries switch to the copy, which
+answers filters several times faster; both give the same rows in the same order. A run
+above :data:`MEMORY_MAX_CELLS` stays on the file.
 
 Each page is two queries: the row numbers of the page (sorting only the sort keys), then
 those rows. The number of matching rows is cached per filter, so paging through one
@@ -37,6 +38,13 @@ COUNT_CACHE = 256
 def _literal(path: Path) -> str:
     """A file path as a SQL string literal (paths come from the command line, not requests)."""
     return "'" + str(path).replace("'", "''") + "'"
+
+
+def _lock_down(db: Any, paths: list[Path]) -> None:
+    """Let DuckDB read only ``paths`` from now on, and lock its settings."""
+    db.execute(f"SET allowed_paths = [{', '.join(_literal(p) for p in paths)}]")
+    db.execute("SET enable_external_access = false")
+    db.execute("SET lock_configuration = true")
 
 
 def clean(value: Any) -> Any:
@@ -76,27 +84,27 @@ class InstanceTable:
                 path=self.path,
                 hint="write it with modsab diagnose --instances FILE.parquet",
             )
-        self._db = duckdb.connect(":memory:", config={"threads": max(1, threads)})
+        self._threads = max(1, threads)
+        self._db = duckdb.connect(":memory:", config={"threads": self._threads})
         select = []
         for column in self.schema.columns:
             if column.float:  # NaN is no value: no comparison matches it, it sorts last, JSON null
                 select.append(f"CASE WHEN isnan({column.sql}) THEN NULL ELSE {column.sql} END AS {column.sql}")
             else:
                 select.append(column.sql)
-        self._db.execute(
-            f"CREATE VIEW instances AS SELECT {', '.join(select)}, {quote(ROW)} "
-            f"FROM read_parquet({_literal(self.path)}, file_row_number = true)"
+        self._select = (
+            f"SELECT {', '.join(select)}, {quote(ROW)} FROM read_parquet({_literal(self.path)}, file_row_number = true)"
         )
+        self._db.execute(f"CREATE VIEW instances AS {self._select}")
         allowed = [self.path]
         self.descriptors: _Descriptors | None = None
         if descriptors is not None:
             self.descriptors = _Descriptors.open(self._db, Path(descriptors).resolve())
             if self.descriptors is not None:
                 allowed.append(self.descriptors.path)
-        self._db.execute(f"SET allowed_paths = [{', '.join(_literal(p) for p in allowed)}]")
-        self._db.execute("SET enable_external_access = false")
-        self._db.execute("SET lock_configuration = true")
-        self.relation = "instances"
+        _lock_down(self._db, allowed)
+        self._memory_db: Any = None
+        self._source: tuple[Any, str] = (self._db, "instances")  # swapped whole once the copy is ready
         self.engine = "parquet"
         self.load_seconds: float | None = None
         self._counts: OrderedDict[tuple, int] = OrderedDict()
@@ -110,16 +118,24 @@ class InstanceTable:
     # -- the in-memory copy ----------------------------------------------------------------------
 
     def _load(self) -> None:
+        """Copy the table into a second DuckDB database with one thread (the other core keeps
+        answering on the file meanwhile), then give it every thread and switch to it."""
+        import duckdb
+
         start = time.perf_counter()
         try:
-            cursor = self._db.cursor()
-            cursor.execute("CREATE TABLE loaded AS SELECT * FROM instances")
+            self._memory_db = duckdb.connect(":memory:", config={"threads": 1})
+            cursor = self._memory_db.cursor()
+            cursor.execute(f"CREATE TABLE loaded AS {self._select}")
             self._enumerate(cursor)
+            cursor.execute(f"SET threads = {self._threads}")
             cursor.close()
-        except Exception:  # out of memory or a closed database: keep querying the file
+            _lock_down(self._memory_db, [])
+        except Exception:  # out of memory or closed while loading: keep querying the file
             return
         self.load_seconds = time.perf_counter() - start
-        self.relation, self.engine = "loaded", "memory"
+        self._source = (self._memory_db, "loaded")
+        self.engine = "memory"
 
     def _enumerate(self, cursor: Any) -> None:
         """Store each text column with few distinct values (roles, labels, datasets) as an ENUM
@@ -144,10 +160,18 @@ class InstanceTable:
         return self.engine == "memory"
 
     def close(self) -> None:
-        self._db.interrupt()
+        if self._memory_db is not None:
+            self._memory_db.interrupt()
         if self._loader is not None:
             self._loader.join(10)
         self._db.close()
+        if self._memory_db is not None:
+            self._memory_db.close()
+
+    def _cursor(self) -> tuple[Any, str]:
+        """A cursor on the database that answers now, and the relation to query there."""
+        db, relation = self._source
+        return db.cursor(), relation
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -157,9 +181,9 @@ class InstanceTable:
             if key in self._counts:
                 self._counts.move_to_end(key)
                 return self._counts[key]
-        cursor = self._db.cursor()
+        cursor, relation = self._cursor()
         try:
-            total = cursor.execute(f"SELECT count(*) FROM {self.relation} WHERE {where.sql}", where.params).fetchone()
+            total = cursor.execute(f"SELECT count(*) FROM {relation} WHERE {where.sql}", where.params).fetchone()
         finally:
             cursor.close()
         with self._lock:
@@ -184,9 +208,8 @@ class InstanceTable:
         offset = (page - 1) * size
         if offset >= total:
             return [], total, time.perf_counter() - start
-        cursor = self._db.cursor()
+        cursor, relation = self._cursor()
         try:
-            relation = self.relation
             picked = cursor.execute(
                 f"SELECT {quote(ROW)} FROM {relation} WHERE {where.sql} ORDER BY {order} LIMIT ? OFFSET ?",
                 [*where.params, size, offset],
@@ -205,11 +228,11 @@ class InstanceTable:
         return rows, total, time.perf_counter() - start
 
     def instance(self, instance_id: str) -> dict[str, Any] | None:
-        cursor = self._db.cursor()
+        cursor, relation = self._cursor()
         try:
             rows = self._rows(
                 cursor,
-                f"SELECT * FROM {self.relation} WHERE instance_id = ? ORDER BY {quote(ROW)} LIMIT 1",
+                f"SELECT * FROM {relation} WHERE instance_id = ? ORDER BY {quote(ROW)} LIMIT 1",
                 [instance_id],
             )
         finally:
@@ -220,11 +243,11 @@ class InstanceTable:
         """Distinct values of a text column, sorted (at most ``limit``)."""
         if column not in self.schema.by_name:
             return []
-        cursor = self._db.cursor()
+        cursor, relation = self._cursor()
         try:
             sql = self.schema.by_name[column].sql
             rows = cursor.execute(
-                f"SELECT DISTINCT {sql} FROM {self.relation} WHERE {sql} IS NOT NULL ORDER BY 1 LIMIT ?", [limit]
+                f"SELECT DISTINCT {sql} FROM {relation} WHERE {sql} IS NOT NULL ORDER BY 1 LIMIT ?", [limit]
             ).fetchall()
         finally:
             cursor.close()

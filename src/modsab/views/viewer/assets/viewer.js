@@ -50,7 +50,10 @@
       Object.keys(d.agents).forEach(function (a) {
         var e = d.agents[a] || {}, tr = el("tr");
         tr.appendChild(el("td", null, a + (e.fused === false ? " (not fused)" : "")));
-        keys.forEach(function (k) { tr.appendChild(el("td", "num", e[k[0]] === null || e[k[0]] === undefined ? "–" : num(e[k[0]], k[2]))); });
+        keys.forEach(function (k) {
+          var v = e[k[0]];
+          tr.appendChild(el("td", "num", v === null || v === undefined ? "–" : k[2] ? num(v, k[2]) : (+v).toLocaleString("en")));
+        });
         ab.appendChild(tr);
       });
       var ahd = el("thead"); ahd.appendChild(ah); at.appendChild(ahd); at.appendChild(ab);
@@ -127,6 +130,7 @@
       }
       setError("");
       render(res.body, performance.now() - started);
+      table.dataset.ms = Math.round(performance.now() - started);  // request, answer and rows drawn
       table.dataset.state = "ready";
       table.dataset.seq = my;
     }, function () {
