@@ -14,6 +14,7 @@ Times are printed (``-s``), never asserted.
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pandas as pd
@@ -199,6 +200,9 @@ def test_a_million_instances_filter_sort_and_page_on_the_server(million_url, mil
     page.wait_for_selector("tr.detail[data-ready]")
     detail = page.locator("tr.detail").inner_text()
     assert f"utterance number {instance[1:]}" in detail and "successful sabotage" in detail
+    if os.environ.get("MODSAB_VIEW_SCREENSHOT"):  # the README's docs/view.png
+        page.evaluate("document.getElementById('instances').scrollIntoView()")
+        page.screenshot(path=os.environ["MODSAB_VIEW_SCREENSHOT"])
     assert page.problems == []
     with capsys.disabled():
         print(
