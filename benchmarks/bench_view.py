@@ -134,7 +134,8 @@ def main() -> None:
         page_s, html = get(base)
         first_s, body = get(instances_url(base, "", []))
         print(
-            f"ready (process start to the printed address): {listening:.2f} s; first page: / {page_s:.2f} s + /api/instances {first_s:.2f} s "
+            f"ready (process start to the printed address): {listening:.2f} s; "
+            f"first page: / {page_s:.2f} s + /api/instances {first_s:.2f} s "
             f"= {page_s + first_s:.2f} s ({len(body['rows'])} rows of {body['total']:,}; engine {body['engine']})"
         )
         file_times = filter_round(base, "file", "a")

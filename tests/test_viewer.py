@@ -150,6 +150,7 @@ def test_compiled_sql_binds_every_value():
         ("gold in ()", "value"),
         ("gold is joy", "null"),
         ("(" * 40 + "gold = joy" + ")" * 40, "nested"),
+        ("not " * 40 + "gold = joy", "nested"),
         ("gold = " + "x" * 5000, "longer than"),
         (" or ".join(["gold = joy"] * 200), "more than"),
     ],
@@ -269,6 +270,19 @@ def test_only_loopback_host_names(client):
 
 
 # -- the command line and a real server ---------------------------------------------------------------
+
+
+def test_an_instances_file_alone_opens_without_the_run(run_dir, frame):
+    run = open_run(run_dir / "instances.parquet", memory=False)
+    try:
+        with TestClient(create_app(run), base_url="http://127.0.0.1") as alone:
+            body = alone.get("/api/summary").json()
+            assert body["n_instances"] == len(frame) and body["has"] == {"descriptors": False, "raw": False}
+            assert "alone" in body["notes"][0] and body["diagnosis"] == {}
+            assert BAD_LABEL in body["labels"]  # read from the table when no diagnosis.json says them
+            assert ids(alone, "gold = joy") == frame["instance_id"][frame["gold"] == "joy"].tolist()
+    finally:
+        run.close()
 
 
 def test_cli_bad_run_directories_exit_2(tmp_path, capsys):

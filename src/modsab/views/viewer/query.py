@@ -56,7 +56,7 @@ KINDS = ("text", "number", "bool", "list")
 class Column:
     name: str
     kind: str  # one of KINDS
-    float: bool = False  # a floating column: NaN is read as null
+    floating: bool = False  # a floating-point column: NaN is read as null
 
     @property
     def sql(self) -> str:
@@ -127,7 +127,7 @@ class Schema:
 # -- tokens ------------------------------------------------------------------------------------
 
 _TOKEN = re.compile(
-    r"""\s*(?:
+    r"""(?:
       (?P<op><=|>=|!=|<>|==|=|<|>)
     | (?P<punct>[(),])
     | (?P<dq>"(?:[^"\\]|\\.)*")
@@ -163,7 +163,7 @@ def tokenize(source: str) -> list[Token]:
         match = _TOKEN.match(source, at)
         if match is None or match.end() == at:
             raise QueryError(f"unexpected {source[at : at + 12]!r} at character {at + 1}")
-        start = match.start(match.lastgroup)
+        start = at
         text = match.group(match.lastgroup)
         kind = match.lastgroup
         if kind == "op":
@@ -252,6 +252,8 @@ class _Parser:
         return parts[0] if len(parts) == 1 else "(" + " AND ".join(parts) + ")"
 
     def factor(self, depth: int) -> str:
+        if depth > MAX_DEPTH:
+            raise QueryError(f"filter nested deeper than {MAX_DEPTH}")
         if self.keyword("not"):
             return f"(NOT coalesce({self.factor(depth + 1)}, false))"
         token = self.peek()

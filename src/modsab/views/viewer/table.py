@@ -88,7 +88,7 @@ class InstanceTable:
         self._db = duckdb.connect(":memory:", config={"threads": self._threads})
         select = []
         for column in self.schema.columns:
-            if column.float:  # NaN is no value: no comparison matches it, it sorts last, JSON null
+            if column.floating:  # NaN is no value: no comparison matches it, it sorts last, JSON null
                 select.append(f"CASE WHEN isnan({column.sql}) THEN NULL ELSE {column.sql} END AS {column.sql}")
             else:
                 select.append(column.sql)
