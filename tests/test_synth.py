@@ -56,3 +56,52 @@ def test_synth_cli_writes_the_contract_and_the_truth(tmp_path):
     order = np.argsort([int(i[1:]) for i in pset.instance_ids])
     assert np.array_equal(planted[order], truth[:, [again.agents.index(a) for a in pset.agents]])
     assert np.allclose(pset.scores[order], again.scores[:, [again.agents.index(a) for a in pset.agents]])
+
+
+def _plain_records(pset):
+    """The predictions file record by record with json.dumps (what the fast writer must equal)."""
+    labels = list(pset.labels)
+    order = np.argsort(-pset.scores, axis=2, kind="stable")
+    length = pset.candidate.sum(axis=2)
+    for i in range(pset.n_instances):
+        for j, agent in enumerate(pset.agents):
+            yield json.dumps(
+                {
+                    "instance_id": str(pset.instance_ids[i]),
+                    "agent": agent,
+                    "gold": labels[pset.gold[i]],
+                    "candidates": [
+                        {"label": labels[y], "confidence": int(round(pset.scores[i, j, y] * 100))}
+                        for y in order[i, j, : length[i, j]]
+                    ],
+                    "quality": int(round(pset.quality[i, j] * 100)),
+                    "dataset": "synth" if pset.dataset is None else str(pset.dataset[i]),
+                }
+            )
+
+
+def test_written_predictions_are_exactly_json_dumps_of_each_record(tmp_path, monkeypatch):
+    from modsab.data import synth
+
+    monkeypatch.setattr(synth, "_CHUNK", 70)  # several chunks, the last one partial
+    odd = ("ang\u00e9r", 'say "hi"', "<b>x</b>")
+    for config in (
+        SynthConfig(n_instances=250, seed=5),
+        SynthConfig(
+            n_instances=250,
+            seed=6,
+            n_datasets=3,
+            labels=odd,
+            agents=("t\u00ebxt", "a"),
+            accuracy=(0.6, 0.5),
+            saboteur="a",
+        ),
+    ):
+        pset, planted = generate(config)
+        pset.scores[0, 0] = 0.0  # an abstention: no candidates
+        pset.candidate[0, 0] = False
+        out = tmp_path / str(config.seed)
+        synth.write(pset, planted, out, config)
+        written = (out / "predictions.jsonl").read_text(encoding="utf-8").splitlines()
+        assert written == list(_plain_records(pset))
+        assert '"candidates": []' in written[0]

@@ -17,7 +17,7 @@ from rich.markup import escape
 from modsab.contract.errors import InputError
 
 #: Modules under ``modsab.cli`` that add commands. Add one line per command module.
-COMMAND_MODULES: tuple[str, ...] = ("run", "diagnose", "describe", "agents", "cache", "report", "synth", "schema")
+COMMAND_MODULES: tuple[str, ...] = ("run", "diagnose", "describe", "agents", "cache", "report", "synth", "schema", "view")
 
 app = typer.Typer(
     name="modsab",

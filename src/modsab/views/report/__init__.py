@@ -44,16 +44,17 @@ def build_report(
     ``descriptors`` and ``raw_answers`` map instance id to ``{field or agent: text}``;
     ``config`` is shown as the run's config. ``extras`` bundles all of these as read from a run directory.
     """
-    from modsab.views.report.browser import instance_data, text_data
+    from modsab.views.report.browser import instance_data, sample_rows, text_data
     from modsab.views.report.page import page
 
     extras = extras or Extras()
     d = _merge(diagnosis, extras)
     instances = texts = None
     if isinstance(diagnosis, Diagnosis):
-        instances = instance_data(diagnosis)
+        rows = sample_rows(diagnosis.pset.n_instances)  # above the limit: a seeded sample, said so on the page
+        instances = instance_data(diagnosis, rows)
         texts = text_data(
-            diagnosis.pset.instance_ids,
+            diagnosis.pset.instance_ids if rows is None else diagnosis.pset.instance_ids[rows],
             descriptors=descriptors if descriptors is not None else extras.descriptors,
             raw_answers=raw_answers if raw_answers is not None else extras.raw_answers,
         )

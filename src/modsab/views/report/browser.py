@@ -30,6 +30,33 @@ from modsab.core.audit import ROLE_NAMES
 from modsab.core.diagnosis import Diagnosis
 from modsab.core.fusion import ranking
 
+#: Most instances the static page embeds. A larger run carries a seeded sample of this
+#: many (in dataset order) and says so above the instance browser, so report.html stays a
+#: few MB however large the run; ``modsab view RUN_DIR`` browses every instance.
+REPORT_INSTANCE_LIMIT = 20_000
+#: Seed of that sample: the same run gives the same page.
+SAMPLE_SEED = 0
+
+
+def sample_rows(n: int, limit: int | None = None, seed: int = SAMPLE_SEED) -> np.ndarray | None:
+    """Rows the page embeds: None (all of them) up to ``limit`` instances, else a seeded
+    uniform sample of ``limit`` rows in dataset order."""
+    limit = REPORT_INSTANCE_LIMIT if limit is None else limit
+    if n <= limit:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
+
+
+def sample_note(instances: dict[str, Any]) -> str:
+    """The visible note of a sampled page ("" when every instance is in it)."""
+    sample = instances.get("sample")
+    if not sample:
+        return ""
+    return (
+        f'<p class="note" id="ib-sample">Showing {sample["shown"]:,} of {sample["of"]:,} instances, sampled '
+        f"(seed {sample['seed']}); use <code>modsab view</code> on the run directory for all.</p>"
+    )
+
 
 def _ragged(order: np.ndarray, keep: np.ndarray, values: np.ndarray) -> tuple[list, list, list]:
     """Flatten rows of ``order`` where ``keep`` (a prefix per row) into (labels, values, offsets)."""
@@ -48,32 +75,39 @@ def _compact(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def instance_data(diagnosis: Diagnosis) -> dict[str, Any]:
+def instance_data(diagnosis: Diagnosis, rows: np.ndarray | None = None) -> dict[str, Any]:
+    """The browser's columns for every instance, or for ``rows`` only (a sample; see
+    :func:`sample_rows`), then with ``sample: {shown, of, seed}``."""
     ps = diagnosis.pset
+
+    def take(values: np.ndarray) -> np.ndarray:
+        return values if rows is None else values[rows]
+
     n_labels = len(ps.labels)
+    scores, candidate, fused = take(ps.scores), take(ps.candidate), take(diagnosis.fused)
     # each agent's candidates, named ones first, by confidence (ties: label-set order)
-    key = np.where(ps.candidate, ps.scores, -1.0)
+    key = np.where(candidate, scores, -1.0)
     order = np.argsort(-key, axis=2, kind="stable")
-    named = np.take_along_axis(ps.candidate, order, axis=2)
-    confidence = _compact(np.take_along_axis(ps.scores, order, axis=2) * 100)
+    named = np.take_along_axis(candidate, order, axis=2)
+    confidence = _compact(np.take_along_axis(scores, order, axis=2) * 100)
     cand_label, cand_conf, cand_offset = _ragged(order, named, confidence)
 
-    fused_order, length = ranking(diagnosis.fused)
-    total = diagnosis.fused.sum(axis=1, keepdims=True)
+    fused_order, length = ranking(fused)
+    total = fused.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        p = np.where(total > 0, diagnosis.fused / np.where(total > 0, total, 1), 0.0)
+        p = np.where(total > 0, fused / np.where(total > 0, total, 1), 0.0)
     p_sorted = np.rint(np.take_along_axis(p, fused_order, axis=1) * 1000).astype(np.int64)
     in_ranking = np.arange(n_labels)[None, :] < length[:, None]
     fused_label, fused_p, fused_offset = _ragged(fused_order, in_ranking, p_sorted)
 
-    quality = _compact(ps.quality * 100)
-    ids = [str(i) for i in ps.instance_ids.tolist()]
+    quality = _compact(take(ps.quality) * 100)
+    ids = [str(i) for i in take(ps.instance_ids).tolist()]
     datasets: list[str] = []
     ds: list[int] = []
     if ps.dataset is not None:
-        datasets, codes = np.unique(ps.dataset.astype(str), return_inverse=True)
+        datasets, codes = np.unique(take(ps.dataset).astype(str), return_inverse=True)
         datasets, ds = datasets.tolist(), codes.tolist()
-    rank = np.where(diagnosis.rank < n_labels, diagnosis.rank + 1, 0)
+    rank = np.where(take(diagnosis.rank) < n_labels, take(diagnosis.rank) + 1, 0)
     data: dict[str, Any] = {
         "labels": list(ps.labels),
         "agents": list(ps.agents),
@@ -81,10 +115,10 @@ def instance_data(diagnosis: Diagnosis) -> dict[str, Any]:
         "datasets": datasets,
         "id": ids,
         "ds": ds,
-        "gold": ps.gold.tolist(),
-        "pred": np.where(length > 0, diagnosis.fused_top, -1).tolist(),
+        "gold": take(ps.gold).tolist(),
+        "pred": np.where(length > 0, take(diagnosis.fused_top), -1).tolist(),
         "rank": rank.tolist(),
-        "role": diagnosis.role.ravel().tolist(),
+        "role": take(diagnosis.role).ravel().tolist(),
         "quality": quality.ravel().tolist(),
         "cand_label": cand_label,
         "cand_conf": cand_conf,
@@ -93,6 +127,8 @@ def instance_data(diagnosis: Diagnosis) -> dict[str, Any]:
         "fused_p": fused_p,
         "fused_offset": fused_offset,
     }
+    if rows is not None:
+        data["sample"] = {"shown": len(rows), "of": ps.n_instances, "seed": SAMPLE_SEED}
     return data
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from modsab.core.result import Summary
 from modsab.views.report import figures as fig
-from modsab.views.report.browser import json_for_script
+from modsab.views.report.browser import json_for_script, sample_note
 from modsab.views.report.data import ReportData
 from modsab.views.report.markup import table
 from modsab.views.report.sections import section_table
@@ -213,7 +213,7 @@ def page(
 
     scripts = [f'<script type="application/json" id="figure-data">{json_for_script(fig.to_json(figures))}</script>']
     if instances is not None:
-        body.append(_BROWSER)
+        body.append(_BROWSER.replace("</h2>", f"</h2>{sample_note(instances)}", 1))
         scripts.append(f'<script type="application/json" id="instance-data">{json_for_script(instances)}</script>')
         if texts:
             scripts.append(
