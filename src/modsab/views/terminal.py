@@ -47,7 +47,7 @@ def fusion_table(summary: Summary, title: str) -> Table:
         table.add_column(f"Base T1 ({summary.baseline})")
         row.append(_figure(summary.baseline_top1, ci.get("baseline_top1")))
     else:
-        table.caption = NO_BASELINE
+        table.caption = Text(NO_BASELINE)  # a Text: the brackets are not markup
         table.caption_justify = "left"
     for k in summary.fusion_topk:
         table.add_column(f"Fus T{k}")
