@@ -41,7 +41,11 @@ def test_diagnose_adds_every_section_and_keeps_the_foundation_keys(mixed):
         mixed, bootstrap=50, causal=True, shapley=True, calibration=True, fusion_compare=True, tau_sweep=True
     ).to_dict()
     assert set(plain) >= FOUNDATION_KEYS and set(DIAGNOSTICS) <= set(full)
-    assert {k: v for k, v in full.items() if k not in DIAGNOSTICS} == plain
+    # findings read the sections too: the foundation's own findings stay, the sections add theirs
+    assert {k: v for k, v in full.items() if k not in (*DIAGNOSTICS, "findings")} == {
+        k: v for k, v in plain.items() if k != "findings"
+    }
+    assert all(finding in full["findings"] for finding in plain["findings"])
     json.dumps(full, allow_nan=False)
     assert set(full["shapley"]["groups"]) == {"all", "synth0", "synth1"}
     assert set(full["calibration"]["groups"]) == {"all", "synth0", "synth1"}

@@ -86,7 +86,7 @@ def test_diagnostics_sections_become_figures_and_tables(result, run):
         "causal | paper",
         "diff vs uniform",
         "confidence auroc",
-        "audio: successful / potential",
+        "successful sabotage rate",  # the tau sweep, one figure per cell (drawn as curves above it)
     ):
         assert text in html, text
 

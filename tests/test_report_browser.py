@@ -20,7 +20,7 @@ from modsab.views.report import read_extras, write_report
 
 pytestmark = pytest.mark.slow
 
-N_FIGURES = 11  # headline, reliability, 2 heatmaps, 5 calibration diagrams, 2 tau sweeps
+N_FIGURES = 14  # headline, reliability, 2 heatmaps, causal vs paper, fusion strategies, 5 calibration diagrams, 3 tau sweep charts
 
 
 @pytest.fixture(scope="module")

@@ -121,14 +121,15 @@ def test_schema_version_comes_first_then_the_summary_fields():
     fields = list(DiagnosisResult.model_fields)
     assert fields[0] == "schema_version"
     assert fields[1 : 1 + len(Summary.model_fields)] == list(Summary.model_fields)
-    assert fields[-len(registered.names()) - 1 : -1] == list(registered.names()) and fields[-1] == "run"
+    # the sections, then what the audit concluded from them, then the run
+    assert fields[-len(registered.names()) - 2 : -2] == list(registered.names()) and fields[-2:] == ["findings", "run"]
     assert list(DiagnosisResult.model_json_schema()["properties"]) == fields
 
 
 def test_absent_fields_are_declared_on_the_models():
     assert CalibrationFigures.absent_keys >= {"quality_auroc", "recalibrated", "reliability", "ci"}
     assert FusionStrategy.absent_keys == {"diff", "diff_ci"}
-    assert DiagnosisResult.absent_keys == {"by_dataset", *registered.names(), "run"}
+    assert DiagnosisResult.absent_keys == {"by_dataset", *registered.names(), "findings", "run"}
     for name in DiagnosisResult.absent_keys:  # optional sections are never null when present
         assert type(None) in typing.get_args(DiagnosisResult.model_fields[name].annotation)
 

@@ -138,7 +138,7 @@ class Diagnosis:
         }
 
     def _payload(self) -> dict[str, Any]:
-        """The diagnosis JSON as assembled from the summaries and the sections (plain dicts)."""
+        """The diagnosis JSON as assembled from the summaries, the sections and the findings."""
         ps, o = self.pset, self.options
         out: dict[str, Any] = {"schema_version": SCHEMA_VERSION, **self._summary_dict(self.overall)}
         out.update(
@@ -158,6 +158,11 @@ class Diagnosis:
         if self.by_dataset:
             out["by_dataset"] = {name: self._summary_dict(s) for name, s in self.by_dataset.items()}
         out.update(self.extras)
+        # what the audit concluded, read off the typed sections (modsab.diagnostics.findings,
+        # imported here: findings come after every diagnostic)
+        from modsab.diagnostics.findings import findings
+
+        out["findings"] = findings(result_model().model_validate(out), self)
         return out
 
     def result(self) -> DiagnosisResult:

@@ -21,7 +21,7 @@ from pydantic import Field, create_model
 from modsab.core.typed import Interval, Model, absent
 
 #: Version of the diagnosis JSON's keys (``schema_version``, its first key).
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 #: Top-level keys of the diagnostics' sections, in JSON order.
 
@@ -99,6 +99,24 @@ class RunInfo(Model):
     agents: dict[str, str]
 
 
+class Finding(Model):
+    """``findings[]``: one sentence of what the audit concluded, with the figures it quotes
+    and the section that supports it. Computed from the typed result by
+    :func:`modsab.diagnostics.findings.findings` (the rules are stated there).
+
+    ``kind`` names the rule (``paper_saboteur``, ``causal_saboteur``, ``saboteur_rules``,
+    ``fusion_vs_best_agent``, ``best_strategy``, ``quality_predicts_failure``,
+    ``quality_placebo``, ``worst_calibrated``, ``tau_cliff``); ``figures`` holds each number
+    the sentence quotes under its dotted path (an interval under the same path plus
+    ``.ci``); ``section`` is the JSON key of the evidence (``agents``, ``fusion_topk``,
+    ``causal``, ``calibration``, ``fusion_compare``, ``tau_sweep``)."""
+
+    kind: str
+    text: str
+    figures: dict[str, float | list[float | None] | None]
+    section: str
+
+
 class Versioned(Model):
     """The first key of a versioned file."""
 
@@ -132,7 +150,8 @@ class DiagnosisFields(Summary, Versioned):
 def result_model() -> type[DiagnosisFields]:
     """The whole diagnosis JSON's model: :class:`DiagnosisFields`, one optional section per
     registered diagnostic (its own model, :attr:`~modsab.diagnostics._base.Diagnostic.section`,
-    absent when it was not run), then ``run`` (written by ``modsab run``). Built from the
+    absent when it was not run), then ``findings`` (what the audit concluded, read off those
+    sections: :class:`Finding`), then ``run`` (written by ``modsab run``). Built from the
     registry, so a diagnostic added later is part of the schema without an edit here."""
     from modsab.registry import diagnostics
 
@@ -146,6 +165,7 @@ def _model(sections: tuple[tuple[str, type | None], ...]) -> type[DiagnosisField
     fields: dict[str, Any] = {
         name: ((model if model is not None else dict[str, Any]) | None, absent()) for name, model in sections
     }
+    fields["findings"] = (list[Finding] | None, absent())
     fields["run"] = (RunInfo | None, absent())
     return create_model("DiagnosisResult", __base__=DiagnosisFields, __doc__=DiagnosisFields.__doc__, **fields)
 

@@ -34,16 +34,42 @@ def _table(title: str) -> Table:
     return Table(title=Text(title, style="bold"), title_justify="left", show_edge=False, pad_edge=False)
 
 
+#: Said under the fusion table when no agent is the baseline (instead of an empty Base T1).
+NO_BASELINE = "no Base T1: no baseline agent was named (--baseline NAME, or [fusion] baseline in a run config)"
+
+
 def fusion_table(summary: Summary, title: str) -> Table:
+    """Base T1 (the baseline agent's top-1, when one is named) and fused top-1..top-k."""
     table = _table(title)
     ci = summary.ci
-    table.add_column("Base T1" + (f" ({summary.baseline})" if summary.baseline else ""))
+    row: list[Any] = []
+    if summary.baseline:
+        table.add_column(f"Base T1 ({summary.baseline})")
+        row.append(_figure(summary.baseline_top1, ci.get("baseline_top1")))
+    else:
+        table.caption = Text(NO_BASELINE)  # a Text: the brackets are not markup
+        table.caption_justify = "left"
     for k in summary.fusion_topk:
         table.add_column(f"Fus T{k}")
-    row = [_figure(summary.baseline_top1, ci.get("baseline_top1"))]
     row += [_figure(v, ci.get(f"fusion_topk.{k}")) for k, v in summary.fusion_topk.items()]
     table.add_row(*row)
     return table
+
+
+def findings_block(result: DiagnosisFields) -> Group | None:
+    """``findings``: what the audit concluded, one sentence each, with the JSON key of the
+    section that supports it. None when there is no finding."""
+    found = getattr(result, "findings", None)
+    if not found:
+        return None
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column()
+    for finding in found:
+        text = Text(finding.text)
+        text.append(f" (see {finding.section})", style="dim")
+        grid.add_row("•", text)
+    return Group(Text("Findings", style="bold"), grid)
 
 
 RATE_COLUMNS = (
@@ -120,7 +146,11 @@ def summary_renderable(result: DiagnosisResult | Mapping[str, Any]) -> Group:
             "candidate labels outside the label set, dropped: "
             + "; ".join(f"{a} {c} (e.g. {', '.join(examples.get(a, [])[:3])})" for a, c in invalid.items())
         )
-    parts: list[Any] = [head]
+    parts: list[Any] = []
+    found = findings_block(result)
+    if found is not None:
+        parts += [found, Text("")]
+    parts.append(head)
     if notes:
         parts.append(Text("\n".join("note: " + n for n in notes), style="yellow"))
     if result.fused_agents:

@@ -56,6 +56,11 @@ class ReportData:
             typed, foreign = _sections(missing)
             if typed:
                 data.result = data.result.model_copy(update=typed)
+                # the findings read every section: read them again with the ones added
+                from modsab.diagnostics.findings import findings
+
+                diagnosis_arrays = diagnosis if isinstance(diagnosis, Diagnosis) else None
+                data.result = data.result.model_copy(update={"findings": findings(data.result, diagnosis_arrays)})
             data.foreign.update(foreign)
         return data
 

@@ -20,6 +20,8 @@ from typing import Any
 from modsab.core.result import Summary
 from modsab.diagnostics.calibration import CalibrationFigures, CalibrationSection
 from modsab.diagnostics.causal import CausalSection
+from modsab.diagnostics.findings import MIN_ANSWERS
+from modsab.diagnostics.fusion_compare import FusionCompareSection
 from modsab.diagnostics.tau_sweep import TauSweepSection
 from modsab.views.report.data import ReportData
 
@@ -28,6 +30,13 @@ PROFILE_RATES: tuple[tuple[str, str], ...] = (
     ("contributor_rate", "contributor"),
     ("potential_sabotage_rate", "potential sabotage"),
     ("successful_sabotage_rate", "successful sabotage"),
+)
+
+
+#: Said where Base T1 would be when no agent is the baseline.
+NO_BASELINE = (
+    "No Base T1: no baseline agent was named. Name one with --baseline NAME (or [fusion] baseline "
+    "in a run config) to compare its own top-1 with the fusion."
 )
 
 
@@ -49,6 +58,8 @@ class BarChart:
     values: list[list[Bar]]
     y_label: str = ""
     kind: str = "bars"
+    #: A sentence shown under the figure (what was left out of it and why).
+    note: str = ""
 
 
 @dataclass
@@ -61,6 +72,7 @@ class Heatmap:
     row_label: str = ""
     column_label: str = ""
     kind: str = "heatmap"
+    note: str = ""
 
 
 @dataclass
@@ -83,6 +95,10 @@ class LineChart:
     diagonal: bool = False
     x_range: tuple[float, float] = (0.0, 1.0)
     kind: str = "lines"
+    #: An x value marked by a dashed vertical line (the audit's tau), and its label.
+    marker: float | None = None
+    marker_label: str = ""
+    note: str = ""
 
 
 Figure = BarChart | Heatmap | LineChart
@@ -135,11 +151,12 @@ def headline(diagnosis: ReportData | Mapping[str, Any]) -> BarChart:
         values.append(row)
     return BarChart(
         "headline",
-        "Fused top-k vs baseline",
+        "Fused top-k vs baseline" if has_baseline else "Fused top-k",
         [name for name, _ in groups],
         series,
         values,
         y_label="share of instances",
+        note="" if has_baseline else NO_BASELINE,
     )
 
 
@@ -199,12 +216,68 @@ def reliability(diagnosis: ReportData | Mapping[str, Any]) -> BarChart:
     causal = _causal_rates(data)
     causal_names = sorted({name for rates in causal.values() for name in rates})
     series = [name for _, name in PROFILE_RATES] + causal_names
-    values = []
+    values, shown, left_out = [], [], []
     for agent, entry in summary.agents.items():
         row = [_bar(summary, getattr(entry, key), f"agents.{agent}.{key}") for key, _ in PROFILE_RATES]
         row += [causal.get(agent, {}).get(name, Bar(None)) for name in causal_names]
+        if not any(bar.value for bar in row):  # no answer, or every rate 0: nothing to draw
+            left_out.append(f"{agent} ({entry.n} answered{', every rate 0' if entry.n else ''})")
+            continue
+        shown.append(agent)
         values.append(row)
-    return BarChart("reliability", "Reliability profile per agent", agents, series, values, y_label="rate")
+    note = f"Not drawn, nothing to show: {', '.join(left_out)}." if left_out else ""
+    return BarChart(
+        "reliability", "Reliability profile per agent", shown, series, values, y_label="rate", note=note
+    )
+
+
+def causal_vs_paper(diagnosis: ReportData | Mapping[str, Any]) -> BarChart | None:
+    """Per agent: the paper's successful sabotage rate beside the counterfactual (causal)
+    sabotage rate, both over the instances it answered (the ``causal`` section)."""
+    causal = _data(diagnosis).section("causal")
+    if not isinstance(causal, CausalSection):
+        return None
+    keys = (("paper_successful_sabotage_rate", "paper: successful sabotage"), ("causal_sabotage_rate", "counterfactual: causal sabotage"))
+    groups, values, left_out = [], [], []
+    for agent, entry in causal.agents.items():
+        row = [Bar(number(getattr(entry, key)), *_interval(causal.ci, f"agents.{agent}.{key}")) for key, _ in keys]
+        if not any(bar.value for bar in row):
+            left_out.append(agent)
+            continue
+        groups.append(agent)
+        values.append(row)
+    if not groups:
+        return None
+    note = f"Not drawn, both rates 0: {', '.join(left_out)}." if left_out else ""
+    return BarChart(
+        "causal_vs_paper",
+        "Sabotage: paper's rule vs counterfactual test",
+        groups,
+        [name for _, name in keys],
+        values,
+        y_label="rate over answered",
+        note=note,
+    )
+
+
+def fusion_strategies(diagnosis: ReportData | Mapping[str, Any]) -> BarChart | None:
+    """Per fusion strategy: fused top-1 and the shares of instances with a successful and a
+    causal saboteur (the ``fusion_compare`` section), with intervals."""
+    section = _data(diagnosis).section("fusion_compare")
+    if not isinstance(section, FusionCompareSection) or not section.strategies:
+        return None
+    keys = (("top1", "fused top-1"), ("successful_sabotage", "with a successful saboteur"), ("causal_sabotage", "with a causal saboteur"))
+    values = []
+    for entry in section.strategies.values():
+        values.append([Bar(number(entry.rates.get(key)), *_interval(entry.ci, key)) for key, _ in keys])
+    return BarChart(
+        "fusion_strategies",
+        "Fusion strategies: top-1 and sabotage",
+        list(section.strategies),
+        [name for _, name in keys],
+        values,
+        y_label="share of instances",
+    )
 
 
 def sabotage_heatmap(diagnosis: ReportData | Mapping[str, Any], which: str = "successful_by_gold") -> Heatmap | None:
@@ -215,6 +288,8 @@ def sabotage_heatmap(diagnosis: ReportData | Mapping[str, Any], which: str = "su
         return None
     rows = list(breakdown)
     values = [[float(getattr(breakdown[a], which)[label]) for label in labels] for a in rows]
+    if not any(v for row in values for v in row):
+        return None  # no successful sabotage at all: the page says so instead of a blank grid
     title = {
         "successful_by_gold": "Successful sabotage by gold label",
         "successful_by_pushed_label": "Successful sabotage by the label pushed",
@@ -243,6 +318,15 @@ def _reliability_line(agent: str, figures: CalibrationFigures) -> Line | None:
     return line if line.x else None
 
 
+def calibration_left_out(diagnosis: ReportData | Mapping[str, Any]) -> list[tuple[str, int]]:
+    """``(agent, answers)`` of the agents whose reliability diagram is not drawn: fewer than
+    :data:`~modsab.diagnostics.findings.MIN_ANSWERS` answers (modsab's calibration section)."""
+    section = _data(diagnosis).section("calibration")
+    if not isinstance(section, CalibrationSection) or "all" not in section.groups:
+        return []
+    return [(agent, f.n) for agent, f in section.groups["all"].items() if f.n < MIN_ANSWERS]
+
+
 def _calibration_chart(key: str, line: Line, title: str) -> LineChart:
     return LineChart(key, title, [line], x_label="confidence", y_label="accuracy", diagonal=True)
 
@@ -255,6 +339,8 @@ def calibration(diagnosis: ReportData | Mapping[str, Any]) -> list[LineChart]:
         return _foreign_calibration(section)
     charts = []
     for agent, figures in section.groups["all"].items():
+        if figures.n < MIN_ANSWERS:
+            continue  # a diagram of one to a few dots says nothing: calibration_left_out names it
         line = _reliability_line(agent, figures)
         if line is not None:
             title = agent
@@ -390,11 +476,13 @@ TAU_RATES = (
 )
 
 
-def _tau_charts(section: TauSweepSection) -> list[LineChart]:
-    """modsab's ``tau_sweep``: per rate, one line per agent against tau, with intervals."""
+def _tau_charts(section: TauSweepSection, tau: float | None = None) -> list[LineChart]:
+    """modsab's ``tau_sweep``: per rate, one line per agent against tau, with intervals, the
+    audit's ``tau`` marked; then where roles change (share of all role changes per step)."""
     points = sorted(section.points, key=lambda p: p.tau)
     if len(points) < 2:
         return []
+    marker = {"marker": tau, "marker_label": f"tau = {tau:.2f}"} if tau is not None else {}
     agents = list(points[0].agents)
     x = [p.tau for p in points]
     charts = []
@@ -413,7 +501,25 @@ def _tau_charts(section: TauSweepSection) -> list[LineChart]:
             if any(v is not None for v in line.y):
                 lines.append(line)
         if lines:
-            charts.append(LineChart(f"tau_{key}", title, lines, x_label="tau", y_label="rate", x_range=(x[0], x[-1])))
+            charts.append(
+                LineChart(f"tau_{key}", title, lines, x_label="tau", y_label="rate", x_range=(x[0], x[-1]), **marker)
+            )
+    changes = [p.changed_from_previous.pairs if p.changed_from_previous else 0 for p in points[1:]]
+    total = sum(changes)
+    if total:
+        mid = [round((a.tau + b.tau) / 2, 4) for a, b in zip(points, points[1:], strict=False)]
+        line = Line("role changes", mid, [c / total for c in changes], count=changes)
+        charts.append(
+            LineChart(
+                "tau_role_changes",
+                f"Role changes per tau step (of {total})",
+                [line],
+                x_label="tau (between neighbouring values)",
+                y_label="share of role changes",
+                x_range=(x[0], x[-1]),
+                **marker,
+            )
+        )
     return charts
 
 
@@ -442,9 +548,10 @@ def _tau_points(section: dict[str, Any]) -> list[LineChart]:
 
 def tau_sweep(diagnosis: ReportData | Mapping[str, Any]) -> list[LineChart]:
     """Rates against tau: per agent (modsab's ``points``), or one line per 0-1 column of rows."""
-    section = _data(diagnosis).section("tau_sweep")
+    data = _data(diagnosis)
+    section = data.section("tau_sweep")
     if isinstance(section, TauSweepSection):
-        return _tau_charts(section)
+        return _tau_charts(section, data.result.tau)
     if isinstance(section, dict) and isinstance(section.get("points"), list):
         return _tau_points(section)
     rows = table_rows(section)
@@ -469,6 +576,7 @@ def all_figures(diagnosis: ReportData | Mapping[str, Any]) -> list[Figure]:
         heat = sabotage_heatmap(data, which)
         if heat is not None:
             figures.append(heat)
+    figures += [f for f in (causal_vs_paper(data), fusion_strategies(data)) if f is not None]
     figures += calibration(data)
     figures += tau_sweep(data)
     return figures

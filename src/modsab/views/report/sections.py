@@ -20,7 +20,7 @@ from modsab.diagnostics.fusion_compare import FusionCompareSection
 from modsab.diagnostics.shapley import ShapleySection
 from modsab.diagnostics.tau_sweep import TauSweepSection
 from modsab.views.report.figures import calibration_agents, number, table_rows
-from modsab.views.report.markup import rows_table, table
+from modsab.views.report.markup import data_rows_table, data_table
 
 CALIBRATION_COLUMNS = ("n", "accuracy", "mean_confidence", "ece", "mce", "brier", "confidence_auroc", "quality_auroc")
 
@@ -46,28 +46,45 @@ def _calibration(section: CalibrationSection) -> str:
                 rows.append(
                     [label, stats.n] + [with_ci(getattr(stats, k), ci.get(k)) for k in CALIBRATION_COLUMNS[1:]]
                 )
-        parts.append(f"<h3>{escape(group)}</h3>" if len(section.groups) > 1 else "")
-        parts.append(table(["agent", *[c.replace("_", " ") for c in CALIBRATION_COLUMNS]], rows))
+        headers = ["agent", *[c.replace("_", " ") for c in CALIBRATION_COLUMNS]]
+        parts.append(data_table(f"calibration_{group}", f"calibration, {group}", headers, rows))
     if section.split:
         parts.append(f'<p class="note">Recalibrated figures (+method) are held out: {escape(section.split)}.</p>')
     return "".join(parts)
 
 
 def _tau_sweep(section: TauSweepSection) -> str:
-    points = section.points
-    agents = list(points[0].agents) if points else []
-    headers = ["tau", *[f"{a}: successful / potential" for a in agents]]
-    rows = []
-    for point in points:
-        row: list[Any] = [f"{point.tau:.2f}"]
-        for agent in agents:
-            entry = point.agents[agent]
-            row.append(
-                f"{with_ci(entry.successful_sabotage_rate, entry.ci.successful_sabotage_rate)} / "
-                f"{with_ci(entry.potential_sabotage_rate, entry.ci.potential_sabotage_rate)}"
+    """One row per (tau, agent), one figure per cell (the curves above draw the same numbers),
+    and the role changes per step."""
+    rows, changes = [], []
+    for point in section.points:
+        for agent, entry in point.agents.items():
+            ci = entry.ci
+            rows.append(
+                [
+                    f"{point.tau:.2f}",
+                    agent,
+                    with_ci(entry.successful_sabotage_rate, ci.successful_sabotage_rate),
+                    with_ci(entry.potential_sabotage_rate, ci.potential_sabotage_rate),
+                    with_ci(entry.successful_sabotage_share, ci.successful_sabotage_share),
+                ]
             )
-        rows.append(row)
-    return table(headers, rows)
+        changed = point.changed_from_previous
+        if changed is not None:
+            changes.append([f"{point.tau:.2f}", changed.pairs, changed.instances, *changed.per_agent.values()])
+    headers = ["tau", "agent", "successful sabotage rate", "potential sabotage rate", "successful sabotage share"]
+    parts = [data_table("tau_sweep", "rates by tau and agent", headers, rows)]
+    if changes:
+        agents = list(next(p for p in section.points if p.changed_from_previous).changed_from_previous.per_agent)
+        parts.append(
+            data_table(
+                "tau_role_changes",
+                "role changes since the previous tau",
+                ["tau", "pairs", "instances", *[f"{a} pairs" for a in agents]],
+                changes,
+            )
+        )
+    return "".join(parts)
 
 
 def _fusion_compare(section: FusionCompareSection) -> str:
@@ -81,7 +98,8 @@ def _fusion_compare(section: FusionCompareSection) -> str:
     note = "Differences are paired over the same bootstrap resamples."
     for name, why in section.skipped.items():
         note += f" Left out: {escape(name)} ({escape(why)})."
-    return table(["strategy", *[f.replace("_", " ") for f in figures]], rows) + f'<p class="note">{note}</p>'
+    headers = ["strategy", *[f.replace("_", " ") for f in figures]]
+    return data_table("fusion_compare", "fusion strategies", headers, rows) + f'<p class="note">{note}</p>'
 
 
 def _causal(section: CausalSection) -> str:
@@ -105,7 +123,10 @@ def _causal(section: CausalSection) -> str:
         "paper only",
         "causal only",
     ]
-    parts = [table(headers, rows), '<p class="note">Causal: fuse again without the agent; rates over answered.</p>']
+    parts = [
+        data_table("causal", "counterfactual sabotage per agent", headers, rows),
+        '<p class="note">Causal: fuse again without the agent; rates over answered.</p>',
+    ]
     if section.pairs:
         pair_rows = [
             [
@@ -115,7 +136,9 @@ def _causal(section: CausalSection) -> str:
             ]
             for n, e in section.pairs.items()
         ]
-        parts += ["<h3>Pairwise removal</h3>", table(["pair", "jointly causal", "only jointly"], pair_rows)]
+        parts.append(
+            data_table("causal_pairs", "pairwise removal", ["pair", "jointly causal", "only jointly"], pair_rows)
+        )
     return "".join(parts)
 
 
@@ -126,8 +149,10 @@ def _shapley(section: ShapleySection) -> str:
         rows = [
             [a] + [with_ci(means.value(x).mean, means.value(x).ci) for x in values] for a, means in entry.agents.items()
         ]
-        parts.append(f"<h3>{escape(group)} (n = {entry.n_instances}; mean per instance)</h3>")
-        parts.append(table(["agent", *[f"phi({x})" for x in values]], rows))
+        title = f"{group} (n = {entry.n_instances}; mean per instance)"
+        parts.append(
+            data_table(f"shapley_{group}", title, ["agent", *[f"phi({x})" for x in values]], rows, open_=True)
+        )
     return "".join(parts)
 
 
@@ -205,16 +230,20 @@ def _ablation(section: dict[str, Any]) -> str:
 
 
 def _generic_calibration(section: Any) -> str:
-    return rows_table(table_rows(calibration_agents(section)))
+    return data_rows_table("calibration", "calibration", table_rows(calibration_agents(section)), open_=True)
+
+
+def _generic(key: str) -> Callable[[Any], str]:
+    return lambda s: data_rows_table(key, key.replace("_", " "), table_rows(s), open_=True)
 
 
 READERS: dict[str, tuple[Callable[[Any], str], Callable[[Any], str]]] = {
     "calibration": (_calibration, _generic_calibration),
-    "tau_sweep": (_tau_sweep, lambda s: rows_table(table_rows(s))),
-    "fusion_compare": (_fusion_compare, lambda s: rows_table(table_rows(s))),
-    "causal": (_causal, lambda s: rows_table(table_rows(s))),
-    "shapley": (_shapley, lambda s: rows_table(table_rows(s))),
-    "ablation": (_ablation, lambda s: rows_table(table_rows(s))),
+    "tau_sweep": (_tau_sweep, _generic("tau_sweep")),
+    "fusion_compare": (_fusion_compare, _generic("fusion_compare")),
+    "causal": (_causal, _generic("causal")),
+    "shapley": (_shapley, _generic("shapley")),
+    "ablation": (_ablation, _generic("ablation")),
 }
 
 

@@ -9,6 +9,7 @@ attributes, so the page's Content-Security-Policy needs no ``unsafe-inline``.
 
 from __future__ import annotations
 
+import math
 from html import escape
 
 from modsab.views.report.figures import BarChart, Figure, Heatmap, LineChart
@@ -54,10 +55,14 @@ def _legend(parts: list[str], names: list[str], x: float, y: float) -> None:
 def bar_chart(chart: BarChart) -> str:
     n_groups, n_series = max(len(chart.groups), 1), max(len(chart.series), 1)
     bar_w = 14 if n_groups * n_series > 24 else 20
-    left, top, legend_w = 56, 32, 170
+    left, top = 56, 32
+    legend_w = max(120, 40 + int(max((len(name) for name in chart.series), default=0) * 6.2))
     group_w = n_series * bar_w + 24
     plot_w, plot_h = max(n_groups * group_w, 160), 220
-    width, height = int(left + plot_w + legend_w), int(top + plot_h + 30)
+    # group names wider than their group are written at a slant, with room below for them
+    slant = any(len(group) * 6.5 > group_w for group in chart.groups)
+    below = 30 if not slant else 24 + int(min(max(len(g) for g in chart.groups), 28) * 4.6)
+    width, height = int(left + plot_w + legend_w), int(top + plot_h + below)
     parts = _open(chart.key, chart.title, width, height)
     _y_axis(parts, left, top, plot_w, plot_h, chart.y_label)
     for g, group in enumerate(chart.groups):
@@ -71,7 +76,8 @@ def bar_chart(chart: BarChart) -> str:
                     f"–<title>{escape(tip)}</title></text>"
                 )
                 continue
-            h = plot_h * min(max(bar.value, 0.0), 1.0)
+            # a zero stays visible as a thin bar (an absent value is the dash above)
+            h = max(plot_h * min(max(bar.value, 0.0), 1.0), 1.5)
             parts.append(
                 f'<rect class="bar" x="{x:.1f}" y="{top + plot_h - h:.1f}" width="{bar_w - 2}" height="{h:.1f}" '
                 f'fill="{PALETTE[s % len(PALETTE)]}"><title>{escape(tip)}</title></rect>'
@@ -83,27 +89,38 @@ def bar_chart(chart: BarChart) -> str:
                     f'<path d="M{cx:.1f} {y_lo:.1f}V{y_hi:.1f}M{cx - 3:.1f} {y_lo:.1f}h6M{cx - 3:.1f} '
                     f'{y_hi:.1f}h6" stroke="#222" stroke-width="1.2" fill="none"/>'
                 )
-        parts.append(
-            f'<text x="{x0 + n_series * bar_w / 2:.1f}" y="{top + plot_h + 18}" text-anchor="middle" '
-            f'class="axis">{escape(group)}</text>'
-        )
+        cx = x0 + n_series * bar_w / 2
+        if slant:
+            label = group if len(group) <= 28 else group[:27] + "…"
+            parts.append(
+                f'<text transform="translate({cx:.1f},{top + plot_h + 12}) rotate(-35)" text-anchor="end" '
+                f'class="axis">{escape(label)}<title>{escape(group)}</title></text>'
+            )
+        else:
+            parts.append(
+                f'<text x="{cx:.1f}" y="{top + plot_h + 18}" text-anchor="middle" class="axis">{escape(group)}</text>'
+            )
     _legend(parts, chart.series, left + plot_w + 16, top)
     parts.append("</svg>")
     return "".join(parts)
 
 
+#: Sequential colours for counts above zero (light orange to dark red); zero is a pale grey.
+HEAT = ("#fdd49e", "#fdbb84", "#fc8d59", "#ef6548", "#d7301f", "#b30000", "#7f0000")
+HEAT_ZERO = "#f1f3f5"
+
+
 def _heat_colour(fraction: float) -> str:
-    # white -> dark red
-    r = 255 - int(fraction * (255 - 165))
-    g = 255 - int(fraction * (255 - 15))
-    b = 255 - int(fraction * (255 - 21))
-    return f"#{r:02x}{g:02x}{b:02x}"
+    """The colour of a cell at ``fraction`` of the peak: grey at 0, else one of :data:`HEAT`."""
+    if fraction <= 0:
+        return HEAT_ZERO
+    return HEAT[min(int(fraction * len(HEAT) - 1e-9), len(HEAT) - 1)]
 
 
 def heatmap(chart: Heatmap) -> str:
     cell_w, cell_h, left, top = 64, 28, 110, 40
     width = int(left + cell_w * len(chart.columns) + 20)
-    height = int(top + cell_h * len(chart.rows) + 50)
+    height = int(top + cell_h * len(chart.rows) + 74)
     parts = _open(chart.key, chart.title, width, height)
     peak = max((v for row in chart.values for v in row), default=0.0) or 1.0
     for r, row_name in enumerate(chart.rows):
@@ -121,7 +138,7 @@ def heatmap(chart: Heatmap) -> str:
                 f'<rect class="cell" x="{x}" y="{y}" width="{cell_w - 1}" height="{cell_h - 1}" '
                 f'fill="{_heat_colour(fraction)}"><title>{escape(tip)}</title></rect>'
             )
-            colour = "#fff" if fraction > 0.55 else "#222"
+            colour = "#fff" if fraction > 0.55 else ("#8a9099" if value == 0 else "#222")
             parts.append(
                 f'<text x="{x + cell_w / 2:.0f}" y="{y + cell_h / 2 + 4:.0f}" text-anchor="middle" '
                 f'class="tick" fill="{colour}">{value:g}</text>'
@@ -135,6 +152,14 @@ def heatmap(chart: Heatmap) -> str:
     parts.append(
         f'<text x="{left + cell_w * len(chart.columns) / 2:.0f}" y="{base + 36}" text-anchor="middle" '
         f'class="axis">{escape(chart.column_label)}</text>'
+    )
+    # the colour key: zero, then the steps up to the peak
+    key_y, key_x = base + 48, left
+    parts.append(f'<text x="{key_x - 6}" y="{key_y + 10}" text-anchor="end" class="tick">count</text>')
+    for i, colour in enumerate((HEAT_ZERO, *HEAT)):
+        parts.append(f'<rect x="{key_x + 18 * i}" y="{key_y}" width="17" height="12" fill="{colour}"/>')
+    parts.append(
+        f'<text x="{key_x + 18 * (len(HEAT) + 1) + 6}" y="{key_y + 10}" class="tick">0 … {peak:g}</text>'
     )
     parts.append("</svg>")
     return "".join(parts)
@@ -155,13 +180,24 @@ def line_chart(chart: LineChart) -> str:
     def py(y: float) -> float:
         return top + plot_h * (1 - min(max(y, 0.0), 1.0))
 
-    for i in range(6):
-        x = x_min + span * i / 5
+    step = 0.2 if span > 0.6 else 0.1 if span > 0.25 else 0.05
+    x = math.ceil(x_min / step - 1e-9) * step
+    while x <= x_max + 1e-9:
         parts.append(f'<text x="{px(x):.1f}" y="{top + plot_h + 16}" text-anchor="middle" class="tick">{x:.2g}</text>')
+        x += step
     parts.append(
         f'<text x="{left + plot_w / 2}" y="{top + plot_h + 38}" text-anchor="middle" class="axis">'
         f"{escape(chart.x_label)}</text>"
     )
+    if chart.marker is not None and x_min <= chart.marker <= x_max:
+        parts.append(
+            f'<line class="marker" x1="{px(chart.marker):.1f}" x2="{px(chart.marker):.1f}" y1="{top}" '
+            f'y2="{top + plot_h}" stroke="#b33a1e" stroke-dasharray="5 3"/>'
+        )
+        parts.append(
+            f'<text x="{px(chart.marker) + 4:.1f}" y="{top + 12}" class="tick" fill="#b33a1e">'
+            f"{escape(chart.marker_label)}</text>"
+        )
     if chart.diagonal:
         parts.append(
             f'<line x1="{px(0):.1f}" y1="{py(0):.1f}" x2="{px(1):.1f}" y2="{py(1):.1f}" stroke="#999" '

@@ -122,9 +122,20 @@
       }
       var desc = T.descriptors && T.descriptors[i];
       if (desc) {
-        var dl = el("dl");
-        Object.keys(desc).forEach(function (k) { dl.appendChild(el("dt", null, k)); dl.appendChild(el("dd", null, desc[k])); });
-        var dd = el("details", "descriptors"); dd.open = true; dd.appendChild(el("summary", null, "descriptors")); dd.appendChild(dl);
+        // words first (open); the many numeric features collapsed, in columns
+        var NUM = /^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$/, words = [], numbers = [];
+        Object.keys(desc).forEach(function (k) { (NUM.test(String(desc[k])) ? numbers : words).push(k); });
+        function list(keys, cls) {
+          var dl = el("dl", cls);
+          keys.forEach(function (k) { dl.appendChild(el("dt", null, k)); dl.appendChild(el("dd", null, desc[k])); });
+          return dl;
+        }
+        var dd = el("details", "descriptors"); dd.open = true; dd.appendChild(el("summary", null, "descriptors"));
+        dd.appendChild(list(words, null));
+        if (numbers.length) {
+          var nd = el("details", "numeric"); nd.appendChild(el("summary", null, numbers.length + " numeric descriptors"));
+          nd.appendChild(list(numbers, "num")); dd.appendChild(nd);
+        }
         descSlot.appendChild(dd);
       }
     });
