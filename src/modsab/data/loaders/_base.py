@@ -6,7 +6,6 @@ import ast
 import csv
 import io
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from modsab.contract.errors import InputError
-from modsab.contract.labels import LABEL_FIELDS, PRESETS, LabelSet  # LABEL_FIELDS: the one list of label fields
+from modsab.contract.labels import LABEL_FIELDS, LabelSet  # noqa: F401  (LABEL_FIELDS: the one list, re-exported)
 from modsab.contract.textfiles import data_suffix, read_text
 
 MEDIA_SUFFIXES = (".wav", ".flac", ".mp3", ".mp4", ".mkv", ".avi", ".webm", ".m4a", ".ogg")

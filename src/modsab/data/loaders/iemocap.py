@@ -2,38 +2,19 @@
 
 from __future__ import annotations
 
-import ast
-import csv
-import io
-import json
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from modsab.contract.errors import InputError
-from modsab.contract.labels import PRESETS, LabelSet
-from modsab.contract.textfiles import data_suffix, read_text
-
-
+from modsab.contract.labels import PRESETS
 from modsab.data.loaders._base import (
-    _MANIFEST_COLUMNS,
-    LABEL_FIELDS,
-    MEDIA_SUFFIXES,
     DatasetLoader,
     Instance,
     Loaded,
     Skip,
-    _none_if_nan,
-    _text,
-    descriptor_text,
-    read_rows,
 )
 from modsab.registry import loaders
-
 
 IEMOCAP_CODES = {
     "neu": "neutral",

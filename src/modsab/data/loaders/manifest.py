@@ -3,32 +3,16 @@ dataset, transcript, audio_path, video_path, any descriptor columns)."""
 
 from __future__ import annotations
 
-import ast
-import csv
-import io
-import json
-import re
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from modsab.contract.errors import InputError
-from modsab.contract.labels import PRESETS, LabelSet
-from modsab.contract.textfiles import data_suffix, read_text
-
-
 from modsab.data.loaders._base import (
     _MANIFEST_COLUMNS,
     LABEL_FIELDS,
-    MEDIA_SUFFIXES,
     DatasetLoader,
     Instance,
     Loaded,
     Skip,
-    _none_if_nan,
     _text,
     descriptor_text,
     read_rows,
