@@ -129,3 +129,25 @@ def test_report_adds_the_diagnostics_it_is_asked_for(tmp_path):
     assert "Causal (counterfactual) sabotage" in page and "Shapley contributions" in page
     main(["report", path, "--labels", "meld", "--bootstrap", "20", "-o", str(out)])
     assert "Shapley contributions" not in out.read_text()
+
+
+def test_the_json_does_not_depend_on_the_directory_a_file_lives_in(tmp_path):
+    """A strategy left out (quality weighting without quality) names the file, not its folder:
+    the same predictions in two run directories give the same fusion_compare section."""
+    import shutil
+
+    from modsab.core.diagnosis import diagnose as run_diagnose
+
+    rows = [
+        {"instance_id": f"i{i}", "agent": agent, "gold": "a", "candidates": [{"label": "a", "confidence": 60 + i}]}
+        for i in range(8)
+        for agent in ("x", "y")
+    ]
+    first = tmp_path / "one" / "predictions.jsonl"
+    first.parent.mkdir()
+    first.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    second = tmp_path / "two" / "elsewhere" / "predictions.jsonl"
+    second.parent.mkdir(parents=True)
+    shutil.copy(first, second)
+    a, b = (run_diagnose(path, labels="a,b", bootstrap=0, fusion_compare=True).to_dict() for path in (first, second))
+    assert a["fusion_compare"]["skipped"] and a["fusion_compare"] == b["fusion_compare"]

@@ -14,6 +14,7 @@ uniform (both rules evaluated on the same resampled instances).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -267,7 +268,9 @@ def compare(
         except InputError as error:  # e.g. quality weighting without quality scores: leave that rule out
             if i == 0:
                 raise
-            skipped[rule.name] = str(error)
+            # the reason names the file, not the directory, so the JSON does not depend on where the run lives
+            source = str(pset.source or "")
+            skipped[rule.name] = str(error).replace(source, Path(source).name) if source else str(error)
             continue
         kept.append(rule)
     strategies = kept
