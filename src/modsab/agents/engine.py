@@ -646,3 +646,17 @@ class AgentRunner:
         if failure is not None:
             raise failure
         return self.stats
+
+
+def run_coroutine(coroutine):
+    """``asyncio.run(coroutine)``, also from a thread that already runs an event loop (a
+    notebook, or a caller driving Playwright's sync API): then in a worker thread of its own."""
+    import asyncio
+    import concurrent.futures
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()

@@ -287,7 +287,9 @@ def _run_agents(
             finally:
                 await backend.aclose()
 
-        stats = asyncio.run(main())
+        from modsab.agents.engine import run_coroutine
+
+        stats = run_coroutine(main())
         path = write_predictions(run_dir, prediction_records(store, instances, meta["agents"]))
         counts = answer_counts(store, instances, agents)
     finally:

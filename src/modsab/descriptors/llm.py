@@ -308,7 +308,9 @@ def run_describer(
             finally:
                 await backend.aclose()
 
-        stats = asyncio.run(main())
+        from modsab.agents.engine import run_coroutine
+
+        stats = run_coroutine(main())
         rows = {row["instance_id"]: row for row in store.answers() if row["agent"] == describer.kind}
     finally:
         store.close()
