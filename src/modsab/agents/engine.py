@@ -649,14 +649,17 @@ class AgentRunner:
 
 
 def run_coroutine(coroutine):
-    """``asyncio.run(coroutine)``, also from a thread that already runs an event loop (a
-    notebook, or a caller driving Playwright's sync API): then in a worker thread of its own."""
+    """``asyncio.run(coroutine)``, also from a thread whose event loop is marked running while it
+    calls us synchronously (a notebook cell; Playwright's sync API): that loop is set aside for the
+    call and restored after, so the coroutine runs in this thread (the run stores' SQLite
+    connections belong to it)."""
     import asyncio
-    import concurrent.futures
 
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+    outer = asyncio.events._get_running_loop()
+    if outer is None:
         return asyncio.run(coroutine)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
+    asyncio.events._set_running_loop(None)
+    try:
+        return asyncio.run(coroutine)
+    finally:
+        asyncio.events._set_running_loop(outer)
