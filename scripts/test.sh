@@ -16,5 +16,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-bash scripts/install.sh "all,test,browser"
+# the project with the test extras and llama.cpp's OpenAI-compatible server (the real-server tests)
+bash scripts/install.sh "all,test,browser,server"
 python -m pytest "$@"

