@@ -42,17 +42,12 @@ of :data:`NLL_CELLS` steps, the interval shifted by the grid's rounding of the m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
-from modsab.stats import metrics
 from modsab.contract.predictions import PredictionSet
 from modsab.core import audit
 from modsab.core.context import of
 from modsab.core.folds import n_folds_of
-from modsab.diagnostics._base import Diagnostic, bootstrap_options
-from modsab.registry import diagnostics
 from modsab.core.recalibration import (
     BLOCK,
     CLIP,
@@ -66,6 +61,9 @@ from modsab.core.recalibration import (
     set_folds,
 )
 from modsab.core.typed import Interval, Model, absent
+from modsab.diagnostics._base import Diagnostic, bootstrap_options
+from modsab.registry import diagnostics
+from modsab.stats import metrics
 
 CANDIDATE_EPS = 0.01
 GRID = 1e-2  # resampling grid of confidences (exact for integer percent answers)
@@ -579,11 +577,38 @@ def _section(d, *, folds=5) -> dict:
     return calibration_report(d.context, groups=d.context.groups(), n_folds=folds, **bootstrap_options(d))
 
 
+def _reference_diagram(c: np.ndarray, correct: np.ndarray, edges: list[float], strategy: str) -> dict:
+    """One reliability diagram of ten bins with its ECE and MCE, as a loop over the bins.
+    Equal width: bin b holds ``b/10 <= c < (b+1)/10`` (the last one also ``c == 1``); equal
+    mass: the bin after as many inner quantile edges as lie at or below ``c`` (tied edges
+    leave bins empty)."""
+    if strategy == "width":
+        bin_of = [min(int(value * 10), 9) for value in c]
+    else:
+        bin_of = [sum(value >= edge for edge in edges[1:-1]) for value in c]
+    diagram: dict = {"edges": edges, "count": [], "confidence": [], "accuracy": []}
+    ece, mce = 0.0, -np.inf
+    for b in range(10):
+        inside = np.array([i == b for i in bin_of], dtype=bool)
+        diagram["count"].append(int(inside.sum()))
+        if not inside.any():
+            diagram["confidence"].append(None)
+            diagram["accuracy"].append(None)
+            continue
+        confidence, accuracy = float(c[inside].mean()), float(correct[inside].mean())
+        diagram["confidence"].append(confidence)
+        diagram["accuracy"].append(accuracy)
+        ece += inside.sum() / c.size * abs(accuracy - confidence)
+        mce = max(mce, abs(accuracy - confidence))
+    return diagram | {"ece": float(ece), "mce": float(mce)}
+
+
 def calibration_reference(d, *, folds=5) -> dict:
-    """The scalar point figures of the ``calibration`` section, plainly, per group and agent,
-    on the agent's answered instances (top label, confidence ``c``, ``correct``): counts,
-    accuracy, mean confidence, Brier, top-label NLL, equal-width ECE as a loop over bins,
-    AUROC of confidence and of quality by scikit-learn, candidate NLL (no intervals)."""
+    """The point figures of the ``calibration`` section, plainly, per group and agent, on the
+    agent's answered instances (top label, confidence ``c``, ``correct``): counts, accuracy,
+    mean confidence, Brier, top-label NLL, ECE and MCE over equal-width bins and ECE over
+    equal-mass bins as loops over bins, both reliability diagrams, AUROC of confidence and of
+    quality by scikit-learn, candidate NLL (no intervals)."""
     from sklearn.metrics import roc_auc_score
 
     pset = d.pset
@@ -600,11 +625,9 @@ def calibration_reference(d, *, folds=5) -> dict:
             figures: dict = {"n": int(answered.size)}
             if answered.size:
                 p = np.clip(np.where(correct > 0, c, 1 - c), CLIP, 1)
-                ece = 0.0
-                for b in range(10):
-                    inside = (c >= b / 10) & ((c < (b + 1) / 10) | ((b == 9) & (c <= 1)))
-                    if inside.any():
-                        ece += inside.sum() / c.size * abs(correct[inside].mean() - c[inside].mean())
+                width = _reference_diagram(c, correct, [b / 10 for b in range(11)], "width")
+                mass = _reference_diagram(c, correct, [float(e) for e in np.quantile(c, np.linspace(0, 1, 11))], "mass")
+                del mass["mce"]  # the section reports the MCE of the equal-width bins only
                 scores = pset.scores[answered, m]
                 at_gold = scores[np.arange(answered.size), pset.gold[answered]]
                 figures |= {
@@ -612,7 +635,10 @@ def calibration_reference(d, *, folds=5) -> dict:
                     "mean_confidence": float(c.mean()),
                     "brier": float(np.mean((c - correct) ** 2)),
                     "top_nll": float(-np.mean(np.log(p))),
-                    "ece": float(ece),
+                    "ece": width.pop("ece"),
+                    "mce": width.pop("mce"),
+                    "ece_equal_mass": mass.pop("ece"),
+                    "reliability": {"equal_width": width, "equal_mass": mass},
                     "candidate_nll": float(
                         np.mean(-np.log((at_gold + CANDIDATE_EPS / k) / (scores.sum(axis=1) + CANDIDATE_EPS)))
                     ),
