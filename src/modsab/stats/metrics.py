@@ -378,3 +378,54 @@ def pattern_ratio_intervals(
         samples = _ratio(draws @ numerators, draws @ denominators)
         ci = dict(zip(names, percentile_columns(samples, level=level), strict=True))
     return point, ci
+
+
+# -- plain references of the pattern bootstrap -------------------------------------------
+
+
+def instance_rows_reference(rank: np.ndarray, role: np.ndarray, layout: Layout) -> np.ndarray:
+    """``[n, width]``: what each instance adds to the count vector, as a loop over instances and
+    the definitions (hit at k: fused rank below k; answered: not abstained; potential: potential
+    or successful sabotage; one instance)."""
+    out = np.zeros((rank.shape[0], layout.width), dtype=np.int64)
+    for i in range(rank.shape[0]):
+        for k in range(layout.k):
+            out[i, k] = int(rank[i] < k + 1)
+        for m in range(len(layout.agents)):
+            r = Role(int(role[i, m]))
+            base = layout.k + 4 * m
+            out[i, base] = int(r is not Role.ABSTAINED)
+            out[i, base + 1] = int(r is Role.CONTRIBUTOR)
+            out[i, base + 2] = int(r in (Role.POTENTIAL_SABOTAGE, Role.SUCCESSFUL_SABOTAGE))
+            out[i, base + 3] = int(r is Role.SUCCESSFUL_SABOTAGE)
+        out[i, -1] = 1
+    return out
+
+
+def counts_reference(rank: np.ndarray, role: np.ndarray, layout: Layout, weight: np.ndarray) -> np.ndarray:
+    """The count vector of the instances taken ``weight[i]`` times each (a bootstrap resample
+    is such a weighting): the weighted sum of :func:`instance_rows_reference`."""
+    return np.asarray(weight, dtype=np.int64) @ instance_rows_reference(rank, role, layout)
+
+
+def bootstrap_reference(
+    rank: np.ndarray,
+    role: np.ndarray,
+    layout: Layout,
+    *,
+    resamples: int,
+    seed: int | None,
+    baseline: int | None = None,
+    level: float = 0.95,
+) -> dict[str, list[float | None]]:
+    """The percentile bootstrap of every figure as textbooks state it: draw ``n`` instance
+    indices with replacement, count, compute the rates; repeat. The fast path (a multinomial
+    over patterns, :func:`bootstrap_counts`) has the same distribution but other draws, so the
+    two agree within Monte-Carlo error, not bit for bit."""
+    n = rank.shape[0]
+    rows = instance_rows_reference(rank, role, layout)
+    rng = np.random.default_rng(seed)
+    stack = np.empty((resamples, layout.width), dtype=np.int64)
+    for b in range(resamples):
+        stack[b] = rows[rng.integers(0, n, size=n)].sum(axis=0)
+    return percentile_intervals(rates(stack, layout, baseline=baseline), level=level)
