@@ -169,3 +169,22 @@ def test_cli_missing_file_exit_2(tmp_path, capsys):
         main(["diagnose", str(tmp_path / "missing.jsonl")])
     assert info.value.code == 2
     assert "file not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["diagnose", "p.jsonl", "extra_argument"], "unexpected extra argument"),
+        (["diagnose", "p.jsonl", "--no-such-option"], "No such option"),
+        (["no-such-command"], "No such command"),
+    ],
+)
+def test_usage_errors_exit_2_without_traceback(args, message):
+    """The console script, as a user runs it: click's usage errors (typer's vendored click or
+    the click package) end with click's message and exit 2, no traceback."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "modsab", *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr

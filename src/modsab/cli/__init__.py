@@ -67,9 +67,19 @@ def main(argv: list[str] | None = None) -> None:
         err_console.print("interrupted; completed work is kept, run the same command to resume")
         sys.exit(130)
     except Exception as error:  # click usage errors carry their own exit codes
-        import click
-
-        if isinstance(error, click.ClickException):
+        if isinstance(error, _click_exceptions()):
             error.show()
             sys.exit(error.exit_code)
         raise
+
+
+def _click_exceptions() -> tuple[type[Exception], ...]:
+    """The ``ClickException`` classes typer may raise: its vendored copy of click
+    (``typer._click``, typer >= 0.20) and the click package (older typer)."""
+    found: list[type[Exception]] = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(importlib.import_module(module).ClickException)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
