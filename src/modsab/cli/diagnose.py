@@ -12,24 +12,9 @@ from modsab.cli import options
 
 def diagnose_command(
     predictions: Path = typer.Argument(..., help=options.PREDICTIONS_HELP),
-    labels: str = options.LABELS,
-    scale: str = options.SCALE,
-    synonyms: Path = options.SYNONYMS,
-    strict: bool = options.STRICT,
-    skip_invalid: bool = options.SKIP_INVALID,
-    weights: str = options.WEIGHTS,
-    fuse: str = options.FUSE,
-    baseline: str = options.BASELINE,
-    agents_order: str = options.AGENTS_ORDER,
-    tau: float = options.TAU,
-    k: int = options.K,
-    bootstrap: int = options.BOOTSTRAP,
-    seed: int = options.SEED,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout instead of tables."),
     instances: Path = typer.Option(None, "--instances", help="Write one row per instance to .parquet, .csv or .jsonl."),
-    run_all: bool = options.ALL,
-    folds: int = options.FOLDS,
-    **flags: bool,
+    **audit_options,
 ) -> None:
     """Fuse per-modality answers, audit every instance, print the paper's tables.
 
@@ -37,7 +22,7 @@ def diagnose_command(
     per registered diagnostic) add the diagnostics beyond the paper; cross-fitted parts use
     --folds seeded folds.
     """
-    _diagnose_and_print(predictions, as_json=as_json, instances=instances, **options.diagnose_kwargs(locals()))
+    _diagnose_and_print(predictions, as_json=as_json, instances=instances, **options.diagnose_kwargs(audit_options))
 
 
 def _diagnose_and_print(predictions: Path, *, as_json: bool, instances: Path | None, **diagnose_options) -> None:
@@ -83,5 +68,5 @@ def demo_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("diagnose")(options.with_diagnostic_flags(diagnose_command))
+    app.command("diagnose")(options.with_diagnose_options(diagnose_command))
     app.command("demo")(demo_command)

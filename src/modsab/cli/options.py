@@ -72,19 +72,47 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def with_diagnostic_flags(command: Callable) -> Callable:
-    """``command`` with one ``--<diagnostic>`` flag per registered diagnostic (read from
-    :data:`modsab.registry.diagnostics`, so a new diagnostic needs no edit here). The flags
-    reach ``command`` as keyword arguments by name; it takes them as ``**flags``."""
+#: The options ``diagnose`` and ``report`` share, in the order their ``--help`` lists them,
+#: with their annotations (each command declares only its own and takes these as ``**options``).
+SHARED: tuple[tuple[str, type, typer.models.OptionInfo], ...] = (
+    ("labels", str, LABELS),
+    ("scale", str, SCALE),
+    ("synonyms", Path, SYNONYMS),
+    ("strict", bool, STRICT),
+    ("skip_invalid", bool, SKIP_INVALID),
+    ("weights", str, WEIGHTS),
+    ("fuse", str, FUSE),
+    ("baseline", str, BASELINE),
+    ("agents_order", str, AGENTS_ORDER),
+    ("tau", float, TAU),
+    ("k", int, K),
+    ("bootstrap", int, BOOTSTRAP),
+    ("seed", int, SEED),
+    ("run_all", bool, ALL),
+    ("folds", int, FOLDS),
+)
+
+
+def with_diagnose_options(command: Callable) -> Callable:
+    """``command`` with the :data:`SHARED` audit options and one ``--<diagnostic>`` flag per
+    registered diagnostic (read from :data:`modsab.registry.diagnostics`, so a new diagnostic
+    needs no edit here). They reach ``command`` as keyword arguments by name; it takes them as
+    ``**options`` and hands them to :func:`diagnose_kwargs`."""
     signature = inspect.signature(command)
     params = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
     annotations = dict(getattr(command, "__annotations__", {}))
-    for name, entry in registry.diagnostics.items():
-        if entry.automatic:  # runs whenever it applies: nothing to ask for
-            continue
-        option = typer.Option(False, flag(name), help=entry.help)
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=bool))
-        annotations[name] = bool
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    added = [(name, annotation, option) for name, annotation, option in SHARED]
+    added += [
+        (name, bool, typer.Option(False, flag(name), help=entry.help))
+        for name, entry in registry.diagnostics.items()
+        if not entry.automatic  # an automatic one runs whenever it applies: nothing to ask for
+    ]
+    for name, annotation, option in added:
+        params.append(inspect.Parameter(name, keyword, default=option, annotation=annotation))
+        annotations[name] = annotation
+    positional = [p for p in params if p.kind is not keyword]
+    params = positional + [p for p in params if p.kind is keyword]
 
     @functools.wraps(command)
     def wrapper(**kwargs):
@@ -96,15 +124,13 @@ def with_diagnostic_flags(command: Callable) -> Callable:
 
 
 def diagnose_kwargs(params: dict) -> dict:
-    """``diagnose()`` keywords from a command's parameters (``locals()`` of a command that
-    takes the options above and the diagnostic flags; ``run_all`` is ``--all``, ``folds`` is
-    ``--folds``)."""
+    """``diagnose()`` keywords from the options :func:`with_diagnose_options` adds (``run_all``
+    is ``--all``, ``folds`` is ``--folds``; the rest are the diagnostic flags)."""
     out = {name: params[name] for name in _PLAIN}
     out["fuse"] = agent_list(params["fuse"])
     out["n_folds"] = params["folds"]
-    flags = params.get("flags", params)
     out["diagnostics"] = [
-        name for name in registry.requestable_diagnostics() if params["run_all"] or flags.get(name)
+        name for name in registry.requestable_diagnostics() if params["run_all"] or params.get(name)
     ]
     return out
 

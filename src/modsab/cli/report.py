@@ -19,29 +19,13 @@ def report_command(
     figures: Path = typer.Option(
         None, "--figures", help="Also write each figure as PNG and SVG (matplotlib) into this directory."
     ),
-    labels: str = options.LABELS,
-    scale: str = options.SCALE,
-    synonyms: Path = options.SYNONYMS,
-    strict: bool = options.STRICT,
-    skip_invalid: bool = options.SKIP_INVALID,
-    weights: str = options.WEIGHTS,
-    fuse: str = options.FUSE,
-    baseline: str = options.BASELINE,
-    agents_order: str = options.AGENTS_ORDER,
-    tau: float = options.TAU,
-    k: int = options.K,
-    bootstrap: int = options.BOOTSTRAP,
-    seed: int = options.SEED,
-    run_all: bool = options.ALL,
-    folds: int = options.FOLDS,
     title: str = typer.Option(None, "--title", help="Page title. Default: from the run directory name."),
-    **flags: bool,
+    **audit_options,
 ) -> None:
     """Write one offline HTML report: headline, reliability profile, sabotage heatmap, instance browser.
 
     --causal, --shapley, --calibration, --fusion-compare, --tau-sweep (or --all) add those
     sections (a run directory's diagnosis.json adds the ones it holds)."""
-    params = dict(locals())
     from rich.console import Console
 
     from modsab.views.report import report_from_path
@@ -53,7 +37,7 @@ def report_command(
             out,
             figures=figures,
             title=title,
-            **options.diagnose_kwargs(params),
+            **options.diagnose_kwargs(audit_options),
         )
     size = written.stat().st_size / 1e6
     err.print(f"report written to {written} ({size:.1f} MB)")
@@ -62,4 +46,4 @@ def report_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("report")(options.with_diagnostic_flags(report_command))
+    app.command("report")(options.with_diagnose_options(report_command))
