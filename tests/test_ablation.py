@@ -570,3 +570,38 @@ def test_per_dataset_tables_show_when_there_are_several(write_jsonl, capsys):
     print_summary(diagnose(write_jsonl(rows), labels=LABELS, bootstrap=0).to_dict())
     out = capsys.readouterr().out
     assert "left: ablation audit (n = 4)" in out and "right: ablation audit (n = 4)" in out
+
+
+def test_the_report_shows_the_ablation_tables_with_their_figures(tmp_path):
+    """The ablation section of the page: the models, each stream removed (figures with their
+    intervals, as in the JSON) and the agents' fusion beside the model, per stream."""
+    import html
+    import random
+    import re
+
+    rng = random.Random(0)
+    labels = ["a", "b", "c"]
+    rows = []
+    for i in range(40):
+        gold = rng.choice(labels)
+        for agent in ("text", "audio"):
+            rows.append({"instance_id": str(i), "agent": agent, "gold": gold,
+                         "candidates": [{"label": gold if rng.random() < 0.6 else rng.choice(labels), "confidence": 80}]})
+        for condition in ("full", "without:text", "without:audio"):
+            rows.append({"instance_id": str(i), "agent": "e2e", "condition": condition, "gold": gold,
+                         "candidates": [{"label": gold if rng.random() < 0.7 else rng.choice(labels), "confidence": 90}]})
+    path = tmp_path / "p.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["report", str(path), "--out", str(tmp_path / "r.html"), "--bootstrap", "20"])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    section = page[page.index('<section id="ablation"'):]
+    section = html.unescape(re.sub(r"<[^>]+>", " ", section[: section.index("</section>")]))
+    out = diagnose(path, bootstrap=20).to_dict()["ablation"]
+    assert "Each stream removed" in section and "the agents' fusion beside the model" in section
+    for stream in ("audio", "text"):
+        figures = out["models"]["e2e"]["streams"][stream]
+        low, high = out["ci"][f"models.e2e.streams.{stream}.causal_sabotage_rate"]
+        assert f"{figures['causal_sabotage_rate']:.3f} [{low:.3f}, {high:.3f}]" in section
+        fused = out["fusion"]["agents"][stream]["causal_sabotage_rate"]
+        assert f"{fused:.3f}" in section

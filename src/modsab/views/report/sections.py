@@ -166,7 +166,8 @@ ABLATION_KEYS = (
 )
 
 
-def _ablation_streams(group: dict[str, Any]) -> str:
+def _ablation_streams(group: dict[str, Any], dataset: str | None = None) -> str:
+    suffix, title = (f"_{dataset}", f", {dataset}") if dataset is not None else ("", "")
     ci = group.get("ci") or {}
     rows = []
     for model, entry in group["models"].items():
@@ -179,12 +180,15 @@ def _ablation_streams(group: dict[str, Any]) -> str:
                 + [with_ci(shuffled.get("perceptual_score"), ci.get(prefix + "shuffled.perceptual_score"))]
             )
     headers = ["model", "stream", "n", *[h for _, h in ABLATION_KEYS], "perceptual score (shuffled)"]
-    return table(headers, rows)
+    return data_table(f"ablation_streams{suffix}", f"each stream removed{title}", headers, rows, open_=True)
 
 
 def _ablation(section: dict[str, Any]) -> str:
     """``ablation``: the models, what removing each stream does, per dataset, and which stream
-    sabotages the agents' fusion beside which sabotages the model."""
+    sabotages the agents' fusion beside which sabotages the model. The section is plain JSON
+    (its keys follow the models and streams of the run), typed or not."""
+    if isinstance(section, Model):
+        section = section.model_dump(mode="json", exclude_unset=True)
     ci = section.get("ci") or {}
     model_rows = [
         [name, e.get("n"), e.get("abstained"), e.get("missing"), e.get("invalid_labels"),
@@ -192,7 +196,8 @@ def _ablation(section: dict[str, Any]) -> str:
         for name, e in section["models"].items()
     ]
     parts = [
-        table(["model", "n", "abstained", "missing", "invalid labels", "top-1 full", "conditions"], model_rows),
+        data_table("ablation_models", "models", ["model", "n", "abstained", "missing", "invalid labels", "top-1 full",
+                                                 "conditions"], model_rows, open_=True),
         "<h3>Each stream removed</h3>",
         _ablation_streams(section),
         '<p class="note">Rates over the instances where the full and the ablated answer are both valid; '
@@ -202,7 +207,7 @@ def _ablation(section: dict[str, Any]) -> str:
     groups = section.get("by_dataset") or {}
     for name, group in groups.items() if len(groups) > 1 else ():  # one dataset: the table above
         heading = f"<h3>{escape(str(name))} (n = {escape(str(group.get('n_instances')))})</h3>"
-        parts += [heading, _ablation_streams(group)]
+        parts += [heading, _ablation_streams(group, str(name))]
     fused = (section.get("fusion") or {}).get("agents") or {}
     if fused:
         models = list(section["models"])
@@ -222,7 +227,9 @@ def _ablation(section: dict[str, Any]) -> str:
                 rows.append(row)
         parts += [
             "<h3>Which stream sabotages: the agents' fusion beside the model</h3>",
-            table(["stream", "agent", "fusion: causal sabotage", *[f"{m}: causal sabotage" for m in models]], rows),
+            data_table("ablation_fusion_vs_model", "fusion beside the model",
+                       ["stream", "agent", "fusion: causal sabotage", *[f"{m}: causal sabotage" for m in models]], rows,
+                       open_=True),
             '<p class="note">Fusion: fuse again without the agent reading the stream (rates over the instances it '
             "answered). Model: ask it again without the stream.</p>",
         ]
@@ -243,7 +250,7 @@ READERS: dict[str, tuple[Callable[[Any], str], Callable[[Any], str]]] = {
     "fusion_compare": (_fusion_compare, _generic("fusion_compare")),
     "causal": (_causal, _generic("causal")),
     "shapley": (_shapley, _generic("shapley")),
-    "ablation": (_ablation, _generic("ablation")),
+    "ablation": (_ablation, _ablation),
 }
 
 
