@@ -168,3 +168,19 @@ def json_for_script(data: Any) -> str:
     ):
         text = text.replace(char, escaped)
     return text
+
+
+#: The instance browser's filter controls, shared by the report and ``modsab view`` (one markup:
+#: the same filters under the same element ids; the report filters in the page, the viewer asks
+#: its server).
+FILTER_CONTROLS = """<label>role<select id="f-role"><option value="">any</option>
+<option value="successful_sabotage">successful sabotage</option>
+<option value="potential_any">potential sabotage (incl. successful)</option>
+<option value="contributor">contributor</option><option value="wrong">wrong (below tau)</option>
+<option value="abstained">abstained</option></select></label>
+<label>agent<select id="f-agent"><option value="">any agent</option></select></label>
+<label>gold<select id="f-gold"><option value="">any</option></select></label>
+<label>predicted (fused top-1)<select id="f-pred"><option value="">any</option></select></label>
+<label id="f-dataset-wrap">dataset<select id="f-dataset"><option value="">any</option></select></label>
+<label>instance id<input id="f-id" type="search" placeholder="contains"></label>
+"""

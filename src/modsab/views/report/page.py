@@ -16,7 +16,7 @@ from typing import Any
 
 from modsab.core.result import Summary
 from modsab.views.report import figures as fig
-from modsab.views.report.browser import json_for_script, sample_note
+from modsab.views.report.browser import FILTER_CONTROLS, json_for_script, sample_note
 from modsab.views.report.data import ReportData
 from modsab.diagnostics.findings import MIN_ANSWERS
 from modsab.views.report.markup import data_table
@@ -229,17 +229,7 @@ def _optional_sections(data: ReportData, figures: list[fig.Figure]) -> list[tupl
 
 _BROWSER = """<section id="instances"><h2>Instance browser</h2>
 <div class="filters">
-<label>role<select id="f-role"><option value="">any</option>
-<option value="successful_sabotage">successful sabotage</option>
-<option value="potential_any">potential sabotage (incl. successful)</option>
-<option value="contributor">contributor</option><option value="wrong">wrong (below tau)</option>
-<option value="abstained">abstained</option></select></label>
-<label>agent<select id="f-agent"><option value="">any agent</option></select></label>
-<label>gold<select id="f-gold"><option value="">any</option></select></label>
-<label>predicted (fused top-1)<select id="f-pred"><option value="">any</option></select></label>
-<label id="f-dataset-wrap">dataset<select id="f-dataset"><option value="">any</option></select></label>
-<label>instance id<input id="f-id" type="search" placeholder="contains"></label>
-</div>
+""" + FILTER_CONTROLS + """</div>
 <div class="pager"><button id="ib-prev" type="button">&#8249; prev</button><span id="ib-page"></span>
 <button id="ib-next" type="button">next &#8250;</button><strong id="ib-count" data-count=""></strong></div>
 <p class="note">Click a row for each agent's ranked candidates (confidence 0-100), quality, raw answer and

@@ -37,7 +37,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from modsab.core.audit import ROLE_NAMES
-from modsab.views.report.browser import json_for_script
+from modsab.views.report.browser import FILTER_CONTROLS, json_for_script
 from modsab.views.viewer.query import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, QueryError, page_window
 from modsab.views.viewer.run import Run
 
@@ -136,17 +136,7 @@ def page_html(run: Run, data: dict[str, Any]) -> str:
 
 _BROWSER = """<section id="instances"><h2>Instances</h2>
 <div class="filters">
-<label>role<select id="f-role"><option value="">any</option>
-<option value="successful_sabotage">successful sabotage</option>
-<option value="potential_any">potential sabotage (incl. successful)</option>
-<option value="contributor">contributor</option><option value="wrong">wrong (below tau)</option>
-<option value="abstained">abstained</option></select></label>
-<label>agent<select id="f-agent"><option value="">any agent</option></select></label>
-<label>gold<select id="f-gold"><option value="">any</option></select></label>
-<label>predicted (fused top-1)<select id="f-pred"><option value="">any</option></select></label>
-<label id="f-dataset-wrap">dataset<select id="f-dataset"><option value="">any</option></select></label>
-<label>instance id<input id="f-id" type="search" placeholder="contains"></label>
-<label>sort by<select id="f-sort"><option value="">dataset order</option></select></label>
+""" + FILTER_CONTROLS + """<label>sort by<select id="f-sort"><option value="">dataset order</option></select></label>
 <label>order<select id="f-dir"><option value="">ascending</option><option value="-">descending</option></select></label>
 <label>rows<select id="f-size"><option>25</option><option selected>50</option><option>100</option>
 <option>200</option></select></label>
