@@ -7,8 +7,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import pytest
-
 from modsab.agents.backends import OpenAIBackend
 from modsab.agents.engine import AgentRunner
 from modsab.agents.inputs import DEFAULT_FIELDS, Instance

@@ -47,7 +47,7 @@ def probe_agent_records(agent, study: KindInputs) -> list[dict[str, Any]]:
             features = np.full((len(texts), embedded.shape[1]), np.nan)
             features[has_text] = embedded
     else:
-        columns = feature_columns(table, agent.features)
+        columns = feature_columns(table, agent.features, agent=agent.name)
         features = table[columns].to_numpy(dtype=np.float64)
     usable = ~np.all(np.isnan(features), axis=1) if features.size else np.zeros(len(table), bool)
     y = np.array([labels.index[by_id[i].gold] for i in table["instance_id"]])
