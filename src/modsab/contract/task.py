@@ -180,5 +180,5 @@ SENTIMENT2 = tasks.register("sentiment2", order=2)(Task(
 
 
 def builtin_name(task: Task) -> str | None:
-    """The registered name of a built-in task object, ``None`` for one a config defines."""
-    return next((name for name, entry in tasks.items() if entry is task), None)
+    """The registered name of a built-in task (equal to it: a config's copy counts), else ``None``."""
+    return next((name for name, entry in tasks.items() if entry == task), None)

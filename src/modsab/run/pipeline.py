@@ -302,8 +302,8 @@ def _check_reads(agents: list[AgentSection], inputs: list, config: RunConfig) ->
                 message = (f"agent '{agent.name}' reads the stream '{name}', whose fields "
                            f"({', '.join(fields)}) no instance has")
             else:
-                message = (f"agent '{agent.name}' reads '{name}', which is no stream of the task "
-                           f"'{task.name}' ({streams}) and a field no instance has")
+                message = (f"agent '{agent.name}' reads '{name}', which no instance has "
+                           f"(nor is it a stream of the task '{task.name}')")
             raise InputError(
                 message, path=config.source, item=f"key '{agent.key}.reads'",
                 hint=f"streams: {streams}; fields: {', '.join(available) or 'none'}",
@@ -333,11 +333,7 @@ def agent_reading(agent: AgentSection, config: RunConfig) -> tuple[tuple[str, ..
     if template != STREAMS_TEMPLATE:
         return fields, template, None
     read = task.streams_read(agent.reads if agent.reads is not None else fields)
-    if set(read) == set(task.streams) and len(read) > 1:
-        sees = "every stream's (" + ", ".join(read) + ")"
-    else:
-        sees = " and ".join(read) if read else ", ".join(fields)
-    return fields, template, sees
+    return fields, template, " and ".join(read) if read else ", ".join(fields)
 
 
 def agent_dir_name(name: str) -> str:
