@@ -11,6 +11,7 @@ from importlib.resources import files
 from pathlib import Path
 
 import pytest
+from _cli import modsab
 
 from modsab.agents.backends import OpenAIBackend
 from modsab.agents.engine import AgentRunner
@@ -18,7 +19,6 @@ from modsab.agents.inputs import DEFAULT_FIELDS, FieldConfig, Instance
 from modsab.agents.prompts import LATER_TEMPLATE_NAMES, TEMPLATE_NAMES, PromptSet
 from modsab.agents.store import RunStore
 from modsab.agents.testing import StubServer, chat_reply
-from modsab.cli import main
 from modsab.contract.errors import InputError
 from modsab.contract.labels import LabelSet
 from modsab.contract.task import EMOTION, SENTIMENT, SENTIMENT2, Task
@@ -192,16 +192,6 @@ def run_config(tmp_path: Path, agents: str, *, task: str = DIGIT_TABLE, data: Pa
         '[audit]\nbootstrap = 20\n[outputs]\nreport = ""\n'
     )
     return path
-
-
-def modsab(capsys, *args) -> tuple[int, str, str]:
-    try:
-        main(list(map(str, args)))
-        code = 0
-    except SystemExit as done:
-        code = done.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def stored_requests(run_dir: Path, agent: str) -> list[dict]:
