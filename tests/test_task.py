@@ -359,3 +359,40 @@ def test_the_offline_scorer_on_a_sentiment_task_stores_prompts_worded_for_it(tmp
         assert prompt.endswith("The sentiment label of this instance is")
     records = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
     assert len(records) == 3 and all(r["candidates"] for r in records)
+
+
+def test_a_sentiment_task_with_trimodal_features_in_a_manifest_is_audited(tmp_path, capsys):
+    golds = ["negative", "neutral", "positive"]
+    rows = [{"instance_id": f"r{k}", "gold": golds[k % 3], "speaker": f"p{k % 4}",
+             "transcript": f"review {k}", "audio_description": f"voice {k}",
+             "visual_expression_description": f"face {k}",
+             **{f"egemaps_f{j}": round((k % 3) + 0.1 * j + 0.01 * k, 3) for j in range(3)},
+             **{f"au_{j:02d}": round(((k + j) % 3) * 0.5, 3) for j in range(2)}} for k in range(12)]
+    data = tmp_path / "reviews.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    reply = json.dumps({"candidates": [{"label": "positive", "confidence": 60}], "primary_label": "positive",
+                        "quality": 50, "issues": [], "reason": "stub"})
+    with StubServer(responder=lambda request: chat_reply(reply)) as server:
+        agents = "".join(f'[[agents]]\nname = "{name}"\nkind = "llm"\nmodel = "stub"\nbase_url = "{server.url}"\n'
+                         for name in ("text", "audio", "vision", "tav"))
+        agents += ('[[agents]]\nname = "voice"\nkind = "probe"\nfeatures = "audio"\n'
+                   '[[agents]]\nname = "face"\nkind = "probe"\nfeatures = ["au_*"]\n'
+                   '[fusion]\nfuse = ["text", "audio", "vision", "voice", "face"]\nbaseline = "tav"\n')
+        code, _, err = modsab(capsys, "run", run_config(tmp_path, agents, task='task = "sentiment"', data=data))
+        assert code == 0, err
+    run = tmp_path / "run"
+    diagnosis = json.loads((run / "diagnosis.json").read_text())
+    assert diagnosis["labels"] == ["negative", "neutral", "positive"] and diagnosis["run"]["task"] == "sentiment"
+    assert diagnosis["n_instances"] == 12
+    assert set(diagnosis["agents"]) == {"text", "audio", "vision", "tav", "voice", "face"}
+    assert diagnosis["baseline"] == "tav"
+    for agent, field in (("text", "transcript"), ("audio", "audio_description"),
+                         ("vision", "visual_expression_description")):
+        system, user = (m["content"] for m in stored_requests(run, agent)[0]["messages"])
+        assert SENTIMENT.description in system and "emotion" not in (system + user).lower()
+        assert f'<descriptor name="{field}">' in user and user.count("<descriptor ") == 1
+    joint = stored_requests(run, "tav")[0]["messages"][1]["content"]
+    assert joint.count("<descriptor ") == 3
+    records = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+    probes = [r for r in records if r["agent"] in ("voice", "face")]
+    assert len(probes) == 24 and all(len(r["candidates"]) == 3 for r in probes)

@@ -51,7 +51,7 @@ def feature_columns(frame: Any, spec: str | Sequence[str], *, agent: str | None 
     who = f"agent '{agent}': " if agent else ""
     if isinstance(spec, str) and spec in FEATURE_PREFIXES:
         prefixes = FEATURE_PREFIXES[spec]
-        columns = [c for c in frame.columns if str(c).startswith(prefixes) and frame[c].dtype.kind in "fiub"]
+        columns = [c for c in frame.columns if str(c).startswith(prefixes) and _numeric(frame[c])]
         if not columns:
             raise InputError(
                 f"{who}no {spec} feature columns in the descriptors "
