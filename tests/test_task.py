@@ -250,15 +250,13 @@ def test_reads_names_streams_and_fields_and_the_joint_agent_reads_them_all(tmp_p
     assert agent_reading(emotion.agents[3], emotion)[0] == DEFAULT_FIELDS["vision"] + ("transcript",)
 
 
-def test_an_agent_without_reads_or_a_stream_name_is_an_error(tmp_path):
-    from modsab.run.pipeline import agent_reading
-
-    config = load_config(run_config(tmp_path, '[[agents]]\nname = "ocr"\nkind = "scorer"\n'))
-    with pytest.raises(InputError) as info:
-        agent_reading(config.agents[0], config)
-    text = str(info.value)
-    assert "agents[0].reads" in text and "named after no stream of the task 'digit'" in text
-    assert "streams: image, question" in text
+def test_an_agent_without_reads_or_a_stream_name_is_an_error_before_anything_runs(tmp_path, capsys):
+    agents = '[[agents]]\nname = "image"\nkind = "scorer"\n[[agents]]\nname = "ocr"\nkind = "scorer"\n'
+    code, _, err = modsab(capsys, "run", run_config(tmp_path, agents))
+    assert code == 2
+    assert "agents[1].reads" in err and "agent 'ocr' is named after no stream of the task 'digit'" in err
+    assert "streams: image, question" in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_reading_an_unknown_stream_is_an_error_naming_the_agent_and_the_streams(tmp_path, capsys):

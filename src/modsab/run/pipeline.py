@@ -250,8 +250,8 @@ def _agent_inputs(descriptors: pd.DataFrame, instances: list[Instance]):
 
 
 def _check_agents_can_start(config: RunConfig) -> None:
-    """What would stop an LLM / scorer agent, found before any stage runs: a missing API
-    key, a budget in dollars for a model without a known price."""
+    """What would stop an LLM / scorer agent, found before any stage runs: no ``reads`` and
+    no stream name, a missing API key, a budget in dollars for a model without a known price."""
     from modsab.agents.engine import PRICES
 
     for kind in ("scene", "voice_llm"):
@@ -271,6 +271,8 @@ def _check_agents_can_start(config: RunConfig) -> None:
                 hint="give price_in and price_out (USD per million tokens)",
             )
     for agent in config.agents:
+        if agent_kinds.get(agent.kind).calls_a_model:
+            agent_reading(agent, config)  # an agent that reads nothing it can name stops the run here
         if not agent_kinds.get(agent.kind).calls_a_model or not agent.base_url:
             continue
         if agent.api_key_env and not os.environ.get(agent.api_key_env):
