@@ -215,7 +215,7 @@ def test_a_task_is_a_builtin_name_or_a_table(tmp_path):
 
 
 @pytest.mark.parametrize("task, dataset, key, words", [
-    ('task = "mood"', "", "task", "unknown task 'mood' (built in: emotion, sentiment, sentiment2"),
+    ('task = "mood"', "", "task", "'emotion', 'sentiment' or 'sentiment2' (unknown task 'mood')"),
     ('[task]\nname = "x"\ndescription = "d"\nlabels = ["a", "b"]', "", "task.streams", "missing key"),
     ('[task]\nname = "x"\ndescription = "d"\nlabels = ["a", " A"]\nstreams = { s = ["f"] }', "", "task.labels",
      "label 'a' is given twice"),

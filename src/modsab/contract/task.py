@@ -122,8 +122,8 @@ class Task(BaseModel):
         item = "instance"
         brief = [f"The task ({self.name}): {self.description.strip()}"]
         if self.labels:
-            named = [f"{label.name} ({label.description})" if label.description else label.name
-                     for label in self.labels]
+            named = [f"{clean(label.name)} ({label.description})" if label.description else clean(label.name)
+                     for label in self.labels]  # as the label set spells them
             brief.append(f"The labels: {', '.join(named)}.")
         return {
             "task_audit": f"a multimodal {self.name} audit",

@@ -215,12 +215,10 @@ class OutputsSection(_Section):
 def _task(value: Any) -> Any:
     """``task = "sentiment"``: the built-in task of that name; a table is validated as a Task."""
     if isinstance(value, str):
-        from modsab import registry
-
-        if value not in registry.tasks:
-            raise ValueError(f"unknown task '{value}' (built in: {', '.join(registry.tasks.names())}; "
-                             "or define one in a [task] table)")
-        return registry.tasks.get(value)
+        try:
+            return registry.tasks.get(registered_name(registry.tasks, value))
+        except ValueError as error:
+            raise ValueError(f"{error}; or define one in a [task] table") from None
     return value
 
 
