@@ -394,3 +394,17 @@ def test_a_sentiment_task_with_trimodal_features_in_a_manifest_is_audited(tmp_pa
     records = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
     probes = [r for r in records if r["agent"] in ("voice", "face")]
     assert len(probes) == 24 and all(len(r["candidates"]) == 3 for r in probes)
+
+
+def test_a_probe_on_a_stream_of_the_task_learns_from_its_numeric_fields(tmp_path, capsys):
+    task = DIGIT_TABLE.replace('question = ["question"] }', 'question = ["question"], shape = ["a0", "a12"] }')
+    agents = '[[agents]]\nname = "shape"\nkind = "probe"\nfeatures = "shape"\n'
+    code, _, err = modsab(capsys, "run", run_config(tmp_path, agents, task=task))
+    assert code == 0, err
+    records = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    assert len(records) == 6 and all(len(r["candidates"]) == 3 for r in records)
+    agents = '[[agents]]\nname = "words"\nkind = "probe"\nfeatures = "image"\n'
+    code, _, err = modsab(capsys, "run", run_config(tmp_path, agents, task=task))
+    assert code == 2
+    assert "agents[0]" in err
+    assert "agent 'words': the stream 'image' has no numeric field (ocr_text, image_caption)" in err

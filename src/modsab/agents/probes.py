@@ -51,7 +51,7 @@ def feature_columns(frame: Any, spec: str | Sequence[str], *, agent: str | None 
     who = f"agent '{agent}': " if agent else ""
     if isinstance(spec, str) and spec in FEATURE_PREFIXES:
         prefixes = FEATURE_PREFIXES[spec]
-        columns = [c for c in frame.columns if str(c).startswith(prefixes) and _numeric(frame[c])]
+        columns = [c for c in frame.columns if str(c).startswith(prefixes) and numeric_column(frame[c])]
         if not columns:
             raise InputError(
                 f"{who}no {spec} feature columns in the descriptors "
@@ -59,7 +59,7 @@ def feature_columns(frame: Any, spec: str | Sequence[str], *, agent: str | None 
                 hint="run the describe stage with that extractor, or list the columns in 'features'",
             )
         return columns
-    numeric = [str(c) for c in frame.columns if _numeric(frame[c])]
+    numeric = [str(c) for c in frame.columns if numeric_column(frame[c])]
     chosen: list[str] = []
     for pattern in [spec] if isinstance(spec, str) else list(spec):
         if any(char in pattern for char in "*?["):
@@ -80,7 +80,7 @@ def feature_columns(frame: Any, spec: str | Sequence[str], *, agent: str | None 
     return chosen
 
 
-def _numeric(column: Any) -> bool:
+def numeric_column(column: Any) -> bool:
     """Numbers, or text that holds only numbers (a manifest's columns arrive as text)."""
     import pandas as pd
 

@@ -550,7 +550,8 @@ def _run_stages(config: RunConfig, *, log: Callable[[str], None] | None, progres
                 agent, inputs, loaded.labels, run_dir, config, log)
     seconds["llm_agents"] = time.perf_counter() - start
     start = time.perf_counter()
-    made_here = KindInputs(descriptors, loaded.instances, loaded.labels, config.run.cache_dir or run_dir / "cache")
+    made_here = KindInputs(descriptors, loaded.instances, loaded.labels, config.run.cache_dir or run_dir / "cache",
+                           config.task_definition)
     for agent in config.agents:
         kind = agent_kinds.get(agent.kind)
         if kind.calls_a_model:
