@@ -408,3 +408,22 @@ def test_a_probe_on_a_stream_of_the_task_learns_from_its_numeric_fields(tmp_path
     assert code == 2
     assert "agents[0]" in err
     assert "agent 'words': the stream 'image' has no numeric field (ocr_text, image_caption)" in err
+
+
+def test_agents_run_takes_a_builtin_task_and_its_labels(tmp_path, capsys):
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps({"instance_id": f"r{k}", "gold": "positive", "transcript": f"great {k}"}) + "\n"
+                            for k in range(2)))
+    reply = json.dumps({"candidates": [{"label": "positive", "confidence": 60}], "primary_label": "positive",
+                        "quality": 50, "issues": [], "reason": "stub"})
+    with StubServer(responder=lambda request: chat_reply(reply)) as server:
+        code, _, err = modsab(capsys, "agents", "run", data, "--task", "sentiment2", "--agents", "text", "--model",
+                              "stub", "--base-url", server.url, "--run", tmp_path / "run", "--cache-dir",
+                              tmp_path / "cache", "--no-progress")
+        assert code == 0, err
+        system = server.requests[0]["messages"][0]["content"]
+    assert SENTIMENT2.description in system and "Choose from these labels only: negative, positive." in system
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert meta["labels"] == ["negative", "positive"] and meta["task"] == "sentiment"
+    code, _, err = modsab(capsys, "agents", "run", data, "--task", "mood", "--run", tmp_path / "other")
+    assert code == 2 and "--task" in err and "unknown task 'mood'" in err
