@@ -15,9 +15,9 @@ import threading
 from pathlib import Path
 
 import pytest
+from _cli import modsab
 
 from modsab.agents.testing import Reply, StubServer, chat_reply, raw_reply
-from modsab.cli import main
 
 GOLDS = ["joy", "anger", "sadness", "neutral", "joy", "fear", "anger", "surprise", "joy", "disgust"]
 
@@ -80,17 +80,6 @@ def llm(name, url, *, reads=None, **keys):
 
 
 FAST = {"max_retries": 1, "timeout": 2}
-
-
-def modsab(capsys, *args) -> tuple[int, str, str]:
-    """Run the real entry point (InputError -> exit 2); returns (exit code, stdout, stderr)."""
-    try:
-        main(list(map(str, args)))
-        code = 0
-    except SystemExit as done:
-        code = done.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 # -- failures are reported ------------------------------------------------------------------

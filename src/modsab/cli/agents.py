@@ -20,7 +20,11 @@ def run(
         ..., help="Descriptor rows: JSONL, CSV, Parquet or a JSON list (e.g. meld_annotation.json)."
     ),
     labels: str = typer.Option(
-        "meld", "--labels", help="Label set: a,b,c or a preset (meld, ravdess, ...)."
+        None, "--labels", help="Label set: a,b,c or a preset (meld, ravdess, ...); default: the task's, else meld."
+    ),
+    task: str = typer.Option(
+        None, "--task", help="A built-in task whose wording the prompts take: emotion (default), sentiment, "
+        "sentiment2 (a run config's [task] defines others)."
     ),
     model: str = typer.Option(
         DEFAULT_MODEL,
@@ -118,7 +122,15 @@ def run(
             item="--model",
             hint="give --base-url URL, or a local model such as local:smollm2-scorer",
         )
-    label_set = LabelSet.parse(labels)
+    from modsab.contract.task import EMOTION
+    from modsab.core.options import registered_name
+    from modsab.registry import tasks
+
+    try:
+        chosen = EMOTION if task is None else tasks.get(registered_name(tasks, task))
+    except ValueError as error:
+        raise InputError(str(error), item="--task") from None
+    label_set = LabelSet.parse(labels) if labels is not None else chosen.label_set() or LabelSet.parse("meld")
     media_of = _pairs(media or [], "--media")
     for agent, kinds in media_of.items():
         from modsab.agents.media import MEDIA_KINDS
@@ -141,6 +153,7 @@ def run(
         media=media_of,
         templates=templates,
         prompts_dir=None if prompts is None else str(prompts),
+        task=None if task is None else chosen,
         params=GenerationParams(temperature=temperature, max_tokens=max_output_tokens, seed=seed),
         limits=Limits(
             concurrency=concurrency,

@@ -92,11 +92,12 @@ class Skipped(Model):
 
 class RunInfo(Model):
     """``run``: added by ``modsab run`` to the diagnosis.json it writes (the config file, the
-    dataset loader, each agent's kind)."""
+    dataset loader, each agent's kind; the task when the config names one)."""
 
     config: str | None
     dataset: str
     agents: dict[str, str]
+    task: str | None = absent()
 
 
 class Finding(Model):

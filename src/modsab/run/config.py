@@ -2,6 +2,8 @@
 
 A minimal config::
 
+    task = "emotion"              # optional: a built-in task, or a [task] table (modsab.contract.task)
+
     [dataset]
     loader = "ravdess"            # manifest | meld | descriptions | ravdess | iemocap
     path = "clips"                # relative to this file
@@ -25,17 +27,20 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
     ValidationInfo,
+    field_serializer,
     field_validator,
     model_validator,
 )
 
 from modsab import registry
 from modsab.contract.errors import InputError
+from modsab.contract.task import EMOTION, Task, builtin_name
 from modsab.core.options import registered_name, section_model
 from modsab.contract.textfiles import decode
 
@@ -118,12 +123,14 @@ class AgentSection(_Section):
     kind: Annotated[str, AfterValidator(lambda kind: registered_name(registry.agent_kinds, kind))] = Field(
         ..., description="a registered agent kind (modsab.registry.agent_kinds: llm, scorer, probe, precomputed)"
     )
-    reads: list[str] | None = Field(None, description="descriptor fields the agent reads (llm, scorer); [] for none")
+    reads: list[str] | None = Field(None, description="streams of the task and/or descriptor fields the agent "
+                                    "reads (llm, scorer); [] for none")
     media: list[Literal["peak_frame", "frames", "audio"]] = Field(
         default_factory=list, description="media sent beside the text (llm agents on an endpoint)")
-    prompt: str | None = Field(None, min_length=1, description="prompt template (text, audio, vision, tav); "
-                               "default: the agent's name")
-    features: str | list[str] | None = Field(None, description="probe features: text, audio, vision or columns")
+    prompt: str | None = Field(None, min_length=1, description="prompt template (text, audio, vision, tav, "
+                               "streams); default: the agent's name when it is one, else streams")
+    features: str | list[str] | None = Field(None, description="probe features: text, audio, vision, or "
+                                             "columns by name or shell-style glob (egemaps_*)")
     model: str | None = None
     base_url: str | None = None
     api_key_env: str | None = None
@@ -205,7 +212,19 @@ class OutputsSection(_Section):
     report: str | None = "report.html"
 
 
+def _task(value: Any) -> Any:
+    """``task = "sentiment"``: the built-in task of that name; a table is validated as a Task."""
+    if isinstance(value, str):
+        try:
+            return registry.tasks.get(registered_name(registry.tasks, value))
+        except ValueError as error:
+            raise ValueError(f"{error}; or define one in a [task] table") from None
+    return value
+
+
 class RunConfig(_Section):
+    task: Annotated[Task | None, BeforeValidator(_task)] = Field(
+        None, description="a built-in task (emotion, sentiment, sentiment2) or a [task] table; default emotion")
     run: RunSection = Field(default_factory=RunSection)
     dataset: DatasetSection
     describe: DescribeSection = Field(default_factory=DescribeSection)
@@ -225,6 +244,26 @@ class RunConfig(_Section):
         for index, agent in enumerate(agents):
             agent._index = index
         return agents
+
+    @field_serializer("task")
+    def _task_as_written(self, task: Task | None) -> Any:
+        """A built-in task is written back by name (``task = "sentiment"``), a table as a table."""
+        if task is None:
+            return None
+        return builtin_name(task) or task.model_dump(mode="json", exclude_none=True)
+
+    @property
+    def task_definition(self) -> Task:
+        """The run's task: ``[task]``, or the built-in emotion task."""
+        return self.task or EMOTION
+
+    @field_validator("dataset")
+    @classmethod
+    def _labels_once(cls, dataset: DatasetSection, info: ValidationInfo) -> DatasetSection:
+        task = info.data.get("task")
+        if task is not None and task.labels is not None and dataset.labels is not None:
+            raise ValueError(f"'labels' gives the labels, and so does the task '{task.name}' (keep one)")
+        return dataset
 
     @model_validator(mode="after")
     def _known_agents(self) -> RunConfig:

@@ -39,6 +39,7 @@ from modsab.run.config import AgentSection, RunConfig
 from modsab.data.loaders import Instance, Loaded, load_dataset
 from modsab.contract.errors import InputError
 from modsab.contract.labels import LabelSet
+from modsab.contract.task import JOINT_NAMES
 
 #: Descriptor fields the LLM agents read, by modality (descriptor table names).
 TEXT_FIELDS = ("transcript",)
@@ -67,7 +68,8 @@ def load_instances(config: RunConfig) -> Loaded:
     options = dict(ds.options)
     if ds.loader == "descriptions" and ds.name:
         options["dataset"] = ds.name
-    loaded = load_dataset(ds.loader, ds.path, labels=ds.labels, split=ds.split, limit=ds.limit, **options)
+    labels = ds.labels if ds.labels is not None else config.task_definition.label_set()
+    loaded = load_dataset(ds.loader, ds.path, labels=labels, split=ds.split, limit=ds.limit, **options)
     if ds.name:
         loaded.instances = [
             i if ds.loader == "manifest" and i.dataset else i.model_copy(update={"dataset": ds.name})
@@ -248,8 +250,8 @@ def _agent_inputs(descriptors: pd.DataFrame, instances: list[Instance]):
 
 
 def _check_agents_can_start(config: RunConfig) -> None:
-    """What would stop an LLM / scorer agent, found before any stage runs: a missing API
-    key, a budget in dollars for a model without a known price."""
+    """What would stop an LLM / scorer agent, found before any stage runs: no ``reads`` and
+    no stream name, a missing API key, a budget in dollars for a model without a known price."""
     from modsab.agents.engine import PRICES
 
     for kind in ("scene", "voice_llm"):
@@ -269,6 +271,8 @@ def _check_agents_can_start(config: RunConfig) -> None:
                 hint="give price_in and price_out (USD per million tokens)",
             )
     for agent in config.agents:
+        if agent_kinds.get(agent.kind).calls_a_model:
+            agent_reading(agent, config)  # an agent that reads nothing it can name stops the run here
         if not agent_kinds.get(agent.kind).calls_a_model or not agent.base_url:
             continue
         if agent.api_key_env and not os.environ.get(agent.api_key_env):
@@ -286,17 +290,52 @@ def _check_agents_can_start(config: RunConfig) -> None:
 
 
 def _check_reads(agents: list[AgentSection], inputs: list, config: RunConfig) -> None:
-    """Every field an agent ``reads`` is set on at least one instance (a typo would make
-    every answer "missing")."""
+    """Every stream an agent ``reads`` has a field set on at least one instance, and so has
+    every field it names (a typo would make every answer "missing")."""
+    task = config.task_definition
     available = sorted({name for instance in inputs for name in instance.fields})
+    streams = ", ".join(task.streams)
     for agent in agents:
         for name in agent.reads or ():
-            if not any(instance.fields.get(name) for instance in inputs):
-                raise InputError(
-                    f"agent '{agent.name}' reads '{name}', which no instance has",
-                    path=config.source, item=f"key '{agent.key}.reads'",
-                    hint=f"fields: {', '.join(available) or 'none'}",
-                )
+            fields = task.streams.get(name, [name])
+            if any(instance.fields.get(field) for instance in inputs for field in fields):
+                continue
+            if name in task.streams:
+                message = (f"agent '{agent.name}' reads the stream '{name}', whose fields "
+                           f"({', '.join(fields)}) no instance has")
+            else:
+                message = (f"agent '{agent.name}' reads '{name}', which no instance has "
+                           f"(nor is it a stream of the task '{task.name}')")
+            raise InputError(
+                message, path=config.source, item=f"key '{agent.key}.reads'",
+                hint=f"streams: {streams}; fields: {', '.join(available) or 'none'}",
+            )
+
+
+def agent_reading(agent: AgentSection, config: RunConfig) -> tuple[tuple[str, ...], str, str | None]:
+    """The fields an LLM / scorer agent reads, its prompt template and, on the ``streams``
+    template, what it sees in words. ``reads`` names streams of the task (each its fields)
+    and fields; unset, an agent named after a stream (or a built-in prompt) reads that
+    stream, and ``tav`` / ``joint`` read every stream (the joint agent)."""
+    from modsab.agents.prompts import MODALITY_NAMES, STREAMS_TEMPLATE
+
+    task = config.task_definition
+    defaults = task.default_fields()
+    template = agent.prompt or (agent.name if agent.name in MODALITY_NAMES else STREAMS_TEMPLATE)
+    if agent.reads is not None:
+        fields = task.expand(agent.reads)
+    elif agent.name in defaults or template in defaults:
+        fields = defaults.get(agent.name) or defaults[template]
+    else:
+        raise InputError(
+            f"agent '{agent.name}' is named after no stream of the task '{task.name}', so it needs 'reads'",
+            path=config.source, item=f"key '{agent.key}.reads'",
+            hint=f"streams: {', '.join(task.streams)} (or {' / '.join(JOINT_NAMES)} for all); or field names",
+        )
+    if template != STREAMS_TEMPLATE:
+        return fields, template, None
+    read = task.streams_read(agent.reads if agent.reads is not None else fields)
+    return fields, template, " and ".join(read) if read else ", ".join(fields)
 
 
 def agent_dir_name(name: str) -> str:
@@ -318,7 +357,7 @@ def _run_llm_agent(
     two agents on one model and different endpoints never share a store). Returns its
     records and its summary."""
     from modsab.agents.engine import Limits
-    from modsab.agents.inputs import DEFAULT_FIELDS, FieldConfig
+    from modsab.agents.inputs import FieldConfig
     from modsab.agents.local import DEFAULT_MODEL
     from modsab.agents.run import AgentRunConfig
     from modsab.agents.run import run_agents
@@ -326,14 +365,13 @@ def _run_llm_agent(
     model = agent.model or DEFAULT_MODEL
     limits = {key: getattr(agent, key) for key in ("concurrency", "requests_per_minute", "tokens_per_minute",
                                                    "max_retries") if getattr(agent, key) is not None}
-    template = agent.prompt or agent.name
+    names, template, sees = agent_reading(agent, config)
     try:
-        fields = FieldConfig.parse([f"{agent.name}={','.join(agent.reads)}"] if agent.reads else [])
+        fields = FieldConfig.parse([f"{agent.name}={','.join(names)}"] if names else [])
     except InputError as error:
         raise InputError(error.message, path=config.source, item=f"key '{agent.key}.reads'") from None
-    if agent.reads == [] or (agent.reads is None and agent.name not in DEFAULT_FIELDS and template in DEFAULT_FIELDS):
-        # media only (reads = []), or a named agent on a built-in prompt: that prompt's default fields
-        fields = FieldConfig({**fields.fields, agent.name: () if agent.reads == [] else DEFAULT_FIELDS[template]})
+    if not names:  # media only (reads = [])
+        fields = FieldConfig({**fields.fields, agent.name: ()})
     agent_config = AgentRunConfig(
         model=model,
         labels=labels,
@@ -348,6 +386,8 @@ def _run_llm_agent(
         cache_dir=str(config.run.cache_dir) if config.run.cache_dir else str(run_dir / "cache"),
         media={agent.name: tuple(agent.media)} if agent.media else {},
         templates={agent.name: template} if template != agent.name else {},
+        modalities={agent.name: sees} if sees else {},
+        task=config.task_definition,
         **({"timeout": agent.timeout} if agent.timeout is not None else {}),
     )
     _say(log, f"agent {agent.name} on {model}" + (f" at {agent.base_url}" if agent.base_url else "")
@@ -510,12 +550,19 @@ def _run_stages(config: RunConfig, *, log: Callable[[str], None] | None, progres
                 agent, inputs, loaded.labels, run_dir, config, log)
     seconds["llm_agents"] = time.perf_counter() - start
     start = time.perf_counter()
-    made_here = KindInputs(descriptors, loaded.instances, loaded.labels, config.run.cache_dir or run_dir / "cache")
+    made_here = KindInputs(descriptors, loaded.instances, loaded.labels, config.run.cache_dir or run_dir / "cache",
+                           config.task_definition)
     for agent in config.agents:
         kind = agent_kinds.get(agent.kind)
         if kind.calls_a_model:
             continue
-        by_agent[agent.name] = kind.records(agent, made_here)
+        try:
+            by_agent[agent.name] = kind.records(agent, made_here)
+        except InputError as error:
+            if error.path is not None or error.item is not None:
+                raise
+            # e.g. a probe's features: name the agent's table in the config
+            raise InputError(error.message, path=config.source, item=f"key '{agent.key}'", hint=error.hint) from None
         answered = sum(1 for record in by_agent[agent.name] if record.get("candidates"))
         summary[agent.name] = {"kind": agent.kind, "answered": answered, "invalid": 0, "failed": 0,
                                "missing": len(by_agent[agent.name]) - answered}
@@ -551,6 +598,8 @@ def _run_stages(config: RunConfig, *, log: Callable[[str], None] | None, progres
     payload = result.to_dict()
     payload["run"] = {"config": str(config.source) if config.source else None, "dataset": config.dataset.loader,
                       "agents": {a.name: a.kind for a in config.agents}}
+    if config.task is not None:  # only when the config names one: diagnosis.json of older configs stays as it was
+        payload["run"]["task"] = config.task.name
     _write_json(run_dir / config.outputs.json_file, payload)
     result.write_instances(run_dir / config.outputs.instances)
     seconds["diagnose"] = time.perf_counter() - start

@@ -10,17 +10,19 @@ from typing import Any
 import pandas as pd
 
 from modsab.contract.labels import LabelSet
+from modsab.contract.task import Task
 
 
 @dataclass(frozen=True)
 class KindInputs:
     """What a kind that makes its own records gets from the study: the descriptor table,
-    the instances, the label set and the cache folder."""
+    the instances, the label set, the cache folder and the task (its streams)."""
 
     descriptors: pd.DataFrame
     instances: list[Any]
     labels: LabelSet
     cache_dir: Path
+    task: Task | None = None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from modsab.agents.kinds._base import AgentKind, KindInputs
+from modsab.contract.errors import InputError
 from modsab.diskcache import npy_cached
 from modsab.registry import agent_kinds
 
@@ -35,10 +36,11 @@ def probe_agent_records(agent, study: KindInputs) -> list[dict[str, Any]]:
     by_id = {i.instance_id: i for i in instances}
     keep = np.array([by_id[i].gold is not None for i in descriptors["instance_id"]])
     table = descriptors[keep].reset_index(drop=True)
-    if agent.features == "text":
+    spec = _stream_features(agent, study, table)
+    if spec == "text":
         # an empty or missing transcript (None, or NaN from a string column) is no input:
         # the text probe abstains there and learns from the others
-        texts = [t.strip() if isinstance(t, str) else "" for t in table["transcript"].tolist()]
+        texts = _texts(table, (study.task.streams.get("text") if study.task else None) or ["transcript"])
         has_text = np.array([bool(t) for t in texts], dtype=bool)
         features = np.full((len(texts), 1), np.nan)
         if has_text.any():
@@ -47,7 +49,7 @@ def probe_agent_records(agent, study: KindInputs) -> list[dict[str, Any]]:
             features = np.full((len(texts), embedded.shape[1]), np.nan)
             features[has_text] = embedded
     else:
-        columns = feature_columns(table, agent.features)
+        columns = feature_columns(table, spec, agent=agent.name)
         features = table[columns].to_numpy(dtype=np.float64)
     usable = ~np.all(np.isnan(features), axis=1) if features.size else np.zeros(len(table), bool)
     y = np.array([labels.index[by_id[i].gold] for i in table["instance_id"]])
@@ -68,6 +70,34 @@ def probe_agent_records(agent, study: KindInputs) -> list[dict[str, Any]]:
         if not ok:  # no features for this instance (e.g. no video): the probe abstains
             record["candidates"] = []
     return records
+
+
+def _stream_features(agent, study: KindInputs, table: pd.DataFrame) -> str | list[str]:
+    """``features`` naming a stream of the task: the stream's numeric fields; a stream without
+    any (the built-in ones describe in words) keeps the modality's meaning (text: sentence
+    embeddings, audio / vision: their feature columns)."""
+    from modsab.agents.probes import FEATURE_PREFIXES, numeric_column
+
+    features = agent.features
+    streams = study.task.streams if study.task is not None else {}
+    if not isinstance(features, str) or features not in streams:
+        return features
+    numeric = [name for name in streams[features] if name in table.columns and numeric_column(table[name])]
+    if numeric:
+        return numeric
+    if features == "text" or features in FEATURE_PREFIXES:
+        return features
+    raise InputError(
+        f"agent '{agent.name}': the stream '{features}' has no numeric field ({', '.join(streams[features])})",
+        hint="features: numeric columns by name or glob (\"a[0-9]*\"), or text / audio / vision",
+    )
+
+
+def _texts(table: pd.DataFrame, fields: list[str]) -> list[str]:
+    """Per row, the non-empty texts of ``fields`` (one line each); "" where there is none."""
+    present = [name for name in fields if name in table.columns]
+    rows = zip(*(table[name].tolist() for name in present), strict=True) if present else ([] for _ in range(len(table)))
+    return ["\n".join(t.strip() for t in row if isinstance(t, str) and t.strip()) for row in rows]
 
 
 def _cached_cross_fit(probe, features: np.ndarray, y: np.ndarray, groups: np.ndarray, *, n_labels: int,
