@@ -571,30 +571,62 @@ def reduce_file(
     ``first_line`` numbers the file's first record (a directory numbers its files' rows on
     from one file to the next). A :class:`_GiveUp` when any batch cannot be vouched for."""
     parts = []
+    line = (2 if fmt == "csv" else 1) if first_line is None else first_line
     try:
-        if fmt == "parquet":
-            line = 1 if first_line is None else first_line
-            for table in batches.parquet_batches(path, batch_rows, read_dictionary=_dictionary_columns(path)):
-                parts.append(_compact(_flat_of(_parquet_candidates(table), line, fmt, scale), scale))
-                line += table.num_rows
-        else:
-            header = batches.header_line(path) if fmt == "csv" else b""
-            line = (2 if header else 1) if first_line is None else first_line
-            for block in batches.line_blocks(path, batch_rows, skip=1 if header else 0):
-                table = _csv_table(header + block, _delimiter(path)) if header else _jsonl_table(block)
-                parts.append(_compact(_flat_of(table, line, fmt, scale), scale))
-                line += table.num_rows
+        for table in _tables(path, fmt, batch_rows):
+            parts.append(_compact(_flat_of(table, line, fmt, scale), scale))
+            line += table.num_rows
+            if table.num_rows >= _BLOCK:  # a large batch's buffers go back now, not after the next one's
+                pa.default_memory_pool().release_unused()
     except (pa.ArrowException, OSError) as error:
         raise _GiveUp from error  # the whole-file reader reports what it is
     return merge_partials(parts)
 
 
+def _tables(path: Path, fmt: str, batch_rows: int) -> Iterator[pa.Table]:
+    """The file's batches as the fast reader's tables (a CSV block after its header)."""
+    if fmt == "parquet":
+        for table in batches.parquet_batches(path, batch_rows, read_dictionary=_dictionary_columns(path)):
+            yield _parquet_candidates(table)
+    elif fmt == "csv":
+        header = batches.header_line(path)
+        for block in batches.line_blocks(path, batch_rows, skip=1):
+            yield _csv_table(header + block, _delimiter(path))
+    else:
+        for block in batches.line_blocks(path, batch_rows):
+            yield _jsonl_table(block)
+
+
 def _compact(flat: _Flat, scale: Scale) -> _Flat:
-    """A batch's confidences and qualities as one-byte percents where they are on the grid."""
+    """A batch's columns held small: confidences and qualities as one-byte percents where
+    they are on the grid, line numbers as int32, and the codes of the few-valued string
+    columns (agent, gold, dataset, condition, candidate label) in the narrowest integer type."""
     divisor = 1.0 if scale == "percent" else 100.0
     return replace(
-        flat, quality=grid.encode(flat.quality, divisor), cand_confidence=grid.encode(flat.cand_confidence, divisor)
+        flat,
+        quality=grid.encode(flat.quality, divisor),
+        cand_confidence=grid.encode(flat.cand_confidence, divisor),
+        line=flat.line.astype(np.int32) if flat.line.size and flat.line[-1] < 2**31 else flat.line,
+        agent=_narrow(flat.agent),
+        gold=_narrow(flat.gold),
+        dataset=_narrow(flat.dataset),
+        cand_label=_narrow(flat.cand_label),
+        condition=None if flat.condition is None else _narrow(flat.condition),
     )
+
+
+def _index_type(size: int) -> pa.DataType:
+    """The narrowest signed index type for a dictionary of ``size`` values."""
+    return next(t for t, top in ((pa.int8(), 2**7), (pa.int16(), 2**15), (pa.int32(), 2**31)) if size < top)
+
+
+def _narrow(column: pa.Array) -> pa.DictionaryArray:
+    """A string column as a dictionary array with the narrowest index type."""
+    encoded = column if pa.types.is_dictionary(column.type) else column.dictionary_encode()
+    kind = _index_type(len(encoded.dictionary))
+    if encoded.indices.type == kind:
+        return encoded
+    return pa.DictionaryArray.from_arrays(encoded.indices.cast(kind), encoded.dictionary)
 
 
 def merge_partials(parts: Sequence[_Flat]) -> _Flat:
@@ -625,13 +657,21 @@ def merge_partials(parts: Sequence[_Flat]) -> _Flat:
 
 
 def _merge_strings(columns: Sequence[pa.Array]) -> pa.DictionaryArray:
-    """String columns (plain or dictionary arrays) as one dictionary array whose dictionary
-    is distinct and has no nulls: the parts' dictionaries unified, their codes renumbered."""
-    kind = pa.dictionary(pa.int32(), pa.string())
-    chunks = [(c if pa.types.is_dictionary(c.type) else c.dictionary_encode()).cast(kind) for c in columns]
-    unified = pa.chunked_array(chunks, kind).unify_dictionaries()
-    indices = pa.concat_arrays([chunk.indices for chunk in unified.chunks])
-    return pa.DictionaryArray.from_arrays(indices, unified.chunk(0).dictionary)
+    """Few-valued string columns (plain or dictionary arrays) as one dictionary array whose
+    dictionary is distinct and has no nulls: the parts' dictionaries merged (in order of
+    first appearance), each part's codes renumbered through a small table, in the narrowest
+    index type."""
+    encoded = [c if pa.types.is_dictionary(c.type) else c.dictionary_encode() for c in columns]
+    position: dict[str, int] = {}
+    renumber = [
+        np.asarray([position.setdefault(v, len(position)) for v in c.dictionary.to_pylist()] + [-1], dtype=np.int64)
+        for c in encoded
+    ]
+    dtype = np.dtype(_index_type(len(position)).to_pandas_dtype())
+    codes = np.concatenate([table[_indices(c)].astype(dtype) for c, table in zip(encoded, renumber, strict=True)])
+    absent = codes < 0
+    indices = pa.array(codes, mask=absent) if absent.any() else pa.array(codes)
+    return pa.DictionaryArray.from_arrays(indices, pa.array(list(position), pa.string()))
 
 
 def _concat_dictionaries(columns: Sequence[pa.DictionaryArray]) -> pa.DictionaryArray:
@@ -639,13 +679,15 @@ def _concat_dictionaries(columns: Sequence[pa.DictionaryArray]) -> pa.Dictionary
     appear in it more than once: :func:`_sorted_codes`, the one reader of instance ids, gives
     such values one code). For the instance ids, where unifying millions of distinct strings
     would cost a hash table over them all."""
-    dictionaries, indices, offset = [], [], 0
-    for column in columns:
-        dictionaries.append(column.dictionary.cast(pa.string()))
-        indices.append(pc.add(column.indices.cast(pa.int64()), offset))
-        offset += len(column.dictionary)
-    index_type = pa.int32() if offset < 2**31 else pa.int64()
-    return pa.DictionaryArray.from_arrays(pa.concat_arrays(indices).cast(index_type), pa.concat_arrays(dictionaries))
+    total = sum(len(column.dictionary) for column in columns)
+    indices = np.empty(sum(len(column) for column in columns), dtype=np.int32 if total < 2**31 else np.int64)
+    start = offset = 0
+    for column in columns:  # the readers' ids have no nulls (they give up on one)
+        indices[start : start + len(column)] = column.indices.to_numpy(zero_copy_only=False)
+        indices[start : start + len(column)] += offset
+        start, offset = start + len(column), offset + len(column.dictionary)
+    dictionary = pa.concat_arrays([column.dictionary.cast(pa.string()) for column in columns])
+    return pa.DictionaryArray.from_arrays(pa.array(indices), dictionary)
 
 
 def _flat_of(table: pa.Table, first_line: int, fmt: str, scale: Scale) -> _Flat:
