@@ -142,7 +142,7 @@ def peaks(args: argparse.Namespace) -> None:
     for n in args.sizes:
         path = write_large(n, args.workdir, args.format)
         size = path.stat().st_size / 1e6
-        for what in ("foundation", "all"):
+        for what in args.what:
             for label, batch_rows in (("whole", 0), ("batched", args.batch_rows)):
                 if label == "whole" and n > args.whole_max:
                     continue  # the reference reader would need more memory than this run may take
@@ -231,6 +231,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", help="with --format: the n to measure (default: --n)")
     parser.add_argument("--batch-rows", type=int, default=1 << 20, help="records per batch (0: read whole)")
     parser.add_argument("--whole-max", type=int, default=2_000_000, help="largest n also read whole (reference)")
+    parser.add_argument(
+        "--what", nargs="*", choices=("foundation", "all"), default=["foundation", "all"], help="with --format"
+    )
     parser.add_argument("--child", choices=("foundation", "all"), help=argparse.SUPPRESS)
     parser.add_argument("--file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -19,11 +19,13 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_ablation import LABELS as ABLATION_LABELS
+from test_ablation import conditioned_records
 from test_order_invariance import LABELS, prediction_files, write
 
 from modsab.contract import batches, grid, predictions
 from modsab.contract.errors import InputError
-from modsab.contract.predictions import PredictionSet, load_predictions, merge_partials, reduce_file
+from modsab.contract.predictions import load_predictions, merge_partials, reduce_file
 from modsab.core.diagnosis import diagnose
 from modsab.data import synth
 
@@ -32,18 +34,18 @@ EVERYTHING = dict(bootstrap=30, seed=2, n_folds=3, diagnostics="all")
 DEMO = Path(__file__).resolve().parents[1] / "src" / "modsab" / "data" / "demo_predictions.jsonl"
 
 
-def assert_same_sets(batched: PredictionSet, whole: PredictionSet) -> None:
-    """Every field equal, arrays of the same dtype and bit for bit (NaN where NaN)."""
-    for f in dataclasses.fields(PredictionSet):
-        a, b = getattr(batched, f.name), getattr(whole, f.name)
+def assert_same_sets(batched, whole, name: str = "set") -> None:
+    """Every field equal (of a set, and of its ablation set), arrays of the same dtype and bit
+    for bit (NaN where NaN)."""
+    for f in dataclasses.fields(whole):
+        a, b, where = getattr(batched, f.name), getattr(whole, f.name), f"{name}.{f.name}"
         if isinstance(b, np.ndarray):
-            assert a.dtype == b.dtype and a.shape == b.shape, f.name
-            if b.dtype == object:
-                assert a.tolist() == b.tolist(), f.name
-            else:
-                assert a.tobytes() == b.tobytes(), f.name
+            assert a.dtype == b.dtype and a.shape == b.shape, where
+            assert a.tolist() == b.tolist() if b.dtype == object else a.tobytes() == b.tobytes(), where
+        elif dataclasses.is_dataclass(b) and not isinstance(b, type) and f.name == "ablation":
+            assert_same_sets(a, b, where)
         else:
-            assert a == b, f.name
+            assert a == b, where
 
 
 def outcome(path: Path, batch_rows: int | None, **options):
@@ -184,6 +186,23 @@ def test_errors_in_a_late_batch_are_the_errors_of_the_whole_file(tmp_path, fmt, 
         assert outcome(path, batch_rows, labels="meld") == whole
     skipped = outcome(path, None, labels="meld", skip_invalid=True)
     assert_same_sets(outcome(path, 7, labels="meld", skip_invalid=True), skipped)
+
+
+@settings(max_examples=25, deadline=None)
+@given(rows=conditioned_records, batch_rows=st.sampled_from(SMALL_BATCHES))
+def test_models_records_under_conditions_in_batches(rows, batch_rows, tmp_path_factory):
+    """Records with conditions (an end-to-end model's ablations) split over batches, some of
+    them with no condition at all."""
+    if not any(r.get("gold") for r in rows):
+        rows[0]["gold"] = "a"
+    path = tmp_path_factory.mktemp("conditions") / "p.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    whole = outcome(path, None, labels=ABLATION_LABELS, skip_invalid=True)
+    batched = outcome(path, batch_rows, labels=ABLATION_LABELS, skip_invalid=True)
+    if isinstance(whole, str):
+        assert batched == whole
+        return
+    assert_same_sets(batched, whole)
 
 
 def test_batch_rows_must_be_positive(tmp_path):
