@@ -576,8 +576,6 @@ def reduce_file(
         for table in _tables(path, fmt, batch_rows):
             parts.append(_compact(_flat_of(table, line, fmt, scale), scale))
             line += table.num_rows
-            if table.num_rows >= _BLOCK:  # a large batch's buffers go back now, not after the next one's
-                pa.default_memory_pool().release_unused()
     except (pa.ArrowException, OSError) as error:
         raise _GiveUp from error  # the whole-file reader reports what it is
     return merge_partials(parts)
