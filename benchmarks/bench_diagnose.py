@@ -7,6 +7,12 @@ Prints, in one run, for N instances x 4 agents x 7 labels (default N = 1,000,000
 - 1,000 bootstrap resamples; peak memory.
 
     python benchmarks/bench_diagnose.py [--n 1000000] [--workdir /tmp/modsab-bench]
+
+With ``--format parquet`` (or ``jsonl``) it measures instead the peak RSS and time of the
+foundation audit and of ``--all``, each in a child process of its own, reading whole
+(the reference) and in batches, for each of ``--sizes`` (e.g. ``--sizes 1000000 2000000``):
+
+    python benchmarks/bench_diagnose.py --format parquet --sizes 1000000 2000000
 """
 
 from __future__ import annotations
@@ -22,18 +28,19 @@ import pyarrow as pa
 import pyarrow.json as pj
 import pyarrow.parquet as pq
 
-from modsab.core import audit, fusion
-from modsab.stats import metrics
-from modsab.core.diagnosis import diagnose
 from modsab.contract.labels import PRESETS
 from modsab.contract.predictions import load_predictions
+from modsab.core import audit, fusion
+from modsab.core.diagnosis import diagnose
+from modsab.stats import metrics
 
 LABELS = PRESETS["meld"]
 AGENTS = ("text", "audio", "vision", "tav")
 
 
-def make_table(n: int, seed: int = 0) -> pa.Table:
-    """n x 4 records with 1-5 candidates each, ~1% invalid labels, 0-100 integer confidences."""
+def make_table(n: int, seed: int = 0, start: int = 0) -> pa.Table:
+    """n x 4 records with 1-5 candidates each, ~1% invalid labels, 0-100 integer confidences
+    (instances ``i<start>`` to ``i<start + n - 1>``)."""
     rng = np.random.default_rng(seed)
     rows = n * len(AGENTS)
     lengths = rng.integers(1, 6, size=rows)
@@ -45,7 +52,7 @@ def make_table(n: int, seed: int = 0) -> pa.Table:
     offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
     structs = pa.StructArray.from_arrays([labels, conf], ["label", "confidence"])
     candidates = pa.ListArray.from_arrays(offsets, structs)
-    instance = np.repeat(np.arange(n), len(AGENTS))
+    instance = np.repeat(np.arange(start, start + n), len(AGENTS))
     ids = pa.array(np.char.add("i", instance.astype(str)).astype(object), pa.string())
     gold = np.array(LABELS, dtype=object)[rng.integers(0, 7, size=n)]
     gold_col = np.where(np.arange(rows) % len(AGENTS) == 0, np.repeat(gold, len(AGENTS)), None)
@@ -70,6 +77,98 @@ def write_files(table: pa.Table, workdir: Path) -> tuple[Path, Path]:
     if not parquet.exists():
         pq.write_table(table, parquet)
     return jsonl, parquet
+
+
+#: Instances per generated chunk: a file larger than this is written chunk by chunk.
+CHUNK = 1_000_000
+
+
+def write_large(n: int, workdir: Path, fmt: str) -> Path:
+    """The benchmark set of n instances as one file, generated and written a chunk of
+    instances at a time (chunk j seeded j), so a 10M-instance file never sits in memory.
+    At most one chunk: the same file as :func:`write_files` writes."""
+    import polars as pl
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / f"bench_{n * len(AGENTS)}.{fmt}"
+    if path.exists():
+        return path
+    partial = path.with_suffix(".partial")
+    writer = None
+    with open(partial, "wb") as handle:
+        for j, start in enumerate(range(0, n, CHUNK)):
+            table = make_table(min(CHUNK, n - start), seed=j, start=start)
+            if fmt == "parquet":
+                writer = writer or pq.ParquetWriter(handle, table.schema)
+                writer.write_table(table)
+            else:
+                pl.from_arrow(table).write_ndjson(handle)
+        if writer is not None:
+            writer.close()
+    partial.rename(path)
+    return path
+
+
+def _child(args: argparse.Namespace) -> None:
+    """One measured diagnosis in this (child) process: the foundation audit, or ``--all``."""
+    batch_rows = None if args.batch_rows == 0 else args.batch_rows
+    extra = {"diagnostics": "all"} if args.child == "all" else {}
+    result = diagnose(args.file, labels="meld", batch_rows=batch_rows, **extra)
+    json.dumps(result.to_dict(), ensure_ascii=False, allow_nan=False)
+
+
+def measure(path: Path, what: str, batch_rows: int) -> tuple[float, float]:
+    """``(seconds, peak RSS in MB)`` of one diagnosis of ``path`` in a fresh child process
+    (``os.wait4`` gives that child's own peak, so measurements never share one)."""
+    import os
+    import subprocess
+    import sys
+
+    command = [sys.executable, __file__, "--child", what, "--batch-rows", str(batch_rows), "--file", str(path)]
+    start = time.perf_counter()
+    child = subprocess.Popen(command)
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - start
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode:
+        raise SystemExit(f"child {' '.join(command)} failed with {child.returncode}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def peaks(args: argparse.Namespace) -> None:
+    """Peak RSS and time of the foundation audit and of ``--all``, each in its own child,
+    read whole (``batch_rows=None``, the reference) and in batches, for each ``--n``."""
+    rows = []
+    for n in args.sizes:
+        path = write_large(n, args.workdir, args.format)
+        size = path.stat().st_size / 1e6
+        for what in args.what:
+            for label, batch_rows in (("whole", 0), ("batched", args.batch_rows)):
+                if label == "whole" and n > args.whole_max:
+                    continue  # the reference reader would need more memory than this run may take
+                seconds, peak = measure(path, what, batch_rows)
+                rows.append({"n": n, "what": what, "reader": label, "seconds": seconds, "peak_mb": peak})
+                print(
+                    f"{args.format:7s} n={n:>11,} ({size:,.0f} MB) {what:10s} {label:7s} "
+                    f"{seconds:7.1f} s  peak RSS {peak:8,.0f} MB",
+                    flush=True,
+                )
+    by = {(r["n"], r["what"], r["reader"]): r for r in rows}
+    small = min(args.sizes)
+    for r in rows:
+        if r["reader"] == "batched" and r["n"] != small and (small, r["what"], "batched") in by:
+            base = by[(small, r["what"], "batched")]
+            print(
+                f"{r['what']:10s} batched n={r['n']:,} vs n={small:,}: time {r['seconds'] / base['seconds']:.2f}x, "
+                f"peak {r['peak_mb'] / base['peak_mb']:.2f}x (instances {r['n'] / small:.0f}x)"
+            )
+        whole = by.get((r["n"], r["what"], "whole"))
+        if r["reader"] == "batched" and whole:
+            print(
+                f"{r['what']:10s} n={r['n']:,}: batched / whole peak {r['peak_mb'] / whole['peak_mb']:.2f}x, "
+                f"time {r['seconds'] / whole['seconds']:.2f}x"
+            )
+    print(json.dumps(rows))
 
 
 def timed(fn, repeat: int = 1):
@@ -123,7 +222,26 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--loop-slice", type=int, default=20_000)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/modsab-bench"))
+    parser.add_argument(
+        "--format",
+        choices=("jsonl", "parquet"),
+        help="instead of the timings: peak RSS and time of `diagnose` and `diagnose --all` on this format, "
+        "each in a child process, read whole and in batches, for every --n (a file is generated chunk by chunk)",
+    )
+    parser.add_argument("--sizes", type=int, nargs="*", help="with --format: the n to measure (default: --n)")
+    parser.add_argument("--batch-rows", type=int, default=1 << 20, help="records per batch (0: read whole)")
+    parser.add_argument("--whole-max", type=int, default=2_000_000, help="largest n also read whole (reference)")
+    parser.add_argument(
+        "--what", nargs="*", choices=("foundation", "all"), default=["foundation", "all"], help="with --format"
+    )
+    parser.add_argument("--child", choices=("foundation", "all"), help=argparse.SUPPRESS)
+    parser.add_argument("--file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        return _child(args)
+    if args.format:
+        args.sizes = args.sizes or [args.n]
+        return peaks(args)
     n = args.n
     print(f"modsab bench_diagnose: {n:,} instances x {len(AGENTS)} agents x {len(LABELS)} labels")
 

@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from modsab.contract import ablation as _ablation
+from modsab.contract import batches, grid
 from modsab.contract.errors import InputError
 from modsab.contract.labels import LabelSet, clean
 from modsab.contract.records import REQUIRED_FIELDS, SCALE_MAX, PredictionRecord, Scale
@@ -266,10 +267,12 @@ def _resolve_path(path: str | Path) -> Path:
         for name in RUN_DIR_FILES:
             if (path / name).is_file():
                 return path / name
+        if batches.parquet_files(path):
+            return path  # a directory of Parquet files (a Spark or Ray job's output): read as one
         raise InputError(
             "directory has no predictions file",
             path=path,
-            hint=f"expected one of {', '.join(RUN_DIR_FILES)}",
+            hint=f"expected one of {', '.join(RUN_DIR_FILES)}, or Parquet files (part-*.parquet)",
         )
     if not path.exists():
         raise InputError("file not found", path=path, hint="check the path")
@@ -279,6 +282,8 @@ def _resolve_path(path: str | Path) -> Path:
 
 
 def _format(path: Path) -> str:
+    if path.is_dir():
+        return "parquet"  # _resolve_path returns a directory only when it holds Parquet files
     ext = data_suffix(path)
     if ext in (".jsonl", ".ndjson", ".json"):
         return "jsonl"
@@ -342,55 +347,70 @@ def _plain_utf8(data: bytes) -> bool:
 
 
 def _read_table_fast(path: Path, fmt: str) -> tuple[pa.Table, int]:
-    """Read with pyarrow; return the table and the line number of row 0."""
+    """Read the whole file with pyarrow; return the table and the line number of row 0."""
     if fmt == "jsonl":
-        import pyarrow.json as pj
-
-        data = read_bytes(path)
-        if not _plain_utf8(data):
-            raise _GiveUp
-        options = pj.ParseOptions(explicit_schema=_SCHEMA, unexpected_field_behavior="ignore")
-        try:
-            table = pj.read_json(io.BytesIO(data), parse_options=options)
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
-            raise _GiveUp from error
-        if table.num_rows != _line_count(data):
-            raise _GiveUp  # blank lines: row numbers would not be line numbers
-        return table, 1
+        return _jsonl_table(read_bytes(path)), 1
     if fmt == "csv":
-        import pyarrow.csv as pcsv
-
-        data = read_bytes(path)
-        if not _plain_utf8(data):
-            raise _GiveUp
-        delimiter = _delimiter(path)
-        types = {name: _SCHEMA.field(name).type for name in ("instance_id", "agent", "gold", "dataset", "condition")}
-        types |= {"quality": pa.float64(), "candidates": pa.string()}
-        try:
-            table = pcsv.read_csv(
-                io.BytesIO(data),
-                parse_options=pcsv.ParseOptions(delimiter=delimiter),
-                convert_options=pcsv.ConvertOptions(
-                    column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False
-                ),
-            )
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
-            raise _GiveUp from error
-        if table.num_rows + 1 != _line_count(data) or "candidates" not in table.column_names:
-            raise _GiveUp
-        candidates = _candidates_from_json_strings(table.column("candidates").combine_chunks())
-        table = table.set_column(table.column_names.index("candidates"), "candidates", candidates)
-        return table, 2
+        return _csv_table(read_bytes(path), _delimiter(path)), 2
     import pyarrow.parquet as pq
 
+    files = batches.parquet_files(path) if path.is_dir() else [path]
     try:
-        table = pq.read_table(path, read_dictionary=_dictionary_columns(path))
-    except (pa.ArrowInvalid, OSError) as error:
+        tables = [pq.read_table(file, read_dictionary=_dictionary_columns(file)) for file in files]
+        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as error:
         raise InputError(f"cannot read Parquet: {error}", path=path) from error
+    return _parquet_candidates(table), 1
+
+
+def _jsonl_table(data: bytes) -> pa.Table:
+    """JSON Lines bytes (a whole file or a block of whole lines) as a table of the schema's
+    columns, one row per line."""
+    import pyarrow.json as pj
+
+    if not _plain_utf8(data):
+        raise _GiveUp
+    options = pj.ParseOptions(explicit_schema=_SCHEMA, unexpected_field_behavior="ignore")
+    try:
+        table = pj.read_json(io.BytesIO(data), parse_options=options)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        raise _GiveUp from error
+    if table.num_rows != _line_count(data):
+        raise _GiveUp  # blank lines: row numbers would not be line numbers
+    return table
+
+
+def _csv_table(data: bytes, delimiter: str) -> pa.Table:
+    """CSV bytes (a header line, then rows: a whole file or a block of them) as a table,
+    candidates parsed from their JSON strings."""
+    import pyarrow.csv as pcsv
+
+    if not _plain_utf8(data):
+        raise _GiveUp
+    types = {name: _SCHEMA.field(name).type for name in ("instance_id", "agent", "gold", "dataset", "condition")}
+    types |= {"quality": pa.float64(), "candidates": pa.string()}
+    try:
+        table = pcsv.read_csv(
+            io.BytesIO(data),
+            parse_options=pcsv.ParseOptions(delimiter=delimiter),
+            convert_options=pcsv.ConvertOptions(
+                column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        raise _GiveUp from error
+    if table.num_rows + 1 != _line_count(data) or "candidates" not in table.column_names:
+        raise _GiveUp
+    candidates = _candidates_from_json_strings(table.column("candidates").combine_chunks())
+    return table.set_column(table.column_names.index("candidates"), "candidates", candidates)
+
+
+def _parquet_candidates(table: pa.Table) -> pa.Table:
+    """A Parquet table with its candidates parsed, when they were written as JSON strings."""
     if "candidates" in table.column_names and pa.types.is_string(table.schema.field("candidates").type):
         parsed = _candidates_from_json_strings(table.column("candidates").combine_chunks())
         table = table.set_column(table.column_names.index("candidates"), "candidates", parsed)
-    return table, 1
+    return table
 
 
 def _labels_are_text(candidates: pa.DataType) -> bool:
@@ -509,8 +529,168 @@ def _indices(encoded: pa.DictionaryArray) -> np.ndarray:
     return indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
 
 
-def _fast(path: Path, fmt: str, scale: Scale) -> _Flat:
+def _fast(path: Path, fmt: str, scale: Scale, batch_rows: int | None = batches.DEFAULT_BATCH_ROWS) -> _Flat:
+    """The fast reader: in batches of ``batch_rows`` records (:func:`reduce_file`), else the
+    whole file at once (``batch_rows=None``, the plain reference; also for compressed files,
+    and for any file the batched reader cannot vouch for, before the exact reader is asked)."""
+    if batch_rows is not None and (path.is_dir() or not batches.compressed(path)):
+        try:
+            return _batched(path, fmt, scale, batch_rows)
+        except _GiveUp:
+            pass
     table, first_line = _read_table_fast(path, fmt)
+    return _flat_of(table, first_line, fmt, scale)
+
+
+def _batched(path: Path, fmt: str, scale: Scale, batch_rows: int) -> _Flat:
+    """A file, or a directory's Parquet files one after another, read in batches and merged."""
+    if not path.is_dir():
+        return reduce_file(path, fmt=fmt, scale=scale, batch_rows=batch_rows)
+    import pyarrow.parquet as pq
+
+    parts, first_row = [], 1
+    for file in batches.parquet_files(path):
+        try:
+            rows = pq.read_metadata(file).num_rows
+        except (pa.ArrowInvalid, OSError) as error:
+            raise _GiveUp from error  # the whole-file reader reports it
+        if rows:
+            parts.append(reduce_file(file, fmt="parquet", scale=scale, batch_rows=batch_rows, first_line=first_row))
+        first_row += rows
+    return merge_partials(parts)
+
+
+def reduce_file(
+    path: Path, *, fmt: str, scale: Scale, batch_rows: int = batches.DEFAULT_BATCH_ROWS, first_line: int | None = None
+) -> _Flat:
+    """One file (not compressed) read ``batch_rows`` records at a time and checked per batch
+    as the whole-file reader checks it, each batch's numbers held compactly
+    (:mod:`modsab.contract.grid`): the file's partial result, which :func:`merge_partials`
+    merges with others'. A plain function of the file, so a cluster task (the Ray executor)
+    can reduce each file of a directory where it lies and the driver merge the results.
+    ``first_line`` numbers the file's first record (a directory numbers its files' rows on
+    from one file to the next). A :class:`_GiveUp` when any batch cannot be vouched for."""
+    parts = []
+    line = (2 if fmt == "csv" else 1) if first_line is None else first_line
+    try:
+        for table in _tables(path, fmt, batch_rows):
+            parts.append(_compact(_flat_of(table, line, fmt, scale), scale))
+            line += table.num_rows
+    except (pa.ArrowException, OSError) as error:
+        raise _GiveUp from error  # the whole-file reader reports what it is
+    return merge_partials(parts)
+
+
+def _tables(path: Path, fmt: str, batch_rows: int) -> Iterator[pa.Table]:
+    """The file's batches as the fast reader's tables (a CSV block after its header)."""
+    if fmt == "parquet":
+        for table in batches.parquet_batches(path, batch_rows, read_dictionary=_dictionary_columns(path)):
+            yield _parquet_candidates(table)
+    elif fmt == "csv":
+        header = batches.header_line(path)
+        for block in batches.line_blocks(path, batch_rows, skip=1):
+            yield _csv_table(header + block, _delimiter(path))
+    else:
+        for block in batches.line_blocks(path, batch_rows):
+            yield _jsonl_table(block)
+
+
+def _compact(flat: _Flat, scale: Scale) -> _Flat:
+    """A batch's columns held small: confidences and qualities as one-byte percents where
+    they are on the grid, line numbers as int32, and the codes of the few-valued string
+    columns (agent, gold, dataset, condition, candidate label) in the narrowest integer type."""
+    divisor = 1.0 if scale == "percent" else 100.0
+    return replace(
+        flat,
+        quality=grid.encode(flat.quality, divisor),
+        cand_confidence=grid.encode(flat.cand_confidence, divisor),
+        line=flat.line.astype(np.int32) if flat.line.size and flat.line[-1] < 2**31 else flat.line,
+        agent=_narrow(flat.agent),
+        gold=_narrow(flat.gold),
+        dataset=_narrow(flat.dataset),
+        cand_label=_narrow(flat.cand_label),
+        condition=None if flat.condition is None else _narrow(flat.condition),
+    )
+
+
+def _index_type(size: int) -> pa.DataType:
+    """The narrowest signed index type for a dictionary of ``size`` values."""
+    return next(t for t, top in ((pa.int8(), 2**7), (pa.int16(), 2**15), (pa.int32(), 2**31)) if size < top)
+
+
+def _narrow(column: pa.Array) -> pa.DictionaryArray:
+    """A string column as a dictionary array with the narrowest index type."""
+    encoded = column if pa.types.is_dictionary(column.type) else column.dictionary_encode()
+    kind = _index_type(len(encoded.dictionary))
+    if encoded.indices.type == kind:
+        return encoded
+    return pa.DictionaryArray.from_arrays(encoded.indices.cast(kind), encoded.dictionary)
+
+
+def merge_partials(parts: Sequence[_Flat]) -> _Flat:
+    """The flat columns of several batches or files, in order, as if read at once: string
+    columns as dictionary arrays over one merged dictionary (the readers' contract, see
+    :class:`_Flat`), numbers concatenated (one-byte codes while every part has them)."""
+    if not parts:
+        raise _GiveUp  # no record at all: the whole-file reader says so
+    if len(parts) == 1:
+        return parts[0]
+    conditions = None
+    if any(p.condition is not None for p in parts):
+        conditions = [p.condition if p.condition is not None else pa.nulls(len(p.agent), pa.string()) for p in parts]
+    return _Flat(
+        instance_id=_concat_dictionaries([p.instance_id for p in parts]),
+        agent=_merge_strings([p.agent for p in parts]),
+        gold=_merge_strings([p.gold for p in parts]),
+        dataset=_merge_strings([p.dataset for p in parts]),
+        quality=grid.concatenate([p.quality for p in parts]),
+        line=np.concatenate([p.line for p in parts]),
+        cand_count=np.concatenate([p.cand_count for p in parts]),
+        cand_label=_merge_strings([p.cand_label for p in parts]),
+        cand_confidence=grid.concatenate([p.cand_confidence for p in parts]),
+        skipped=[s for p in parts for s in p.skipped],
+        line_kind=parts[0].line_kind,
+        condition=None if conditions is None else _merge_strings(conditions),
+    )
+
+
+def _merge_strings(columns: Sequence[pa.Array]) -> pa.DictionaryArray:
+    """Few-valued string columns (plain or dictionary arrays) as one dictionary array whose
+    dictionary is distinct and has no nulls: the parts' dictionaries merged (in order of
+    first appearance), each part's codes renumbered through a small table, in the narrowest
+    index type."""
+    encoded = [c if pa.types.is_dictionary(c.type) else c.dictionary_encode() for c in columns]
+    position: dict[str, int] = {}
+    renumber = [
+        np.asarray([position.setdefault(v, len(position)) for v in c.dictionary.to_pylist()] + [-1], dtype=np.int64)
+        for c in encoded
+    ]
+    dtype = np.dtype(_index_type(len(position)).to_pandas_dtype())
+    codes = np.concatenate([table[_indices(c)].astype(dtype) for c, table in zip(encoded, renumber, strict=True)])
+    absent = codes < 0
+    indices = pa.array(codes, mask=absent) if absent.any() else pa.array(codes)
+    return pa.DictionaryArray.from_arrays(indices, pa.array(list(position), pa.string()))
+
+
+def _concat_dictionaries(columns: Sequence[pa.DictionaryArray]) -> pa.DictionaryArray:
+    """Dictionary arrays as one whose dictionary is theirs put end to end (so a value may
+    appear in it more than once: :func:`_sorted_codes`, the one reader of instance ids, gives
+    such values one code). For the instance ids, where unifying millions of distinct strings
+    would cost a hash table over them all."""
+    total = sum(len(column.dictionary) for column in columns)
+    indices = np.empty(sum(len(column) for column in columns), dtype=np.int32 if total < 2**31 else np.int64)
+    start = offset = 0
+    for column in columns:  # the readers' ids have no nulls (they give up on one)
+        indices[start : start + len(column)] = column.indices.to_numpy(zero_copy_only=False)
+        indices[start : start + len(column)] += offset
+        start, offset = start + len(column), offset + len(column.dictionary)
+    dictionary = pa.concat_arrays([column.dictionary.cast(pa.string()) for column in columns])
+    return pa.DictionaryArray.from_arrays(pa.array(indices), dictionary)
+
+
+def _flat_of(table: pa.Table, first_line: int, fmt: str, scale: Scale) -> _Flat:
+    """The flat columns of a table the fast reader read (a whole file or one batch), its
+    first row numbered ``first_line``; a :class:`_GiveUp` on the first thing it cannot vouch for."""
     if table.num_rows == 0:
         raise _GiveUp
     columns = {}
@@ -624,10 +804,13 @@ def _records(path: Path, fmt: str) -> Iterator[tuple[int, Any]]:
     else:
         import pyarrow.parquet as pq
 
-        for number, row in enumerate(pq.read_table(path).to_pylist(), start=1):
-            if isinstance(row.get("candidates"), str):
-                row = _csv_row(row)
-            yield number, row
+        number = 0
+        for file in batches.parquet_files(path) if path.is_dir() else [path]:
+            for row in pq.read_table(file).to_pylist():
+                number += 1
+                if isinstance(row.get("candidates"), str):
+                    row = _csv_row(row)
+                yield number, row
 
 
 def _csv_row(row: Mapping[str, Any]) -> Any:
@@ -730,7 +913,9 @@ def _sorted_codes(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.nd
     """Integer code per entry (-1 for null) and the distinct values in use, sorted (an object
     array): codes that do not depend on the order of the entries. Plain strings are
     dictionary-encoded; a dictionary array keeps its codes, renumbered by one sort of its
-    dictionary (unused values dropped), so a million distinct ids cost one vectorised argsort."""
+    dictionary (unused values dropped), so a million distinct ids cost one vectorised argsort.
+    A value the dictionary holds twice (batches' dictionaries put end to end,
+    :func:`_concat_dictionaries`) sorts next to itself and gets one code."""
     encoded = column if pa.types.is_dictionary(column.type) else _encode(column)
     codes, dictionary = _indices(encoded), encoded.dictionary
     used = np.zeros(len(dictionary) + 1, dtype=bool)
@@ -738,9 +923,15 @@ def _sorted_codes(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.nd
     kept = np.flatnonzero(used[:-1])
     values = dictionary if kept.size == len(dictionary) else dictionary.take(pa.array(kept))
     order = pc.array_sort_indices(values).to_numpy(zero_copy_only=False)
+    ordered = values.take(pa.array(order))
+    first = np.ones(order.size, dtype=bool)  # the first of each run of equal values
+    if order.size > 1:
+        first[1:] = pc.not_equal(ordered[1:], ordered[:-1]).to_numpy(zero_copy_only=False)
     remap = np.full(len(dictionary) + 1, -1, dtype=np.int64)
-    remap[kept[order]] = np.arange(order.size)
-    return remap[codes], values.take(pa.array(order)).to_numpy(zero_copy_only=False).astype(object, copy=False)
+    remap[kept[order]] = np.cumsum(first) - 1
+    if not first.all():
+        ordered = ordered.filter(pa.array(first))
+    return remap[codes], ordered.to_numpy(zero_copy_only=False).astype(object, copy=False)
 
 
 def _repeats(index: np.ndarray, scratch: np.ndarray, trash: int) -> np.ndarray:
@@ -928,7 +1119,7 @@ class _Assembler:
             index[invalid] = size
             repeat = _repeats(index, scores, size)
             index[repeat] = size
-            scores[index] = f.cand_confidence[start:stop] / top  # one write per slot (and the trash slot)
+            scores[index] = grid.decode(f.cand_confidence[start:stop]) / top  # one write per slot (and the trash slot)
             candidate[index] = True
             invalid_parts.append(invalid + start)
             repeat_parts.append(repeat + start)
@@ -995,7 +1186,7 @@ class _Assembler:
         present = np.zeros(n * m, dtype=bool)
         present[pair] = True
         quality = np.full(n * m, np.nan)
-        quality[pair] = f.quality / top
+        quality[pair] = grid.decode(f.quality) / top
         line = np.zeros(n * m, dtype=np.int64)
         line[pair] = f.line if f.line_kind == "line" else 0
 
@@ -1046,8 +1237,10 @@ def load_predictions(
     strict: bool = False,
     skip_invalid: bool = False,
     agents_order: Sequence[str] | str | None = None,
+    batch_rows: int | None = batches.DEFAULT_BATCH_ROWS,
 ) -> PredictionSet:
-    """Read a predictions file (or run directory) into a :class:`PredictionSet`.
+    """Read a predictions file (or run directory, or directory of Parquet files) into a
+    :class:`PredictionSet`.
 
     ``labels`` is a :class:`LabelSet`, a list or tuple of labels, a comma list or a preset
     name; when omitted the set is the sorted set of gold values. ``synonyms`` is a mapping
@@ -1059,7 +1252,13 @@ def load_predictions(
     The order of the lines never matters: instances come sorted by id, and agents in one
     order: ``agents_order`` (a list or comma list naming every agent once), else the order
     a run directory recorded (``"agents"`` in its ``run.json``), else sorted names.
+
+    The file is read ``batch_rows`` records at a time, so the reader holds one batch and
+    compact per-record columns, never the whole parsed file; ``batch_rows=None`` reads it
+    whole (the plain reference: the same set, bit for bit).
     """
+    if batch_rows is not None and (not isinstance(batch_rows, int) or batch_rows < 1):
+        raise InputError(f"batch_rows must be a positive number of records, got {batch_rows!r}")
     if scale not in SCALE_MAX:
         raise InputError(f"unknown scale '{scale}'", hint="use 'percent' (0-100) or 'unit' (0-1)")
     synonym_map = load_synonyms(synonyms)
@@ -1070,7 +1269,7 @@ def load_predictions(
     resolved = _resolve_path(path)
     fmt = _format(resolved)
     try:
-        flat = _fast(resolved, fmt, scale)
+        flat = _fast(resolved, fmt, scale, batch_rows)
     except _GiveUp:
         flat = _exact(resolved, fmt, scale, skip_invalid)
     options = dict(labels=labels, synonyms=synonym_map, scale=scale, strict=strict, skip_invalid=skip_invalid)
