@@ -92,6 +92,12 @@ class Backend(Protocol):
     async def aclose(self) -> None: ...
 
 
+def cache_url(backend: Backend) -> str:
+    """The URL part of a backend's cache keys: its ``base_url``, or what it says instead (an
+    endpoint pool keys by model and request only: :mod:`modsab.agents.pool`)."""
+    return getattr(backend, "cache_url", backend.base_url)
+
+
 def response_formats(schema: dict[str, Any]) -> list[dict[str, Any] | None]:
     """Structured-output modes, strongest first: json_schema, json_object with the
     schema (llama.cpp), plain json_object, then none (extraction from text)."""
@@ -292,9 +298,10 @@ class OpenAIBackend:
 
 
 @backends.register("openai", order=0)
-def openai_backend(config) -> OpenAIBackend:
+def openai_backend(config) -> Backend:
     """Any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp's server): ``base_url``
-    and ``model``; the key from ``api_key_env`` (never stored)."""
+    (or a pool: a list of URLs, ``endpoints``) and ``model``; the key from ``api_key_env``
+    (never stored)."""
     import os
 
     from modsab.contract.errors import InputError
@@ -308,7 +315,10 @@ def openai_backend(config) -> OpenAIBackend:
                 item="--api-key-env",
                 hint="export it, or drop --api-key-env for servers without keys",
             )
-    return OpenAIBackend(base_url=config.base_url, model=config.model, api_key=key, timeout=config.timeout)
+    from modsab.agents.pool import chat_backend
+
+    return chat_backend(config.base_url, config.endpoints, model=config.model, api_key=key,
+                        timeout=config.timeout, limits=config.limits)
 
 
 @backends.register("local", order=1)
@@ -320,5 +330,5 @@ def local_backend_factory(config):
 
 
 def backend_name(config) -> str:
-    """Which registered backend serves ``config``: ``openai`` with a base URL, else ``local``."""
-    return "openai" if config.base_url else "local"
+    """Which registered backend serves ``config``: ``openai`` with a base URL (or endpoints), else ``local``."""
+    return "openai" if config.base_url or getattr(config, "endpoints", None) else "local"

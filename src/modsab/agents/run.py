@@ -9,7 +9,6 @@ served from the store, so nothing is asked twice.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -19,6 +18,7 @@ from typing import Any
 
 from modsab.agents.engine import AgentRunner, Budget, GenerationParams, Limits, Stats
 from modsab.agents.inputs import FieldConfig, Instance, find_leaks
+from modsab.agents.pool import Endpoint
 from modsab.agents.prompts import PromptSet
 from modsab.agents.store import ResponseCache, RunStore
 from modsab.contract.errors import InputError
@@ -40,7 +40,10 @@ class AgentRunConfig:
     model: str
     labels: LabelSet
     agents: Sequence[str] = ("text", "audio", "vision", "tav")
-    base_url: str | None = None
+    #: one server's URL, or a list of them (an endpoint pool, :mod:`modsab.agents.pool`)
+    base_url: str | Sequence[str] | None = None
+    #: an endpoint pool with per-server settings (instead of ``base_url``)
+    endpoints: Sequence[Endpoint] | None = None
     api_key_env: str | None = None
     fields: FieldConfig = field(default_factory=FieldConfig)
     prompts_dir: str | None = None
@@ -224,6 +227,8 @@ def _run_agents(
         "leakage_warning": leaks,
         "n_instances": len(instances),
     }
+    if getattr(backend, "endpoints", None):
+        meta["endpoints"] = [endpoint.as_dict() for endpoint in backend.endpoints]
     media = {agent: list(config.media.get(agent, ())) for agent in agents if config.media.get(agent)}
     templates = {agent: config.templates[agent] for agent in agents if config.templates.get(agent, agent) != agent}
     if media:

@@ -29,7 +29,6 @@ refuses the media part stops the step at its first request, naming the endpoint 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -209,26 +208,7 @@ class DescriptionRunner(AgentRunner):
         # changed model, prompt or frame is a new call (the key covers them), never a stale answer
         self.check(agents)
         self.stats.total = len(instances)
-        queue: asyncio.Queue = asyncio.Queue()
-        for instance in instances:
-            queue.put_nowait(instance)
-
-        async def worker() -> None:
-            while not queue.empty() and not self._stop:
-                instance = queue.get_nowait()
-                try:
-                    await self.answer(instance, agents[0])
-                except BudgetExhausted:
-                    return
-                self.on_update(self.stats)
-
-        workers = [asyncio.create_task(worker()) for _ in range(max(1, self.limits.concurrency))]
-        try:
-            await asyncio.gather(*workers)
-        finally:
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+        await self.work([(instance, agents[0]) for instance in instances])
         failure = self.media_failure()
         if failure is not None:
             raise failure
