@@ -170,6 +170,8 @@ class RunResult:
     config: dict[str, Any]
     #: per agent, answers of these instances by status (see :func:`answer_counts`)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: an endpoint pool's servers: settings, answers served, times set aside, 429s
+    endpoints: list[dict[str, Any]] = field(default_factory=list)
 
 
 def run_agents(
@@ -301,4 +303,5 @@ def _run_agents(
         store.close()
         if cache is not None:
             cache.close()
-    return RunResult(run_dir, stats, path, leaks, meta, counts)
+    served = backend.summary() if hasattr(backend, "summary") else []
+    return RunResult(run_dir, stats, path, leaks, meta, counts, served)
