@@ -224,7 +224,10 @@ def test_describers_take_a_pool_too(tmp_path):
     path = tmp_path / "run.toml"
     path.write_text(AGENT + '\n[describe]\nvoice_llm = { base_url = ["http://a/v1", "http://b/v1"], model = "m" }\n')
     assert load_config(path).describe.voice_llm.base_url == ["http://a/v1", "http://b/v1"]
-    path.write_text(AGENT + '\n[describe]\nvoice_llm = { model = "m" }\n')
+    path.write_text(AGENT + '\n[describe]\nscene = { endpoints = [{url = "http://a/v1", concurrency = 2}], '
+                    'model = "m" }\n')
+    assert load_config(path).describe.scene.endpoints[0].concurrency == 2
+    path.write_text(AGENT + '\n[describe]\nvoice_llm = { model = "m", endpoints = [] }\n')
     with pytest.raises(InputError) as caught:
         load_config(path)
-    assert "base_url" in caught.value.message and caught.value.item == "key 'describe.voice_llm'"
+    assert "no endpoint" in caught.value.message and caught.value.item == "key 'describe.voice_llm'"

@@ -93,7 +93,7 @@ class DescriberSection(_Section):
     OpenAI-compatible endpoint, with the engine's limits as an agent has them."""
 
     base_url: str | list[str] | None = Field(
-        None, description="OpenAI-compatible endpoint that takes the media (a list: a pool)")
+        ..., description="OpenAI-compatible endpoint that takes the media (a list: a pool)")
     endpoints: list[EndpointSection] | None = Field(None, description="a pool with per-server settings")
     model: str = Field(..., min_length=1)
     api_key_env: str | None = None
@@ -109,10 +109,18 @@ class DescriberSection(_Section):
     price_in: float | None = Field(None, ge=0)
     price_out: float | None = Field(None, ge=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _endpoints_instead(cls, data: Any) -> Any:
+        """``endpoints`` stands for ``base_url`` (which is otherwise a missing key)."""
+        if isinstance(data, dict) and "endpoints" in data and "base_url" not in data:
+            return {**data, "base_url": None}
+        return data
+
     @model_validator(mode="after")
     def _prices(self) -> DescriberSection:
         if not _pool_check(self.base_url, self.endpoints):
-            raise ValueError("missing key 'base_url' (or 'endpoints'): the endpoint that takes the media")
+            raise ValueError("'base_url' is empty: give the endpoint that takes the media")
         if (self.price_in is None) != (self.price_out is None):
             raise ValueError("give both price_in and price_out")
         return self
