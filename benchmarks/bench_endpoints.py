@@ -44,6 +44,12 @@ def load() -> str:
     return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def cpu_of(process) -> float:
+    """CPU seconds a (stub server) process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def instances(n: int, tag: str) -> list[Instance]:
     return [Instance(f"{tag}{i}", {"transcript": f"utterance number {i} of {tag}"}) for i in range(n)]
 
@@ -81,13 +87,14 @@ def line(what: str, n: int, wall: float, cpu: float, ideal_rate: float, stats) -
 
 def pool_scenarios(seconds: float, outage: float) -> None:
     ideal = sum(SLOTS / latency for latency in LATENCIES)
-    print(f"pool: 3 endpoints at {', '.join(f'{l * 1000:.0f}' for l in LATENCIES)} ms, {SLOTS} slots each, "
+    print(f"pool: 3 endpoints at {', '.join(f'{x * 1000:.0f}' for x in LATENCIES)} ms, {SLOTS} slots each, "
           f"ideal {ideal:.0f} requests/s")
     stubs = [start_stub(latency, SLOTS, 0.0) for latency in LATENCIES]
     try:
         urls = [url for _, url in stubs]
         n = int(ideal * seconds)
-        line("pool of 3", n, *drive(pool(urls, SLOTS), instances(n, "p"), SLOTS))
+        wall, cpu, stats = drive(pool(urls, SLOTS), instances(n, "p"), SLOTS)
+        line("pool of 3", n, wall, cpu, ideal, stats)
         best = SLOTS / LATENCIES[0]
         m = int(best * seconds)
         wall, cpu, stats = drive(OpenAIBackend(base_url=urls[0], model="stub", api_key=None), instances(m, "b"),
@@ -141,9 +148,11 @@ def single_scenario(seconds: float, latency: float, slots: int) -> None:
              lambda: OpenAIBackend(base_url=url, model="stub", api_key=None), slots),
             (f"pool of this one endpoint ({slots} in flight)", lambda: pool([url], slots), slots),
         ):
+            server = cpu_of(process)
             wall, cpu, stats = drive(make(), instances(n, what[:4]), concurrency)
             line(what, n, wall, cpu, ideal, stats)
-            print(f"  {'':44s} -> {wall / (n / ideal):.2f}x ideal wall time")
+            print(f"  {'':44s} -> {wall / (n / ideal):.2f}x ideal wall time; the stub server's CPU "
+                  f"{(cpu_of(process) - server) / n * 1000:.2f} ms/request")
     finally:
         process.terminate()
         process.wait()

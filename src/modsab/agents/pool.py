@@ -9,7 +9,8 @@ is the sum of its endpoints'.
 
 Each endpoint keeps its own health. A connection error, or ``failures`` 5xx answers or
 time-outs in a row, sets it aside: no request goes there until its backoff has passed
-(``backoff_base`` doubling up to ``backoff_max``), then one real request probes it; an answer
+(``backoff_base`` doubling up to ``backoff_max``, at most 1 s: :data:`PROBE_MAX`), then one
+real request probes it; an answer
 brings it back at full concurrency, a failure sets it aside again for twice as long. A 429
 pauses only the endpoint that sent it, for its ``Retry-After`` (else the backoff), while the
 others carry on. The request that met the failure is retried at once elsewhere (the pool does
@@ -109,8 +110,9 @@ def chat_backend(
                        backoff_max=min(PROBE_MAX, limits.backoff_max))
 
 
-#: longest a set-aside endpoint waits for its next probe (seconds): a probe is one request
-PROBE_MAX = 4.0
+#: longest a set-aside endpoint waits for its next probe (seconds): a probe is one request, and
+#: an endpoint back from an outage should not stay idle for long
+PROBE_MAX = 1.0
 
 
 @dataclass
@@ -153,7 +155,7 @@ class EndpointPool:
 
     states: list[EndpointState]
     backoff_base: float = 0.5
-    backoff_max: float = 4.0
+    backoff_max: float = 1.0
     #: 5xx answers or time-outs in a row that set an endpoint aside
     failures: int = 3
     _waiters: deque = field(default_factory=deque)
@@ -257,7 +259,7 @@ class PoolBackend:
     accepts = None
 
     def __init__(self, endpoints: Sequence[Endpoint], backends: Sequence[Backend], *,
-                 backoff_base: float = 0.5, backoff_max: float = 4.0) -> None:
+                 backoff_base: float = 0.5, backoff_max: float = 1.0) -> None:
         self.endpoints = list(endpoints)
         self.model = backends[0].model
         states = [EndpointState(e, b, i) for i, (e, b) in enumerate(zip(endpoints, backends, strict=True))]
