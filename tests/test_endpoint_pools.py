@@ -76,12 +76,14 @@ def test_routing_takes_the_endpoint_with_fewest_outstanding_relative_to_its_conc
 
 
 def test_requests_go_to_the_idle_endpoint_and_every_answer_arrives_once(tmp_path):
-    with StubServer(latency=0.4, validate=True) as slow, StubServer(latency=0.01, validate=True) as fast:
+    with StubServer(latency=1.5, validate=True) as slow, StubServer(latency=0.01, validate=True) as fast:
         result = run([slow.url, fast.url], tmp_path, items(40))
     rows = answers(result)
     assert sorted(rows) == sorted((f"u{i}", "ok") for i in range(40))
     assert len(slow.requests) + len(fast.requests) == 40  # nothing asked twice
-    assert 1 <= len(slow.requests) < len(fast.requests) / 4
+    # both idle at first: one each, then the busy slow one only takes a request when the fast one
+    # has as many outstanding relative to its slots; the fast one answers the rest meanwhile
+    assert 1 <= len(slow.requests) <= 2 * FAST.concurrency and len(fast.requests) >= 32
     assert not slow.invalid and not fast.invalid
     assert [e["url"] for e in result.config["endpoints"]] == [slow.url, fast.url]
     assert result.config["endpoints"][0]["concurrency"] == FAST.concurrency
@@ -231,3 +233,27 @@ def test_describers_take_a_pool_too(tmp_path):
     with pytest.raises(InputError) as caught:
         load_config(path)
     assert "no endpoint" in caught.value.message and caught.value.item == "key 'describe.voice_llm'"
+
+
+def test_a_describer_runs_on_a_pool_through_the_engines_workers(tmp_path):
+    from PIL import Image
+
+    from modsab.agents.testing import chat_reply
+    from modsab.descriptors.llm import LLMDescriber, run_describer
+
+    media = {}
+    for i in range(8):
+        path = tmp_path / f"f{i}.jpg"
+        Image.new("RGB", (32, 24), (30 * i, 0, 0)).save(path)
+        media[f"c{i}"] = [str(path)]
+    reply = "A person faces the camera in a dim room."
+    with StubServer(latency=0.05, validate=True, responder=lambda r: chat_reply(reply)) as a, \
+            StubServer(latency=0.05, validate=True, responder=lambda r: chat_reply(reply)) as b:
+        describer = LLMDescriber("scene", base_url=[a.url, b.url], model="vlm", limits=FAST)
+        results, stats = run_describer(describer, media, store_dir=tmp_path / "store")
+        assert a.requests and b.requests and len(a.requests) + len(b.requests) == 8
+        assert not a.invalid and not b.invalid
+    assert {r.status for r in results.values()} == {"ok"} and stats.done == 8
+    store = RunStore(tmp_path / "store")
+    assert [e["url"] for e in store.config()["endpoints"]] == [a.url, b.url]
+    store.close()
