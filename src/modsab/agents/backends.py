@@ -36,6 +36,9 @@ MAX_RAW_BODY = 100_000
 
 
 class BackendError(Exception):
+    #: the URL of the endpoint that gave it, when an endpoint pool sent the request
+    endpoint: str | None = None
+
     def __init__(self, message: str, *, raw: str | None = None, status: int | None = None) -> None:
         super().__init__(message)
         #: the response body as received, when there was one (stored with a failed call)

@@ -13,8 +13,9 @@ time-outs in a row, sets it aside: no request goes there until its backoff has p
 real request probes it; an answer
 brings it back at full concurrency, a failure sets it aside again for twice as long. A 429
 pauses only the endpoint that sent it, for its ``Retry-After`` (else the backoff), while the
-others carry on. The request that met the failure is retried at once elsewhere (the pool does
-the waiting, so the engine does not back off as well).
+others carry on. A request that met a failure which set its endpoint aside or paused it is sent
+again at once to another endpoint (the pool does the waiting, so the engine does not back off
+as well); any other transient failure is retried with the engine's backoff.
 
 Answers do not depend on which endpoint served them: the cache key of a pool covers the model
 and the request, not the URLs (:attr:`PoolBackend.cache_url`), so pools of different servers
@@ -193,6 +194,10 @@ class EndpointPool:
                 await asyncio.wait_for(waiter, self._next_change(now))
             except TimeoutError:
                 pass
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # it was woken for a slot it will not take: pass that on
+                raise
             finally:
                 if not waiter.done():
                     waiter.cancel()
@@ -278,10 +283,12 @@ class PoolBackend:
         except TransientError as error:
             if self.pool.failed(state, error):
                 error.retry_after = 0.0  # the pool waits for a free endpoint; the engine need not
-            raise _named(error, state) from None
+            error.endpoint = state.endpoint.url
+            raise
         except BackendError as error:  # an answer that refuses the request: the server is up
             self.pool.answered(state)
-            raise _named(error, state) from None
+            error.endpoint = state.endpoint.url
+            raise
         else:
             self.pool.answered(state)
         finally:
@@ -296,8 +303,3 @@ class PoolBackend:
         for state in self.pool.states:
             await state.backend.aclose()
 
-
-def _named(error: BackendError, state: EndpointState) -> BackendError:
-    """The error with the endpoint that gave it in front of its message."""
-    error.args = (f"{state.endpoint.url.rstrip('/')}: {error}", *error.args[1:])
-    return error

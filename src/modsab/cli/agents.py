@@ -176,6 +176,11 @@ def run(
         f"{stats.cached} from cache, {stats.requests} requests, {stats.tokens} tokens, "
         f"${stats.cost:.4f} -> {result.predictions}"
     )
+    for endpoint in result.endpoints:
+        console.print(
+            f"  {endpoint['url']}: {endpoint['served']} answered, set aside {endpoint['set_aside']} times, "
+            f"{endpoint['rate_limited']} 429s"
+        )
     for error in stats.errors[:5]:
         console.print(f"[red]failed:[/] {error}")
     if stats.stopped:
