@@ -257,3 +257,16 @@ def test_a_describer_runs_on_a_pool_through_the_engines_workers(tmp_path):
     store = RunStore(tmp_path / "store")
     assert [e["url"] for e in store.config()["endpoints"]] == [a.url, b.url]
     store.close()
+
+
+def test_repeated_5xx_set_an_endpoint_aside_while_the_others_answer(tmp_path):
+    failing = lambda request: Reply(503, {"error": {"message": "overloaded"}}, immediate=True)  # noqa: E731
+    with StubServer(responder=failing) as sick, StubServer(latency=0.02) as well:
+        result = run([sick.url, well.url], tmp_path, items(40), limits=Limits(
+            concurrency=2, max_retries=6, backoff_base=0.2, backoff_max=0.4))
+    assert sorted(answers(result)) == sorted((f"u{i}", "ok") for i in range(40))
+    assert len(well.requests) == 40
+    summary = result.endpoints[0]
+    assert summary["set_aside"] >= 1 and summary["served"] == 0
+    # 3 in a row set it aside; afterwards one probe per backoff, not a share of the traffic
+    assert len(sick.requests) <= 3 + 2 + 2 * summary["set_aside"]
