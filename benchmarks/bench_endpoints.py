@@ -100,6 +100,8 @@ def pool_scenarios(seconds: float, outage: float) -> None:
         wall, cpu, stats = drive(OpenAIBackend(base_url=urls[0], model="stub", api_key=None), instances(m, "b"),
                                  SLOTS)
         line("baseline: one URL (the 50 ms one), C=4", m, wall, cpu, ideal, stats)
+        print(f"  {'':44s} -> {m / wall / best:.2f} of that one endpoint's own ideal {best:.0f}/s (the machine's "
+              "share of loss, pool or not)")
 
         # the 50 ms endpoint down from 2 s into the run for `outage` s
         down_rate = ideal - SLOTS / LATENCIES[0]

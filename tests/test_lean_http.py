@@ -114,3 +114,23 @@ def test_a_proxy_for_the_url_sends_the_backend_through_the_openai_client(monkeyp
     assert backend.client is not None and backend._http is None
     monkeypatch.setenv("no_proxy", "10.1.2.3")
     assert direct("http://10.1.2.3:8080/v1")
+
+
+def test_the_lean_path_sends_what_the_openai_client_sends_and_reads_the_same_answer():
+    pytest.importorskip("openai")
+    messages = [{"role": "system", "content": "Choose from these labels only: anger, joy."},
+                {"role": "user", "content": "é and ✓"}]
+    fmt = {"type": "json_object"}
+
+    async def ask(url, lean):
+        backend = OpenAIBackend(base_url=url, model="stub", api_key="sk-x", timeout=5, lean=lean)
+        try:
+            return await backend.complete(messages, {"temperature": 0.0, "max_tokens": 40, "seed": 0}, fmt)
+        finally:
+            await backend.aclose()
+
+    with StubServer(validate=True) as server:
+        viaclient = asyncio.run(ask(server.url, False))
+        lean = asyncio.run(ask(server.url, True))
+    assert lean == viaclient and not server.invalid
+    assert server.requests[0] == server.requests[1]
