@@ -270,3 +270,24 @@ def test_repeated_5xx_set_an_endpoint_aside_while_the_others_answer(tmp_path):
     assert summary["set_aside"] >= 1 and summary["served"] == 0
     # 3 in a row set it aside; afterwards one probe per backoff, not a share of the traffic
     assert len(sick.requests) <= 3 + 2 + 2 * summary["set_aside"]
+
+
+def test_modsab_run_takes_an_agent_on_endpoints(tmp_path):
+    rows = [{"instance_id": f"c{i}", "gold": gold, "speaker": f"s{i % 2}", "transcript": f"words {i}"}
+            for i, gold in enumerate(["anger", "joy", "anger", "sadness"])]
+    (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    with StubServer(validate=True) as a, StubServer(validate=True) as b:
+        path = tmp_path / "run.toml"
+        path.write_text(
+            f'[run]\ndir = "{tmp_path / "run"}"\ncache_dir = "{tmp_path / "cache"}"\n'
+            f'[dataset]\nloader = "manifest"\npath = "{tmp_path / "m.jsonl"}"\nlabels = "meld"\n'
+            '[[agents]]\nname = "text"\nkind = "llm"\nmodel = "stub"\nreads = ["transcript"]\n'
+            f'endpoints = [{{url = "{a.url}", concurrency = 1}}, {{url = "{b.url}", concurrency = 1, weight = 2}}]\n'
+            '[outputs]\nreport = ""\n')
+        result = CliRunner().invoke(app, ["run", str(path), "--json"])
+        assert result.exit_code == 0, result.output
+        assert b.requests and len(a.requests) + len(b.requests) == 4 and not a.invalid + b.invalid
+    meta = json.loads((tmp_path / "run" / "agents" / "text" / "run.json").read_text())
+    assert meta["endpoints"] == [{"url": a.url, "concurrency": 1, "weight": 1.0},
+                                 {"url": b.url, "concurrency": 1, "weight": 2.0}]
+    assert json.loads(result.stdout)["agents"]["text"]["top1"] is not None

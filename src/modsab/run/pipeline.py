@@ -271,7 +271,7 @@ def _check_agents_can_start(config: RunConfig) -> None:
                 hint="give price_in and price_out (USD per million tokens)",
             )
     for agent in config.agents:
-        if not agent_kinds.get(agent.kind).calls_a_model or not agent.base_url:
+        if not agent_kinds.get(agent.kind).calls_a_model or not (agent.base_url or agent.endpoints):
             continue
         if agent.api_key_env and not os.environ.get(agent.api_key_env):
             raise InputError(
