@@ -293,6 +293,10 @@ class PoolBackend:
             self.pool.answered(state)
         finally:
             self.pool.release(state)
+        if self.pool._waiters:
+            # let the request woken for the freed slot go out before this one's answer is stored
+            # and parsed (~1 ms of CPU): the slot is not left idle meanwhile
+            await asyncio.sleep(0)
         return result
 
     def summary(self) -> list[dict[str, Any]]:
