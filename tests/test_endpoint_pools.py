@@ -131,7 +131,8 @@ def test_a_429_pauses_only_the_endpoint_that_sent_it(tmp_path):
     # Retry-After honoured on a: only the request already in flight beside the 429 came before 1 s
     assert sum(1 for t, _ in seen["a"][1:] if t - limited_at < 0.95) <= FAST.concurrency - 1
     assert sum(1 for t, _ in seen["b"] if limited_at < t < limited_at + 0.9) >= 10  # b carried on
-    assert result.endpoints[0]["rate_limited"] == 1 and result.stats.retries == 1
+    assert result.endpoints[0]["rate_limited"] == 1 and result.endpoints[0]["failed_over"] == 1
+    assert result.stats.retries == 0  # sent on to b at once, not retried after a backoff
 
 
 def test_pools_of_different_servers_share_cached_answers(tmp_path):

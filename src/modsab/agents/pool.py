@@ -14,8 +14,8 @@ real request probes it; an answer
 brings it back at full concurrency, a failure sets it aside again for twice as long. A 429
 pauses only the endpoint that sent it, for its ``Retry-After`` (else the backoff), while the
 others carry on. A request that met a failure which set its endpoint aside or paused it is sent
-again at once to another endpoint (the pool does the waiting, so the engine does not back off
-as well); any other transient failure is retried with the engine's backoff.
+on at once to an endpoint it has not tried (a failover, not an engine retry); any other
+transient failure is retried with the engine's backoff.
 
 Answers do not depend on which endpoint served them: the cache key of a pool covers the model
 and the request, not the URLs (:attr:`PoolBackend.cache_url`), so pools of different servers
@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,6 +135,8 @@ class EndpointState:
     served: int = 0
     set_aside: int = 0
     rate_limited: int = 0
+    #: requests that failed here and were sent on to another endpoint
+    failed_over: int = 0
 
     def slots(self, now: float) -> int:
         """Requests it may have in flight now: none while paused or set aside, one to probe
@@ -147,7 +149,7 @@ class EndpointState:
 
     def summary(self) -> dict[str, Any]:
         return {**self.endpoint.as_dict(), "served": self.served, "set_aside": self.set_aside,
-                "rate_limited": self.rate_limited}
+                "rate_limited": self.rate_limited, "failed_over": self.failed_over}
 
 
 @dataclass
@@ -165,12 +167,12 @@ class EndpointPool:
     def capacity(self) -> int:
         return sum(state.endpoint.concurrency for state in self.states)
 
-    def choose(self, now: float) -> EndpointState | None:
+    def choose(self, now: float, avoid: Collection[int] = ()) -> EndpointState | None:
         """The endpoint with the fewest outstanding relative to its concurrency, among those
-        with a free slot (ties: the higher weight, then the list order)."""
+        with a free slot and not in ``avoid`` (ties: the higher weight, then the list order)."""
         best, best_rank = None, None
         for state in self.states:
-            if state.outstanding >= state.slots(now):
+            if state.index in avoid or state.outstanding >= state.slots(now):
                 continue
             rank = (state.outstanding / state.endpoint.concurrency, -state.endpoint.weight, state.index)
             if best_rank is None or rank < best_rank:
@@ -181,10 +183,11 @@ class EndpointPool:
         times = [t for state in self.states for t in (state.paused_until, state.down_until or 0.0) if t > now]
         return min(times) - now if times else None
 
-    async def acquire(self) -> EndpointState:
+    async def acquire(self, avoid: Collection[int] = ()) -> EndpointState:
+        """A slot on the endpoint :meth:`choose` picks (not one in ``avoid``), waiting for one."""
         while True:
             now = time.monotonic()
-            state = self.choose(now)
+            state = self.choose(now, avoid)
             if state is not None:
                 state.outstanding += 1
                 return state
@@ -277,30 +280,46 @@ class PoolBackend:
         self.workers = 2 * self.pool.capacity
 
     async def complete(self, messages, params, response_format):
-        state = await self.pool.acquire()
-        try:
-            result = await state.backend.complete(messages, params, response_format)
-        except TransientError as error:
-            if self.pool.failed(state, error):
+        """Send on the least busy endpoint. A failure that sets it aside or pauses it sends the
+        request on to an endpoint it has not tried yet (a failover, not one of the engine's
+        retries: a request that meets a failing probe is not charged for it); after every
+        endpoint failed once, the error goes to the engine, which counts a retry."""
+        tried: set[int] = set()
+        while True:
+            state = await self.pool.acquire(tried)
+            try:
+                result = await state.backend.complete(messages, params, response_format)
+            except TransientError as error:
+                moved = self.pool.failed(state, error)
+                self.pool.release(state)
+                error.endpoint = state.endpoint.url
+                if not moved:
+                    raise
+                tried.add(state.index)
+                if len(tried) < len(self.pool.states):
+                    state.failed_over += 1
+                    continue
                 error.retry_after = 0.0  # the pool waits for a free endpoint; the engine need not
-            error.endpoint = state.endpoint.url
-            raise
-        except BackendError as error:  # an answer that refuses the request: the server is up
+                raise
+            except BackendError as error:  # an answer that refuses the request: the server is up
+                self.pool.answered(state)
+                self.pool.release(state)
+                error.endpoint = state.endpoint.url
+                raise
+            except BaseException:
+                self.pool.release(state)
+                raise
             self.pool.answered(state)
-            error.endpoint = state.endpoint.url
-            raise
-        else:
-            self.pool.answered(state)
-        finally:
             self.pool.release(state)
-        if self.pool._waiters:
-            # let the request woken for the freed slot go out before this one's answer is stored
-            # and parsed (~1 ms of CPU): the slot is not left idle meanwhile
-            await asyncio.sleep(0)
-        return result
+            if self.pool._waiters:
+                # let the request woken for the freed slot go out before this one's answer is
+                # stored and parsed (~1 ms of CPU): the slot is not left idle meanwhile
+                await asyncio.sleep(0)
+            return result
 
     def summary(self) -> list[dict[str, Any]]:
-        """Per endpoint: its settings, answers served, times set aside and 429s."""
+        """Per endpoint: its settings, answers served, times set aside, 429s and requests it
+        failed that another endpoint then took (the engine's ``requests`` counts each once)."""
         return [state.summary() for state in self.pool.states]
 
     async def aclose(self) -> None:

@@ -179,7 +179,7 @@ def run(
     for endpoint in result.endpoints:
         console.print(
             f"  {endpoint['url']}: {endpoint['served']} answered, set aside {endpoint['set_aside']} times, "
-            f"{endpoint['rate_limited']} 429s"
+            f"{endpoint['rate_limited']} 429s, {endpoint['failed_over']} sent on to another"
         )
     for error in stats.errors[:5]:
         console.print(f"[red]failed:[/] {error}")
