@@ -2,7 +2,7 @@
 
 Why not the ``openai`` client (httpx): there one request costs ~5 ms of CPU in this process
 (request models, header objects, anyio layers), which caps one client at ~190 requests/s, below
-what a server with 16 slots at 50 ms serves (320/s). This path costs ~0.2 ms a request: one
+what a server with 16 slots at 50 ms serves (320/s). This path costs ~0.3 ms a request: one
 write of head and body, a status line, headers and a body read back (``Content-Length``,
 chunked, or until the server closes), gzip/deflate decoded. The connections are kept open and
 reused, one per request in flight, so the pool is as large as the engine's concurrency.
