@@ -35,8 +35,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_stub(latency: float, capacity: int, rate_429: float) -> tuple[subprocess.Popen, str]:
-    port = free_port()
+def start_stub(
+    latency: float, capacity: int, rate_429: float, *, port: int | None = None
+) -> tuple[subprocess.Popen, str]:
+    """A stub server in its own process (on ``port``, default a free one) and its URL."""
+    port = port or free_port()
     process = subprocess.Popen(
         [
             sys.executable,

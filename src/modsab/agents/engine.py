@@ -31,6 +31,7 @@ from modsab.agents.backends import (
     FormatRejected,
     PermanentError,
     TransientError,
+    cache_url,
     response_formats,
 )
 from modsab.agents.inputs import FieldConfig, Instance
@@ -331,7 +332,7 @@ class AgentRunner:
 
     def _key(self, messages: list[dict[str, Any]], params: Mapping[str, Any]) -> str:
         return cache_key(
-            base_url=self.backend.base_url,
+            base_url=cache_url(self.backend),
             model=self.backend.model,
             messages=media_parts.redact(messages),  # media by content hash: the key covers the bytes
             params=params,
@@ -413,7 +414,7 @@ class AgentRunner:
         if self.cache is not None:
             self.cache.put(
                 key,
-                base_url=self.backend.base_url,
+                base_url=cache_url(self.backend) or self.backend.base_url,
                 model=self.backend.model,
                 prompt_version=self.prompts.version,
                 request=request,
@@ -617,16 +618,15 @@ class AgentRunner:
                   f"or remove {', '.join(repr(k) for k in kinds) or 'the media'} from the agent's media"),
         )
 
-    async def run(self, instances: list[Instance], agents: list[str]) -> Stats:
-        self.check(agents)
-        finished = self.store.done()
-        pending = [
-            (instance, agent)
-            for instance in instances
-            for agent in agents
-            if (instance.instance_id, agent) not in finished
-        ]
-        self.stats.total = len(pending)
+    @property
+    def workers(self) -> int:
+        """Answers worked on at once: the limits' concurrency, or what the backend takes (an
+        endpoint pool: twice its slots, the extra ones waiting in the pool for a free slot)."""
+        return max(1, getattr(self.backend, "workers", None) or self.limits.concurrency)
+
+    async def work(self, pending: Sequence[tuple[Instance, str]]) -> None:
+        """Every (instance, agent) pair through :meth:`answer`, :attr:`workers` at a time, until
+        all are answered or the run stops (budget, media rejected)."""
         queue: asyncio.Queue = asyncio.Queue()
         for item in pending:
             queue.put_nowait(item)
@@ -640,13 +640,25 @@ class AgentRunner:
                     return
                 self.on_update(self.stats)
 
-        workers = [asyncio.create_task(worker()) for _ in range(max(1, self.limits.concurrency))]
+        workers = [asyncio.create_task(worker()) for _ in range(self.workers)]
         try:
             await asyncio.gather(*workers)
         finally:
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+
+    async def run(self, instances: list[Instance], agents: list[str]) -> Stats:
+        self.check(agents)
+        finished = self.store.done()
+        pending = [
+            (instance, agent)
+            for instance in instances
+            for agent in agents
+            if (instance.instance_id, agent) not in finished
+        ]
+        self.stats.total = len(pending)
+        await self.work(pending)
         self.on_update(self.stats)
         failure = self.media_failure()
         if failure is not None:

@@ -9,7 +9,6 @@ served from the store, so nothing is asked twice.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -19,6 +18,7 @@ from typing import Any
 
 from modsab.agents.engine import AgentRunner, Budget, GenerationParams, Limits, Stats
 from modsab.agents.inputs import FieldConfig, Instance, find_leaks
+from modsab.agents.pool import Endpoint
 from modsab.agents.prompts import PromptSet
 from modsab.agents.store import ResponseCache, RunStore
 from modsab.contract.errors import InputError
@@ -41,7 +41,10 @@ class AgentRunConfig:
     model: str
     labels: LabelSet
     agents: Sequence[str] = ("text", "audio", "vision", "tav")
-    base_url: str | None = None
+    #: one server's URL, or a list of them (an endpoint pool, :mod:`modsab.agents.pool`)
+    base_url: str | Sequence[str] | None = None
+    #: an endpoint pool with per-server settings (instead of ``base_url``)
+    endpoints: Sequence[Endpoint] | None = None
     api_key_env: str | None = None
     fields: FieldConfig = field(default_factory=FieldConfig)
     prompts_dir: str | None = None
@@ -172,6 +175,8 @@ class RunResult:
     config: dict[str, Any]
     #: per agent, answers of these instances by status (see :func:`answer_counts`)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: an endpoint pool's servers: settings, answers served, times set aside, 429s
+    endpoints: list[dict[str, Any]] = field(default_factory=list)
 
 
 def run_agents(
@@ -229,6 +234,8 @@ def _run_agents(
         "leakage_warning": leaks,
         "n_instances": len(instances),
     }
+    if getattr(backend, "endpoints", None):
+        meta["endpoints"] = [endpoint.as_dict() for endpoint in backend.endpoints]
     media = {agent: list(config.media.get(agent, ())) for agent in agents if config.media.get(agent)}
     templates = {agent: config.templates[agent] for agent in agents if config.templates.get(agent, agent) != agent}
     if media:
@@ -304,4 +311,5 @@ def _run_agents(
         store.close()
         if cache is not None:
             cache.close()
-    return RunResult(run_dir, stats, path, leaks, meta, counts)
+    served = backend.summary() if hasattr(backend, "summary") else []
+    return RunResult(run_dir, stats, path, leaks, meta, counts, served)

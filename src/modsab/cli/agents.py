@@ -34,11 +34,12 @@ def run(
         "local:smollm2-scorer (default), local:smollm2, local:gemma-scorer, "
         "local:qwen, local:qwen-scorer.",
     ),
-    base_url: str = typer.Option(
+    base_url: list[str] = typer.Option(
         None,
         "--base-url",
         help="OpenAI-compatible endpoint, e.g. "
-        "http://localhost:8080/v1. Omitted: run offline in-process.",
+        "http://localhost:8080/v1. Omitted: run offline in-process. Repeated: an endpoint pool "
+        "(each request to the least busy server, --concurrency each).",
     ),
     agents: str = typer.Option(
         "text,audio,vision,tav", "--agents", help="Agents to run, comma-separated."
@@ -116,7 +117,7 @@ def run(
     console = Console(stderr=True, highlight=False)
     if (price_in is None) != (price_out is None):
         raise InputError("give both --price-in and --price-out", item="--price-in/--price-out")
-    if base_url is None and not model.startswith("local:"):
+    if not base_url and not model.startswith("local:"):
         raise InputError(
             f"model '{model}' needs --base-url",
             item="--model",
@@ -147,7 +148,7 @@ def run(
         model=model,
         labels=label_set,
         agents=[a.strip() for a in agents.split(",") if a.strip()],
-        base_url=base_url,
+        base_url=None if not base_url else base_url[0] if len(base_url) == 1 else list(base_url),
         api_key_env=api_key_env,
         fields=_fields(FieldConfig.parse(fields or []), templates, fields or []),
         media=media_of,
@@ -188,6 +189,11 @@ def run(
         f"{stats.cached} from cache, {stats.requests} requests, {stats.tokens} tokens, "
         f"${stats.cost:.4f} -> {result.predictions}"
     )
+    for endpoint in result.endpoints:
+        console.print(
+            f"  {endpoint['url']}: {endpoint['served']} answered, set aside {endpoint['set_aside']} times, "
+            f"{endpoint['rate_limited']} 429s, {endpoint['failed_over']} sent on to another"
+        )
     for error in stats.errors[:5]:
         console.print(f"[red]failed:[/] {error}")
     if stats.stopped:

@@ -29,12 +29,12 @@ refuses the media part stops the step at its first request, naming the endpoint 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from modsab.agents import media as media_parts
 from modsab.agents.engine import (
@@ -78,7 +78,8 @@ class LLMDescriber:
     """One LLM descriptor: where to ask, what to send, the engine's limits."""
 
     kind: str  # "scene" or "voice_llm"
-    base_url: str
+    #: one server's URL, or a list of them (an endpoint pool, :mod:`modsab.agents.pool`)
+    base_url: str | Sequence[str] | None
     model: str
     api_key_env: str | None = None
     frames: int = 1  # scene: the peak frame and up to three neighbours
@@ -90,6 +91,8 @@ class LLMDescriber:
     price: tuple[float, float] | None = None
     params: GenerationParams = field(default_factory=lambda: GenerationParams(max_tokens=300))
     prompts_dir: str | None = None
+    #: an endpoint pool with per-server settings (``{url, concurrency, weight}``), instead of base_url
+    endpoints: Sequence[Mapping[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in DESCRIBERS:
@@ -209,26 +212,7 @@ class DescriptionRunner(AgentRunner):
         # changed model, prompt or frame is a new call (the key covers them), never a stale answer
         self.check(agents)
         self.stats.total = len(instances)
-        queue: asyncio.Queue = asyncio.Queue()
-        for instance in instances:
-            queue.put_nowait(instance)
-
-        async def worker() -> None:
-            while not queue.empty() and not self._stop:
-                instance = queue.get_nowait()
-                try:
-                    await self.answer(instance, agents[0])
-                except BudgetExhausted:
-                    return
-                self.on_update(self.stats)
-
-        workers = [asyncio.create_task(worker()) for _ in range(max(1, self.limits.concurrency))]
-        try:
-            await asyncio.gather(*workers)
-        finally:
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+        await self.work([(instance, agents[0]) for instance in instances])
         failure = self.media_failure()
         if failure is not None:
             raise failure
@@ -248,7 +232,7 @@ def _clean(text: str | None) -> str:
 
 
 def _backend(describer: LLMDescriber):
-    from modsab.agents.backends import OpenAIBackend
+    from modsab.agents.pool import chat_backend
 
     key = None
     if describer.api_key_env:
@@ -259,7 +243,8 @@ def _backend(describer: LLMDescriber):
                 item=f"{describer.kind}.api_key_env",
                 hint="export it, or drop api_key_env for servers without keys",
             )
-    return OpenAIBackend(base_url=describer.base_url, model=describer.model, api_key=key, timeout=describer.timeout)
+    return chat_backend(describer.base_url, describer.endpoints, model=describer.model, api_key=key,
+                        timeout=describer.timeout, limits=describer.limits, where=f"{describer.kind}.base_url")
 
 
 def _price(describer: LLMDescriber) -> tuple[float, float]:
@@ -295,7 +280,8 @@ def run_describer(
     cache = ResponseCache(cache_dir) if cache_dir is not None else None
     instances = [Instance(iid, {}, media={describer.media_kind: tuple(paths)}) for iid, paths in media.items() if paths]
     try:
-        store.set_config({"descriptor": describer.kind, "base_url": backend.base_url, "model": backend.model,
+        pool = {"endpoints": [e.as_dict() for e in backend.endpoints]} if getattr(backend, "endpoints", None) else {}
+        store.set_config({"descriptor": describer.kind, "base_url": backend.base_url, "model": backend.model, **pool,
                           "prompt_version": prompt[1], "frames": describer.frames,
                           "params": describer.params.as_dict(), "api_key_env": describer.api_key_env})
         runner = DescriptionRunner(backend, store, describer, checker=checker, prompt=prompt, cache=cache,

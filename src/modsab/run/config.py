@@ -68,11 +68,38 @@ class DatasetSection(_Section):
     options: dict[str, Any] = Field(default_factory=dict, description="loader-specific options")
 
 
+class EndpointSection(_Section):
+    """One server of an endpoint pool: ``endpoints = [{url = "...", concurrency = 4, weight = 1}]``
+    (routing and health: :mod:`modsab.agents.pool`)."""
+
+    url: str = Field(..., min_length=1, description="OpenAI-compatible endpoint, e.g. http://host:8080/v1")
+    concurrency: int | None = Field(None, ge=1, description="requests in flight on it (default: the agent's)")
+    weight: float = Field(1.0, gt=0, description="between equally busy endpoints, the higher is asked first")
+
+
+def _pool_check(base_url: str | list[str] | None, endpoints: list[EndpointSection] | None) -> bool:
+    """Whether an agent or describer names an endpoint; a ValueError naming the key when its
+    ``base_url`` list or ``endpoints`` is wrong."""
+    from modsab.agents.pool import pool_problem
+
+    if base_url is not None and endpoints is not None:
+        raise ValueError("give either 'base_url' or 'endpoints', not both")
+    if base_url == "":
+        raise ValueError("'base_url' is empty: give the endpoint's URL")
+    if isinstance(base_url, list) or endpoints is not None:
+        problem = pool_problem(base_url if isinstance(base_url, list) else [e.url for e in endpoints or []])
+        if problem is not None:
+            raise ValueError(f"'{'base_url' if isinstance(base_url, list) else 'endpoints'}' {problem}")
+    return bool(base_url or endpoints)
+
+
 class DescriberSection(_Section):
     """``[describe] voice_llm = {...}`` (and the base of ``scene``): an LLM descriptor on an
     OpenAI-compatible endpoint, with the engine's limits as an agent has them."""
 
-    base_url: str = Field(..., min_length=1, description="OpenAI-compatible endpoint that takes the media")
+    base_url: str | list[str] | None = Field(
+        ..., description="OpenAI-compatible endpoint that takes the media (a list: a pool)")
+    endpoints: list[EndpointSection] | None = Field(None, description="a pool with per-server settings")
     model: str = Field(..., min_length=1)
     api_key_env: str | None = None
     allow_leaking: bool = Field(False, description="send descriptions that name a label or mental state to agents")
@@ -87,8 +114,18 @@ class DescriberSection(_Section):
     price_in: float | None = Field(None, ge=0)
     price_out: float | None = Field(None, ge=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _endpoints_instead(cls, data: Any) -> Any:
+        """``endpoints`` stands for ``base_url`` (which is otherwise a missing key)."""
+        if isinstance(data, dict) and "endpoints" in data and "base_url" not in data:
+            return {**data, "base_url": None}
+        return data
+
     @model_validator(mode="after")
     def _prices(self) -> DescriberSection:
+        if not _pool_check(self.base_url, self.endpoints):
+            raise ValueError("'base_url' is empty: give the endpoint that takes the media")
         if (self.price_in is None) != (self.price_out is None):
             raise ValueError("give both price_in and price_out")
         return self
@@ -132,7 +169,9 @@ class AgentSection(_Section):
     features: str | list[str] | None = Field(None, description="probe features: text, audio, vision, or "
                                              "columns by name or shell-style glob (egemaps_*)")
     model: str | None = None
-    base_url: str | None = None
+    base_url: str | list[str] | None = Field(None, description="OpenAI-compatible endpoint; a list: a pool")
+    endpoints: list[EndpointSection] | None = Field(None, description="a pool with per-server settings "
+                                                    "[{url, concurrency, weight}] (instead of base_url)")
     api_key_env: str | None = None
     path: Path | None = Field(None, description="precomputed predictions (contract format)")
     options: dict[str, Any] = Field(default_factory=dict, description="probe: C, n_splits, calibration, "
@@ -180,7 +219,10 @@ class AgentSection(_Section):
             raise ValueError("give both price_in and price_out")
         if self.media and not registry.agent_kinds.get(self.kind).media:
             raise ValueError(f"'media' applies to llm agents only (a {self.kind} agent reads no media)")
-        if self.media and not self.base_url:
+        names_endpoint = _pool_check(self.base_url, self.endpoints)
+        if self.endpoints is not None and not registry.agent_kinds.get(self.kind).calls_a_model:
+            raise ValueError("'endpoints' applies to llm and scorer agents only")
+        if self.media and not names_endpoint:
             raise ValueError("an agent with 'media' needs 'base_url': an endpoint whose model takes them "
                              "(the offline models read text only)")
         if self.reads == [] and not self.media:

@@ -107,6 +107,7 @@ def _describers(config: RunConfig) -> list:
                                                          "max_retries") if getattr(section, key) is not None}
         out.append(LLMDescriber(
             kind, base_url=section.base_url, model=section.model, api_key_env=section.api_key_env,
+            endpoints=_endpoints(section.endpoints),
             frames=getattr(section, "frames", 1), allow_leaking=section.allow_leaking,
             limits=Limits(**limits), max_tokens_budget=section.max_tokens, max_cost=section.max_cost,
             price=None if section.price_in is None else (section.price_in, section.price_out),
@@ -153,6 +154,7 @@ def describe_instances(
 
         def report(describer, stats) -> None:
             summary[describer.kind] = {"model": describer.model, "base_url": describer.base_url,
+                                       **({"endpoints": list(describer.endpoints)} if describer.endpoints else {}),
                                        "requests": stats.requests, "cached": stats.cached, "retries": stats.retries,
                                        "failed": stats.failed, "stopped": stats.stopped, "errors": stats.errors[:3]}
 
@@ -273,7 +275,7 @@ def _check_agents_can_start(config: RunConfig) -> None:
     for agent in config.agents:
         if agent_kinds.get(agent.kind).calls_a_model:
             agent_reading(agent, config)  # an agent that reads nothing it can name stops the run here
-        if not agent_kinds.get(agent.kind).calls_a_model or not agent.base_url:
+        if not agent_kinds.get(agent.kind).calls_a_model or not (agent.base_url or agent.endpoints):
             continue
         if agent.api_key_env and not os.environ.get(agent.api_key_env):
             raise InputError(
@@ -338,6 +340,13 @@ def agent_reading(agent: AgentSection, config: RunConfig) -> tuple[tuple[str, ..
     return fields, template, " and ".join(read) if read else ", ".join(fields)
 
 
+def _endpoints(sections) -> list | None:
+    """``endpoints = [{url, concurrency, weight}]`` of the config as the pool's endpoints."""
+    if sections is None:
+        return None
+    return [{key: value for key, value in section.model_dump().items() if value is not None} for section in sections]
+
+
 def agent_dir_name(name: str) -> str:
     """The folder of an agent's run store under ``agents/``: the name itself when it is a
     plain file name, else a slug plus a short hash (two names never share a folder)."""
@@ -377,6 +386,7 @@ def _run_llm_agent(
         labels=labels,
         agents=[agent.name],
         base_url=agent.base_url,
+        endpoints=_endpoints(agent.endpoints),
         api_key_env=agent.api_key_env,
         fields=fields,
         limits=Limits(**limits),
@@ -390,7 +400,9 @@ def _run_llm_agent(
         task=config.task_definition,
         **({"timeout": agent.timeout} if agent.timeout is not None else {}),
     )
-    _say(log, f"agent {agent.name} on {model}" + (f" at {agent.base_url}" if agent.base_url else "")
+    where = agent.base_url if isinstance(agent.base_url, str) else ", ".join(
+        agent.base_url or [endpoint.url for endpoint in agent.endpoints or []])
+    _say(log, f"agent {agent.name} on {model}" + (f" at {where}" if where else "")
          + (f", sent {', '.join(agent.media)}" if agent.media else ""))
     try:
         result = run_agents(inputs, agent_config, run_dir / "agents" / agent_dir_name(agent.name))
