@@ -1,5 +1,5 @@
 """One registry per extension point: fusion rules, attribution methods, diagnostics,
-dataset loaders, agent kinds and agent backends.
+dataset loaders, agent kinds, agent backends and executors.
 
 An entry registers itself where it is defined (``@fusion_rules.register("cap")``), and
 each registry knows the package its entries live in, so it imports that package's modules
@@ -99,6 +99,8 @@ loaders: Registry[Any] = Registry("dataset loader", "modsab.data.loaders", optio
 agent_kinds: Registry[Any] = Registry("agent kind", "modsab.agents.kinds", option="[[agents]] kind")
 #: Backends of LLM agents (OpenAI-compatible endpoint, in-process local models).
 backends: Registry[Any] = Registry("agent backend", "modsab.agents.backends", option="model")
+#: Executors of ``[run] executor``: where per-item work (descriptor extraction) runs.
+executors: Registry[Any] = Registry("executor", "modsab.run.executors", option="[run] executor")
 
 
 def requestable_diagnostics() -> tuple[str, ...]:

@@ -154,20 +154,25 @@ def describe_instances(
                                        "requests": stats.requests, "cached": stats.cached, "retries": stats.retries,
                                        "failed": stats.failed, "stopped": stats.stopped, "errors": stats.errors[:3]}
 
-        table = describe(
-            items,
-            config=DescribeConfig(fps=opts.fps, asr=opts.asr, face=opts.face),
-            workers=opts.workers,
-            cache=cache_dir / "descriptors.sqlite",
-            progress=progress,
-            keyframes=_keyframes_needed(config),
-            frames_dir=cache_dir / "frames",
-            describers=_describers(config),
-            llm_dir=run_dir / "describe",
-            llm_cache_dir=cache_dir,
-            labels=None if labels is None else list(labels),
-            on_describer=report,
-        )
+        from modsab.run.executors import ExecutorSettings, make_executor
+
+        executor = make_executor(config.run.executor, ExecutorSettings(workers=opts.workers,
+                                                                       ray_address=config.run.ray_address))
+        with executor:  # the driver: records come back here and only this process writes the cache
+            table = describe(
+                items,
+                config=DescribeConfig(fps=opts.fps, asr=opts.asr, face=opts.face),
+                executor=executor,
+                cache=cache_dir / "descriptors.sqlite",
+                progress=progress,
+                keyframes=_keyframes_needed(config),
+                frames_dir=cache_dir / "frames",
+                describers=_describers(config),
+                llm_dir=run_dir / "describe",
+                llm_cache_dir=cache_dir,
+                labels=None if labels is None else list(labels),
+                on_describer=report,
+            )
         for kind, row in summary.items():
             status = table[f"{kind}_status"].fillna("")
             row.update(described=int((status == "ok").sum()), leaking=int(status.str.startswith("leaks").sum()),
