@@ -9,12 +9,13 @@ Fault tolerance: an actor that dies (its node killed, its process crashed) is dr
 the batches it held go back to the queue for the surviving actors, so every item still
 gets exactly one result; when no actor survives, a fresh one is started (Ray places it on
 any node with room). A batch is tried at most :data:`MAX_ATTEMPTS` times; then its items
-get the failure message as their result.
+get the failure message as their result. Each death is logged (``modsab.ray``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 from collections import deque
@@ -24,6 +25,8 @@ from typing import Any
 from modsab.contract.errors import InputError
 from modsab.registry import executors
 from modsab.run.executors import Executor, ExecutorSettings, Failed, WorkerFactory, error_message
+
+log = logging.getLogger("modsab.ray")
 
 #: Attempts of one batch before its items are given up (an actor death each time).
 MAX_ATTEMPTS = 4
@@ -119,7 +122,7 @@ class RayExecutor(Executor):
     def __init__(self, settings: ExecutorSettings) -> None:
         super().__init__(settings)
         self._ray = _import_ray()
-        self._started_ray = False
+        self._connected_here = False
         self._factory: WorkerFactory | None = None
         self._actors: list[Any] = []
         self._actor_class: Any = None
@@ -137,6 +140,7 @@ class RayExecutor(Executor):
         if address:
             try:
                 ray.init(address=address, **common)
+                self._connected_here = True
             except (ConnectionError, RuntimeError, ValueError) as error:
                 raise InputError(f"cannot connect to the Ray cluster at {address}: {error}",
                                  item="key 'run.ray_address'",
@@ -145,7 +149,7 @@ class RayExecutor(Executor):
         else:
             cpus = max(os.cpu_count() or 1, math.ceil(self.settings.workers * self.settings.cpus_per_worker))
             ray.init(num_cpus=cpus, object_store_memory=LOCAL_OBJECT_STORE, **common)
-            self._started_ray = True
+            self._connected_here = True
         self._actor_class = ray.remote(num_cpus=self.settings.cpus_per_worker, max_restarts=0)(_BatchWorker)
 
     def _new_actor(self) -> Any:
@@ -156,7 +160,7 @@ class RayExecutor(Executor):
     def warm(self, make_worker: WorkerFactory) -> None:
         """Start the actors for ``make_worker`` and wait until each has built its worker."""
         self._connect()
-        if self._factory is not make_worker or not self._actors:
+        if self._factory != make_worker or not self._actors:
             self._drop_actors()
             self._factory = make_worker
             self._actors = [self._new_actor() for _ in range(self.settings.workers)]
@@ -176,9 +180,9 @@ class RayExecutor(Executor):
         if not self._ray.is_initialized():
             return
         self._drop_actors()
-        if self._started_ray:
+        if self._connected_here:  # a local Ray stops; a cluster only loses this driver
             self._ray.shutdown()
-            self._started_ray = False
+            self._connected_here = False
 
     # -- the work ---------------------------------------------------------------------------
 
@@ -192,7 +196,7 @@ class RayExecutor(Executor):
             return
         ray = self._ray
         self._connect()
-        if self._factory is not make_worker or not self._actors:
+        if self._factory != make_worker or not self._actors:
             self._drop_actors()
             self._factory = make_worker
             self._actors = [self._new_actor() for _ in range(self.settings.workers)]
@@ -231,6 +235,8 @@ class RayExecutor(Executor):
                     results = [(position, False, error_message(error)) for position, _item in batch]
                 except ray.exceptions.RayError as error:  # the actor or its node died
                     self._bury(actor)
+                    log.warning("ray: an actor died (%s); its batch of %d items goes back to the queue (attempt %d)",
+                                type(error).__name__, len(batch), attempt + 1)
                     if attempt >= MAX_ATTEMPTS:
                         results = [(position, False, f"gave up after {attempt} attempts: {error_message(error)}")
                                    for position, _item in batch]

@@ -1,0 +1,147 @@
+"""``[run] executor``: the local executor and a pool of Ray actors give the same results,
+each item exactly once, and a run's outputs do not depend on where describe ran."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from modsab.contract.errors import InputError
+from modsab.run.config import load_config
+from modsab.run.executors import ExecutorSettings, make_executor
+from modsab.run.executors._workload import SleepWork
+
+TREE = Path(__file__).resolve().parents[1]
+EXAMPLE = TREE / "examples" / "ravdess-mini" / "run.toml"
+OUTPUTS = ("descriptors.parquet", "predictions.jsonl", "diagnosis.json")
+
+
+def _failed(message: str) -> str:
+    return f"failed: {message}"
+
+
+def _config(tmp_path: Path, run: str) -> Path:
+    path = tmp_path / "run.toml"
+    path.write_text(f"[run]\n{run}\n[dataset]\nloader = \"ravdess\"\npath = \"clips\"\n"
+                    "[[agents]]\nname = \"a\"\nkind = \"probe\"\nfeatures = \"audio\"\n")
+    return path
+
+
+def test_an_unknown_executor_names_the_key_and_the_choices(tmp_path):
+    with pytest.raises(InputError) as info:
+        load_config(_config(tmp_path, 'executor = "dask"'))
+    assert "run.executor" in str(info.value.item) and "'local' or 'ray'" in info.value.message
+
+
+def test_ray_address_without_the_ray_executor_is_refused(tmp_path):
+    with pytest.raises(InputError) as info:
+        load_config(_config(tmp_path, 'ray_address = "auto"'))
+    assert "ray_address" in info.value.message
+    config = load_config(_config(tmp_path, 'executor = "ray"\nray_address = "auto"'))
+    assert (config.run.executor, config.run.ray_address) == ("ray", "auto")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_local_executor_gives_each_item_one_result(workers):
+    items = list(range(7))
+    with make_executor("local", ExecutorSettings(workers=workers)) as executor:
+        got = list(executor.map(SleepWork(0.01), items, failed=_failed))
+    positions = Counter(position for position, _ in got)
+    assert positions == Counter(range(7))
+    assert all(result[0] == items[position] for position, result in got)
+    pids = {pid for _, (_, pid) in got}
+    assert (pids == {os.getpid()}) if workers == 1 else (os.getpid() not in pids)  # here, or in pool processes
+
+
+def _needs_ray():
+    pytest.importorskip("ray", reason="ray is not installed (pip install 'modsab[ray]')")
+
+
+@pytest.mark.slow
+def test_a_ray_pool_gives_each_item_one_result_and_keeps_a_failing_item_to_itself():
+    _needs_ray()
+    items = list(range(23))
+    settings = ExecutorSettings(workers=2, batch_size=3, cpus_per_worker=0.5)
+    with make_executor("ray", settings) as executor:
+        got = dict(executor.map(SleepWork(0.01, fail_on=5), items, failed=_failed))
+        again = dict(executor.map(SleepWork(0.01, fail_on=5), items[:4], failed=_failed))  # the same actors
+    assert sorted(got) == items
+    assert got[5] == "failed: ValueError: item 5 fails on purpose"
+    assert all(got[i][0] == i for i in items if i != 5)
+    pids = {got[i][1] for i in items if i != 5}
+    assert len(pids) == 2 and os.getpid() not in pids  # two actors, neither of them this process
+    assert {again[i][1] for i in range(4)} <= pids
+
+
+def _run(config: Path, *extra: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(TREE / "src")}
+    done = subprocess.run([sys.executable, "-m", "modsab", "run", str(config), *extra], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def _same_outputs_under_both_executors(tmp_path: Path, text: str, *extra: str) -> pd.DataFrame:
+    """Run ``text`` (a config without [run]) locally, then on Ray, from the same config path
+    into the same run directory, each with a cache of its own (so Ray describes everything
+    itself): the three output files must be byte-identical."""
+    config, run_dir = tmp_path / "run.toml", tmp_path / "run"
+    copies = {}
+    for executor in ("local", "ray"):
+        config.write_text(f'[run]\ndir = "{run_dir}"\ncache_dir = "{tmp_path / f"cache-{executor}"}"\n'
+                          f'executor = "{executor}"\n' + text)
+        _run(config, *extra)
+        copies[executor] = run_dir.rename(tmp_path / f"run-{executor}")
+    for name in OUTPUTS:
+        local, ray = (copies["local"] / name).read_bytes(), (copies["ray"] / name).read_bytes()
+        assert local == ray, f"{name} differs between the local and the Ray executor"
+    descriptors = pd.read_parquet(copies["ray"] / "descriptors.parquet")
+    assert descriptors["error"].isna().all()  # the same because it worked, not because both failed
+    return descriptors
+
+
+@pytest.mark.slow
+def test_the_example_gives_the_same_outputs_on_ray(tmp_path):
+    """Ten clips of the example (the audio-visual one among them: Whisper, openSMILE and
+    MediaPipe all run on the actors), a scorer on the transcript, one on the face, the audio probe."""
+    _needs_ray()
+    for name in ("llama_cpp", "opensmile", "faster_whisper", "mediapipe"):
+        pytest.importorskip(name)
+    clips = EXAMPLE.parent / "clips"
+    text = EXAMPLE.read_text().split("[dataset]", 1)[1].replace('path = "clips"', f'path = "{clips}"')
+    descriptors = _same_outputs_under_both_executors(tmp_path, "[dataset]" + text, "--limit", "10",
+                                                     "--agents", "text,vision,audio_probe")
+    assert len(descriptors) == 10 and descriptors["transcript"].notna().all()
+    assert descriptors["face_quality"].notna().sum() == 1  # the audio-visual clip
+
+
+@pytest.mark.slow
+def test_200_ravdess_clips_give_the_same_outputs_on_ray(tmp_path, data_dir):
+    """200 RAVDESS speech clips, voice features (the ASR and the face are covered by the
+    example's test above; here the number of items and batches is what grows)."""
+    _needs_ray()
+    pytest.importorskip("opensmile")
+    descriptors = _same_outputs_under_both_executors(tmp_path, f"""
+[dataset]
+loader = "ravdess"
+path = "{data_dir / 'ravdess' / 'speech_16k'}"
+limit = 200
+[describe]
+asr = false
+face = false
+workers = 2
+[[agents]]
+name = "audio_probe"
+kind = "probe"
+features = "audio"
+[audit]
+bootstrap = 200
+[outputs]
+report = ""
+""")
+    assert len(descriptors) == 200 and descriptors["audio_quality"].notna().all()
