@@ -4,6 +4,7 @@ each item exactly once, and a run's outputs do not depend on where describe ran.
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from collections import Counter
@@ -145,3 +146,44 @@ bootstrap = 200
 report = ""
 """)
     assert len(descriptors) == 200 and descriptors["audio_quality"].notna().all()
+
+
+@pytest.mark.slow
+def test_killing_a_worker_node_mid_describe_still_describes_every_item_once(tmp_path, monkeypatch, request):
+    """A head and a worker node (``ray start`` on 127.0.0.1, one CPU each, one actor each);
+    the worker node's whole process tree is SIGKILLed while it holds batches: they go to
+    the head's actor, and every clip is described exactly once (callbacks and store rows)."""
+    _needs_ray()
+    for name in ("opensmile", "faster_whisper"):
+        pytest.importorskip(name)
+    from ray_cluster import Cluster
+
+    from modsab.descriptors import DescribeConfig, MediaItem, describe
+    from modsab.descriptors.describe import extractor_factory, item_key
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # as on the test cluster
+    clips = sorted((EXAMPLE.parent / "clips").glob("*.flac"))[:16]
+    items = [MediaItem(p.stem, audio_path=p, speaker=p.stem.rsplit("-", 1)[1]) for p in clips]
+    config = DescribeConfig(face=False)
+    cluster = Cluster(cpus_per_node=1)
+    request.addfinalizer(cluster.close)
+    executor = make_executor("ray", ExecutorSettings(workers=2, ray_address=cluster.address, batch_size=2))
+    seen: Counter[str] = Counter()
+
+    def on_record(item, record, cached):
+        seen[item.instance_id] += 1
+        if sum(seen.values()) == 3:  # both actors hold two batches now
+            cluster.kill_worker()
+
+    try:
+        executor.warm(extractor_factory(config, max(1, (os.cpu_count() or 1) // 2)))  # what describe will use
+        assert len(set(executor.nodes_of_actors())) == 2  # one actor on each node
+        table = describe(items, config=config, executor=executor, cache=tmp_path / "d.sqlite", on_record=on_record)
+    finally:
+        executor.close()
+    assert cluster.worker.poll() is not None and executor.deaths == 1
+    assert seen == Counter({item.instance_id: 1 for item in items})
+    assert table["error"].isna().all() and table["transcript"].notna().all()
+    with sqlite3.connect(tmp_path / "d.sqlite") as db:
+        keys = [key for (key,) in db.execute("select key from records")]
+    assert sorted(keys) == sorted(item_key(item, config) for item in items)
