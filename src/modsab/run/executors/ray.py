@@ -69,23 +69,27 @@ class _BatchWorker:
     """The actor: builds the worker once, then maps it over each batch it is sent. A worker
     exception becomes ``(False, message)`` for that item (the batch goes on).
 
-    Before the worker is built and before every batch (Ray sets its own variables before
-    each task, and models may load lazily on the first item) the driver's thread settings
-    are put in place: variables for libraries not loaded yet, pool sizes for loaded ones."""
+    Before the worker is built the driver's thread settings are put in place: pool sizes for
+    the libraries loaded already, variables for those not loaded yet; the variables again
+    before every batch (Ray sets its own before each task, and models may load lazily on
+    the first item, reading them then)."""
 
     def __init__(self, factory: bytes, threads: dict[str, Any]) -> None:
         import pickle
 
         self._threads = threads
-        self._set_threads()
+        self._set_variables()
+        self._set_pools()
         self._work = pickle.loads(factory)()
 
-    def _set_threads(self) -> None:
+    def _set_variables(self) -> None:
         for name, value in self._threads["env"].items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+    def _set_pools(self) -> None:
         try:
             from threadpoolctl import ThreadpoolController
         except ImportError:
@@ -104,7 +108,7 @@ class _BatchWorker:
         return ray.get_runtime_context().get_node_id()
 
     def run(self, batch: list[tuple[int, Any]]) -> list[tuple[int, bool, Any]]:
-        self._set_threads()
+        self._set_variables()
         out = []
         for position, item in batch:
             try:
@@ -133,7 +137,9 @@ class RayExecutor(Executor):
 
     def _connect(self) -> None:
         ray = self._ray
-        if ray.is_initialized():
+        if self._actor_class is None:
+            self._actor_class = ray.remote(num_cpus=self.settings.cpus_per_worker, max_restarts=0)(_BatchWorker)
+        if ray.is_initialized():  # this process is connected already (a caller's ray.init): use that Ray
             return
         address = self.settings.ray_address
         common = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING"}
@@ -150,7 +156,6 @@ class RayExecutor(Executor):
             cpus = max(os.cpu_count() or 1, math.ceil(self.settings.workers * self.settings.cpus_per_worker))
             ray.init(num_cpus=cpus, object_store_memory=LOCAL_OBJECT_STORE, **common)
             self._connected_here = True
-        self._actor_class = ray.remote(num_cpus=self.settings.cpus_per_worker, max_restarts=0)(_BatchWorker)
 
     def _new_actor(self) -> Any:
         import pickle
