@@ -25,15 +25,17 @@ TREE = Path(__file__).resolve().parents[1]
 
 
 def describe_rates(n_clips: int) -> None:
+    import importlib
+
     import ray
 
     from modsab.descriptors import DescribeConfig, MediaItem, describe
-    from modsab.descriptors import describe as describe_module
     from modsab.run.executors import ExecutorSettings, make_executor
 
     clips = sorted((TREE / "examples" / "ravdess-mini" / "clips").glob("*.flac"))[:n_clips]
     items = [MediaItem(p.stem, audio_path=p, speaker=p.stem.rsplit("-", 1)[1]) for p in clips]
     config = DescribeConfig(face=False)
+    describe_module = importlib.import_module("modsab.descriptors.describe")  # the package exports the function
     print(f"1. describe, {len(items)} clips (ASR + voice), cold (pool/actors and models started in the call)")
     rates: dict[str, float] = {}
     for workers in (1, 2):
