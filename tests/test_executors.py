@@ -187,3 +187,36 @@ def test_killing_a_worker_node_mid_describe_still_describes_every_item_once(tmp_
     with sqlite3.connect(tmp_path / "d.sqlite") as db:
         keys = [key for (key,) in db.execute("select key from records")]
     assert sorted(keys) == sorted(item_key(item, config) for item in items)
+
+
+@pytest.mark.slow
+def test_the_offline_scorer_on_ray_actors_answers_as_it_does_in_process():
+    """``[run] executor = "ray"`` puts the offline models on actors (``ray`` backend): the same
+    model name and base URL (so the same cache keys) and the same answers, calls in parallel."""
+    _needs_ray()
+    pytest.importorskip("llama_cpp")
+    import asyncio
+
+    from modsab.agents.local import local_backend
+    from modsab.agents.ray_local import RayLocalBackend
+    from modsab.agents.run import AgentRunConfig, make_backend
+    from modsab.contract.labels import LabelSet
+
+    labels = LabelSet.parse("meld")
+    backend = make_backend(AgentRunConfig(model="local:smollm2-scorer", labels=labels, executor="ray", workers=2))
+    here = local_backend("local:smollm2-scorer")
+    assert isinstance(backend, RayLocalBackend)
+    assert (backend.model, backend.base_url, backend.kind) == (here.model, here.base_url, here.kind)
+    prompts = [[{"role": "user", "content": f"Transcript: {text}\nEmotion:"}]
+               for text in ("I am so happy for you!", "Leave me alone.", "What? No way!", "It is fine.")]
+    params = {"labels": list(labels), "content_free": "Transcript: N/A\nEmotion:"}
+
+    async def ask_all():
+        try:
+            return await asyncio.gather(*(backend.complete(p, params, None) for p in prompts))
+        finally:
+            await backend.aclose()
+
+    answers = asyncio.run(ask_all())
+    assert answers == [here._complete(p, params, None) for p in prompts]
+    assert len({answer.text for answer in answers}) > 1  # not one answer for every prompt

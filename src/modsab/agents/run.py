@@ -55,6 +55,11 @@ class AgentRunConfig:
     media: Mapping[str, Sequence[str]] = field(default_factory=dict)
     #: prompt template per agent, when it is not the agent's name (e.g. ``vision_media`` -> ``vision``)
     templates: Mapping[str, str] = field(default_factory=dict)
+    #: where an offline model runs: "local" (in this process) or "ray" (``workers`` actors;
+    #: ``[run] executor``); an endpoint (``base_url``) is called from here either way
+    executor: str = "local"
+    ray_address: str | None = None
+    workers: int = 1
 
 
 def default_cache_dir() -> Path:

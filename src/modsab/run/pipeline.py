@@ -353,6 +353,9 @@ def _run_llm_agent(
         cache_dir=str(config.run.cache_dir) if config.run.cache_dir else str(run_dir / "cache"),
         media={agent.name: tuple(agent.media)} if agent.media else {},
         templates={agent.name: template} if template != agent.name else {},
+        executor=config.run.executor,
+        ray_address=config.run.ray_address,
+        workers=config.describe.workers,
         **({"timeout": agent.timeout} if agent.timeout is not None else {}),
     )
     _say(log, f"agent {agent.name} on {model}" + (f" at {agent.base_url}" if agent.base_url else "")
@@ -474,7 +477,13 @@ def run_pipeline(
     try:
         with RunLock(run_dir, command="modsab run", wait=wait,
                      on_wait=lambda holder: _say(log, f"waiting for {holder} to finish with {run_dir}")):
-            return _run_stages(config, log=log, progress=progress)
+            if config.run.executor != "ray":
+                return _run_stages(config, log=log, progress=progress)
+            from modsab.run.executors import ExecutorSettings
+            from modsab.run.executors.ray import ray_session
+
+            with ray_session(ExecutorSettings(workers=config.describe.workers, ray_address=config.run.ray_address)):
+                return _run_stages(config, log=log, progress=progress)
     except (OSError, sqlite3.OperationalError) as error:  # disk full, read-only, a file where a folder goes
         raise storage_error(error, path=run_dir, what="read or write") from None
 

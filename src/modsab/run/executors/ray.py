@@ -118,6 +118,39 @@ class _BatchWorker:
         return out
 
 
+def connect(ray: Any, settings: ExecutorSettings) -> bool:
+    """Connect this process to ``settings.ray_address``, or start a local Ray; nothing when it
+    is connected already (a caller's ``ray.init``, :func:`ray_session`). True when it connected."""
+    if ray.is_initialized():
+        return False
+    address = settings.ray_address
+    common = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING"}
+    if address:
+        try:
+            ray.init(address=address, **common)
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            raise InputError(f"cannot connect to the Ray cluster at {address}: {error}", item="key 'run.ray_address'",
+                             hint="start one with `ray start --head`, or leave ray_address out for a local "
+                                  "Ray") from None
+    else:
+        cpus = max(os.cpu_count() or 1, math.ceil(settings.workers * settings.cpus_per_worker))
+        ray.init(num_cpus=cpus, object_store_memory=LOCAL_OBJECT_STORE, **common)
+    return True
+
+
+@contextlib.contextmanager
+def ray_session(settings: ExecutorSettings) -> Iterator[None]:
+    """One Ray connection (or local Ray) for a whole run: describe and the agents' actors
+    share it instead of each starting their own; shut down at the end if started here."""
+    ray = _import_ray()
+    connected = connect(ray, settings)
+    try:
+        yield
+    finally:
+        if connected:
+            ray.shutdown()
+
+
 @executors.register("ray", order=1)
 class RayExecutor(Executor):
     """See the module docstring. The actors live until :meth:`close` (or until :meth:`map`
@@ -136,26 +169,9 @@ class RayExecutor(Executor):
     # -- the cluster and the actors --------------------------------------------------------
 
     def _connect(self) -> None:
-        ray = self._ray
         if self._actor_class is None:
-            self._actor_class = ray.remote(num_cpus=self.settings.cpus_per_worker, max_restarts=0)(_BatchWorker)
-        if ray.is_initialized():  # this process is connected already (a caller's ray.init): use that Ray
-            return
-        address = self.settings.ray_address
-        common = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING"}
-        if address:
-            try:
-                ray.init(address=address, **common)
-                self._connected_here = True
-            except (ConnectionError, RuntimeError, ValueError) as error:
-                raise InputError(f"cannot connect to the Ray cluster at {address}: {error}",
-                                 item="key 'run.ray_address'",
-                                 hint="start one with `ray start --head`, or leave ray_address out for a local "
-                                      "Ray") from None
-        else:
-            cpus = max(os.cpu_count() or 1, math.ceil(self.settings.workers * self.settings.cpus_per_worker))
-            ray.init(num_cpus=cpus, object_store_memory=LOCAL_OBJECT_STORE, **common)
-            self._connected_here = True
+            self._actor_class = self._ray.remote(num_cpus=self.settings.cpus_per_worker, max_restarts=0)(_BatchWorker)
+        self._connected_here = connect(self._ray, self.settings) or self._connected_here
 
     def _new_actor(self) -> Any:
         import pickle
@@ -267,4 +283,4 @@ class RayExecutor(Executor):
                 self._ray.kill(actor, no_restart=True)
 
 
-__all__ = ["RayExecutor"]
+__all__ = ["RayExecutor", "connect", "ray_session"]
