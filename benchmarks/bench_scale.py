@@ -4,9 +4,10 @@
 
 1. items/s of ``describe`` (Whisper + openSMILE on the example's speech clips, no cache)
    with 1 and 2 workers, local (in-process / process pool) and on a local Ray (actors),
-   each cold: pool or actors started and models loaded inside the timed call, as a run
-   does it. Ray's own start is timed apart (a cluster is usually up already). Ratios are
-   against local with 1 worker, in this same run.
+   cold (pool or actors started and models loaded inside the timed call, as a run does it)
+   and warm (a second call on the same in-process models / actors). Ray's own start is
+   timed apart (a cluster is usually up already). Ratios are against local with 1 worker,
+   in this same run.
 2. Orchestration overhead: N = 1, 2, 4, 8, 16 actors on a workload of known per-item cost
    (``--cost`` seconds of sleep, ``--per-actor`` items per actor), so the ideal time is
    items * cost / N whatever N; overhead = (measured - ideal) / ideal, after the actors are
@@ -37,12 +38,17 @@ def describe_rates(n_clips: int) -> None:
     config = DescribeConfig(face=False)
     describe_module = importlib.import_module("modsab.descriptors.describe")  # the package exports the function
     print(f"1. describe, {len(items)} clips (ASR + voice), cold (pool/actors and models started in the call)")
-    rates: dict[str, float] = {}
+    rates: dict[str, tuple[float, float | None]] = {}
+
+    def rate(**how) -> float:
+        start = time.perf_counter()
+        describe(items, config=config, **how)
+        return len(items) / (time.perf_counter() - start)
+
     for workers in (1, 2):
         describe_module._EXTRACTORS.clear()  # in-process models load again, as in a new run
-        start = time.perf_counter()
-        describe(items, config=config, workers=workers)
-        rates[f"local x{workers}"] = len(items) / (time.perf_counter() - start)
+        cold = rate(workers=workers)
+        rates[f"local x{workers}"] = (cold, rate(workers=1) if workers == 1 else None)  # a pool lives for one call
     start = time.perf_counter()
     ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False, logging_level="WARNING",
              object_store_memory=256 * 1024**2)
@@ -50,15 +56,17 @@ def describe_rates(n_clips: int) -> None:
     try:
         for workers in (1, 2):
             with make_executor("ray", ExecutorSettings(workers=workers)) as executor:
-                start = time.perf_counter()
-                describe(items, config=config, executor=executor)
-                rates[f"ray x{workers}"] = len(items) / (time.perf_counter() - start)
+                cold = rate(executor=executor)
+                rates[f"ray x{workers}"] = (cold, rate(executor=executor))  # the same actors, models loaded
     finally:
         ray.shutdown()
-    base = rates["local x1"]
-    for name, rate in rates.items():
-        print(f"   {name:<9} {rate:6.2f} items/s   {rate / base:5.2f}x local x1")
-    print(f"   (ray.init of a local Ray: {ray_start:.1f} s, not in the figures above)")
+    base_cold, base_warm = rates["local x1"]
+    for name, (cold, warm) in rates.items():
+        again = (f"warm {warm:5.2f} items/s {warm / base_warm:5.2f}x" if warm is not None
+                 else "warm   n/a (a process pool lives for one call)")
+        print(f"   {name:<9} cold {cold:5.2f} items/s {cold / base_cold:5.2f}x   {again}   (vs local x1)")
+    print(f"   (ray.init of a local Ray: {ray_start:.1f} s, not in the figures above; warm: a second call, "
+          "models loaded, nothing cached)")
 
 
 def overhead(cost: float, per_actor: int, actors: list[int]) -> None:

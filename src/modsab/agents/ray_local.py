@@ -11,7 +11,6 @@ failure the engine retries.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,12 +22,10 @@ class _ModelActor:
     """One loaded offline model; ``complete`` is the in-process backend's own method."""
 
     def __init__(self, model: str, threads: dict[str, Any]) -> None:
-        for name, value in threads["env"].items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
         from modsab.agents.local import local_backend
+        from modsab.run.executors.ray import set_thread_variables
+
+        set_thread_variables(threads)  # before llama.cpp loads (it reads them then)
 
         self._backend = local_backend(model)
 

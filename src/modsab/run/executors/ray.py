@@ -65,6 +65,15 @@ def _driver_threads() -> dict[str, Any]:
     return {"env": {name: os.environ.get(name) for name in THREAD_VARIABLES}, "pools": pools}
 
 
+def set_thread_variables(threads: dict[str, Any]) -> None:
+    """Put the driver's thread variables (from :func:`_driver_threads`) in this process."""
+    for name, value in threads["env"].items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 class _BatchWorker:
     """The actor: builds the worker once, then maps it over each batch it is sent. A worker
     exception becomes ``(False, message)`` for that item (the batch goes on).
@@ -83,11 +92,7 @@ class _BatchWorker:
         self._work = pickle.loads(factory)()
 
     def _set_variables(self) -> None:
-        for name, value in self._threads["env"].items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        set_thread_variables(self._threads)
 
     def _set_pools(self) -> None:
         try:
