@@ -23,6 +23,14 @@ EXAMPLE = TREE / "examples" / "ravdess-mini" / "run.toml"
 OUTPUTS = ("descriptors.parquet", "predictions.jsonl", "diagnosis.json")
 
 
+@pytest.fixture(autouse=True)
+def _no_ray_token(monkeypatch):
+    """Ray keeps its authentication mode per process (a local ray.init turns tokens on, the
+    test cluster runs without): every Ray of these tests runs without, so they can share one
+    pytest process in any order."""
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+
+
 def _failed(message: str) -> str:
     return f"failed: {message}"
 
@@ -149,7 +157,7 @@ report = ""
 
 
 @pytest.mark.slow
-def test_killing_a_worker_node_mid_describe_still_describes_every_item_once(tmp_path, monkeypatch, request):
+def test_killing_a_worker_node_mid_describe_still_describes_every_item_once(tmp_path, request):
     """A head and a worker node (``ray start`` on 127.0.0.1, one CPU each, one actor each);
     the worker node's whole process tree is SIGKILLed while it holds batches: they go to
     the head's actor, and every clip is described exactly once (callbacks and store rows)."""
@@ -161,7 +169,6 @@ def test_killing_a_worker_node_mid_describe_still_describes_every_item_once(tmp_
     from modsab.descriptors import DescribeConfig, MediaItem, describe
     from modsab.descriptors.describe import extractor_factory, item_key
 
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # as on the test cluster
     clips = sorted((EXAMPLE.parent / "clips").glob("*.flac"))[:16]
     items = [MediaItem(p.stem, audio_path=p, speaker=p.stem.rsplit("-", 1)[1]) for p in clips]
     config = DescribeConfig(face=False)
