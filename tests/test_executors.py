@@ -227,3 +227,23 @@ def test_the_offline_scorer_on_ray_actors_answers_as_it_does_in_process():
     answers = asyncio.run(ask_all())
     assert answers == [here._complete(p, params, None) for p in prompts]
     assert len({answer.text for answer in answers}) > 1  # not one answer for every prompt
+
+
+@pytest.mark.slow
+def test_a_describe_resumed_on_the_other_executor_repeats_no_finished_item(tmp_path):
+    """The driver writes the cache under the same keys on either executor: six clips done
+    locally, then ten on Ray with the same cache, only the four new ones are described."""
+    _needs_ray()
+    pytest.importorskip("opensmile")
+    from modsab.descriptors import DescribeConfig, MediaItem, describe
+
+    clips = sorted((EXAMPLE.parent / "clips").glob("*.flac"))[:10]
+    items = [MediaItem(p.stem, audio_path=p, speaker="s") for p in clips]
+    config, cache = DescribeConfig(asr=False, face=False), tmp_path / "d.sqlite"
+    fresh: list[str] = []
+    first = describe(items[:6], config=config, cache=cache)
+    with make_executor("ray", ExecutorSettings(workers=2)) as executor:
+        again = describe(items, config=config, cache=cache, executor=executor,
+                         on_record=lambda item, record, cached: cached or fresh.append(item.instance_id))
+    assert sorted(fresh) == sorted(item.instance_id for item in items[6:])
+    assert len(first) == 6 and len(again) == 10 and again["error"].isna().all()
