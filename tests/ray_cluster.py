@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -113,3 +114,4 @@ class Cluster:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     process.wait(timeout=10)
             kill_tree(process)
+        shutil.rmtree(self.temp, ignore_errors=True)
