@@ -1,5 +1,5 @@
 """One registry per extension point: fusion rules, attribution methods, diagnostics,
-dataset loaders, agent kinds, agent backends and built-in tasks.
+dataset loaders, agent kinds, agent backends, built-in tasks and executors.
 
 An entry registers itself where it is defined (``@fusion_rules.register("cap")``), and
 each registry knows the package its entries live in, so it imports that package's modules
@@ -101,6 +101,8 @@ agent_kinds: Registry[Any] = Registry("agent kind", "modsab.agents.kinds", optio
 backends: Registry[Any] = Registry("agent backend", "modsab.agents.backends", option="model")
 #: Built-in tasks of ``task = "..."`` (emotion, sentiment, sentiment2); a ``[task]`` table defines others.
 tasks: Registry[Any] = Registry("task", "modsab.contract.task", option="task")
+#: Executors of ``[run] executor``: where per-item work (descriptor extraction) runs.
+executors: Registry[Any] = Registry("executor", "modsab.run.executors", option="[run] executor")
 
 
 def requestable_diagnostics() -> tuple[str, ...]:

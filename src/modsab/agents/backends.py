@@ -332,6 +332,18 @@ def local_backend_factory(config):
     return local_backend(config.model, labels=config.labels, params=config.params)
 
 
+@backends.register("ray", order=2)
+def ray_backend_factory(config):
+    """An offline model on Ray actors (``[run] executor = "ray"``), each loading it once."""
+    from modsab.agents.ray_local import RayLocalBackend
+    from modsab.run.executors import ExecutorSettings
+
+    return RayLocalBackend(config.model, ExecutorSettings(workers=config.workers, ray_address=config.ray_address))
+
+
 def backend_name(config) -> str:
-    """Which registered backend serves ``config``: ``openai`` with a base URL (or endpoints), else ``local``."""
-    return "openai" if config.base_url or getattr(config, "endpoints", None) else "local"
+    """Which registered backend serves ``config``: ``openai`` with a base URL (or endpoints), else
+    ``ray`` for an offline model when the run's executor is Ray, else ``local``."""
+    if config.base_url or getattr(config, "endpoints", None):
+        return "openai"
+    return "ray" if getattr(config, "executor", "local") == "ray" else "local"

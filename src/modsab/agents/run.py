@@ -63,6 +63,11 @@ class AgentRunConfig:
     modalities: Mapping[str, str] = field(default_factory=dict)
     #: the task that words the prompts (default: the built-in emotion task)
     task: Task | None = None
+    #: where an offline model runs: "local" (in this process) or "ray" (``workers`` actors;
+    #: ``[run] executor``); an endpoint (``base_url``) is called from here either way
+    executor: str = "local"
+    ray_address: str | None = None
+    workers: int = 1
 
 
 def default_cache_dir() -> Path:

@@ -13,6 +13,7 @@ compares each clip with its speaker's (or the run's) other clips.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -21,16 +22,18 @@ import sqlite3
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from modsab.descriptors import asr, face, media, voice
 from modsab.descriptors.manifest import MediaItem, items_from_records, read_manifest
+
+if TYPE_CHECKING:
+    from modsab.run.executors import Executor
 
 EXTRACTOR_VERSION = "|".join(
     ("media-2", asr.ASR_VERSION, voice.VOICE_VERSION, face.FACE_VERSION)
@@ -114,19 +117,6 @@ class Extractor:
         record["seconds"]["face"] = time.perf_counter() - start
 
 
-_WORKER: Extractor | None = None
-
-
-def _init_worker(config: DescribeConfig, threads: int) -> None:
-    global _WORKER
-    _WORKER = Extractor(config, threads=threads)
-
-
-def _extract_in_worker(item: MediaItem) -> dict[str, Any]:
-    assert _WORKER is not None
-    return _WORKER(item)
-
-
 # -- cache -------------------------------------------------------------------------------
 
 
@@ -189,6 +179,7 @@ def describe(
     llm_cache_dir: str | Path | None = None,
     labels: Sequence[str] | None = None,
     on_describer: Callable[[Any, Any], None] | None = None,
+    executor: Executor | None = None,
 ) -> pd.DataFrame:
     """Describe every item; one row per item (columns: see :func:`build_table`).
 
@@ -196,6 +187,8 @@ def describe(
     SQLite file reused across runs. ``on_record(item, record, from_cache)`` is called as
     each item finishes (the CLI and the benchmark use it). With ``workers > 1`` the
     workers are spawned processes: call it under ``if __name__ == "__main__":`` in a script.
+    ``executor`` (:mod:`modsab.run.executors`, e.g. a Ray actor pool) replaces ``workers``;
+    records come back to this process, which alone writes the cache.
 
     ``keyframes`` (0-4) saves that many key frames of each video as JPEG files in
     ``frames_dir`` (columns ``peak_frame_path``, ``frame_paths``; see
@@ -230,7 +223,7 @@ def describe(
             else:
                 todo.append((item, key))
         keys = {item.instance_id: key for item, key in todo}
-        for item, record in _run(todo, config, workers):
+        for item, record in _run(todo, config, workers, executor):
             records[item.instance_id] = record
             if store is not None and not record.get("errors"):
                 store.put(keys[item.instance_id], record)
@@ -338,34 +331,38 @@ def _advance(bar, task) -> None:
         bar.advance(task)
 
 
-def _run(todo: list[tuple[MediaItem, str]], config: DescribeConfig, workers: int):
-    """Yield ``(item, record)`` as items finish, in-process or in a pool of processes."""
+def _run(todo: list[tuple[MediaItem, str]], config: DescribeConfig, workers: int, executor: Executor | None = None):
+    """Yield ``(item, record)`` as items finish, on ``executor`` (default: the local one with
+    ``workers`` processes; in this process for one)."""
     if not todo:
         return
+    from modsab.run.executors import ExecutorSettings
+    from modsab.run.executors.local import LocalExecutor
+
+    workers = executor.settings.workers if executor is not None else workers
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
-    if workers <= 1:
-        extractor = _shared_extractor(config, threads)
-        for item, _key in todo:
-            yield item, extractor(item)
-        return
-    import multiprocessing
-
-    context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                               initializer=_init_worker, initargs=(config, threads))
-    try:
-        futures = {pool.submit(_extract_in_worker, item): item for item, _key in todo}
-        for future in as_completed(futures):
-            item = futures[future]
-            try:
-                record = future.result()
-            except Exception as error:  # a worker that died (e.g. a decoder crash)
-                record = {"errors": {"worker": f"{type(error).__name__}: {error}"}}
-            yield item, record
-    finally:  # on Ctrl-C or an error: drop what has not started, keep what finished
-        pool.shutdown(wait=True, cancel_futures=True)
+    runner = executor if executor is not None else LocalExecutor(ExecutorSettings(workers=workers))
+    make_worker = extractor_factory(config, threads)
+    items = [item for item, _key in todo]
+    for position, record in runner.map(make_worker, items, failed=_worker_failed):
+        yield items[position], record
 
 
+def _worker_failed(message: str) -> dict[str, Any]:
+    """The record of an item whose worker died (e.g. a decoder crash, a lost node)."""
+    return {"errors": {"worker": message}}
+
+
+def extractor_factory(config: DescribeConfig, threads: int) -> Callable[[], Extractor]:
+    """A picklable factory of this process's :class:`Extractor` (models load once per
+    process or actor). The same object for the same options, so a Ray pool is reused."""
+    key = (config.fingerprint(), threads)
+    if key not in _FACTORIES:
+        _FACTORIES[key] = functools.partial(_shared_extractor, config, threads)
+    return _FACTORIES[key]
+
+
+_FACTORIES: dict[tuple[str, int], Callable[[], Extractor]] = {}
 _EXTRACTORS: dict[tuple[str, int], Extractor] = {}
 
 

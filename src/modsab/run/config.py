@@ -52,6 +52,17 @@ class _Section(BaseModel):
 class RunSection(_Section):
     dir: Path = Field(Path("runs/run"), description="run directory (store, predictions, diagnosis, report)")
     cache_dir: Path | None = Field(None, description="shared cache of model calls and descriptors")
+    executor: Annotated[str, AfterValidator(lambda name: registered_name(registry.executors, name))] = Field(
+        "local", description="where describe runs: local (processes) or ray (actors; modsab.registry.executors)"
+    )
+    ray_address: str | None = Field(None, min_length=1, description="an existing Ray cluster (\"auto\", "
+                                    "\"ray://host:10001\"); default: start a local Ray")
+
+    @model_validator(mode="after")
+    def _address_needs_ray(self) -> RunSection:
+        if self.ray_address is not None and self.executor != "ray":
+            raise ValueError("'ray_address' applies to executor = \"ray\" only")
+        return self
 
 
 class DatasetSection(_Section):

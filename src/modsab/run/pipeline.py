@@ -158,20 +158,25 @@ def describe_instances(
                                        "requests": stats.requests, "cached": stats.cached, "retries": stats.retries,
                                        "failed": stats.failed, "stopped": stats.stopped, "errors": stats.errors[:3]}
 
-        table = describe(
-            items,
-            config=DescribeConfig(fps=opts.fps, asr=opts.asr, face=opts.face),
-            workers=opts.workers,
-            cache=cache_dir / "descriptors.sqlite",
-            progress=progress,
-            keyframes=_keyframes_needed(config),
-            frames_dir=cache_dir / "frames",
-            describers=_describers(config),
-            llm_dir=run_dir / "describe",
-            llm_cache_dir=cache_dir,
-            labels=None if labels is None else list(labels),
-            on_describer=report,
-        )
+        from modsab.run.executors import ExecutorSettings, make_executor
+
+        executor = make_executor(config.run.executor, ExecutorSettings(workers=opts.workers,
+                                                                       ray_address=config.run.ray_address))
+        with executor:  # the driver: records come back here and only this process writes the cache
+            table = describe(
+                items,
+                config=DescribeConfig(fps=opts.fps, asr=opts.asr, face=opts.face),
+                executor=executor,
+                cache=cache_dir / "descriptors.sqlite",
+                progress=progress,
+                keyframes=_keyframes_needed(config),
+                frames_dir=cache_dir / "frames",
+                describers=_describers(config),
+                llm_dir=run_dir / "describe",
+                llm_cache_dir=cache_dir,
+                labels=None if labels is None else list(labels),
+                on_describer=report,
+            )
         for kind, row in summary.items():
             status = table[f"{kind}_status"].fillna("")
             row.update(described=int((status == "ok").sum()), leaking=int(status.str.startswith("leaks").sum()),
@@ -398,6 +403,9 @@ def _run_llm_agent(
         templates={agent.name: template} if template != agent.name else {},
         modalities={agent.name: sees} if sees else {},
         task=config.task_definition,
+        executor=config.run.executor,
+        ray_address=config.run.ray_address,
+        workers=config.describe.workers,
         **({"timeout": agent.timeout} if agent.timeout is not None else {}),
     )
     where = agent.base_url if isinstance(agent.base_url, str) else ", ".join(
@@ -521,7 +529,13 @@ def run_pipeline(
     try:
         with RunLock(run_dir, command="modsab run", wait=wait,
                      on_wait=lambda holder: _say(log, f"waiting for {holder} to finish with {run_dir}")):
-            return _run_stages(config, log=log, progress=progress)
+            if config.run.executor != "ray":
+                return _run_stages(config, log=log, progress=progress)
+            from modsab.run.executors import ExecutorSettings
+            from modsab.run.executors.ray import ray_session
+
+            with ray_session(ExecutorSettings(workers=config.describe.workers, ray_address=config.run.ray_address)):
+                return _run_stages(config, log=log, progress=progress)
     except (OSError, sqlite3.OperationalError) as error:  # disk full, read-only, a file where a folder goes
         raise storage_error(error, path=run_dir, what="read or write") from None
 
