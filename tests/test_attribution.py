@@ -8,12 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from modsab.core.fusion import FusionRule
+from modsab.data.synth import prediction_set
 from modsab.diagnostics import shapley
 from modsab.diagnostics.attribution import Coalitions, PaperRule
 from modsab.diagnostics.causal import LeaveOneOut, agent_pairs, causal_report, pair_effects
-from modsab.core.fusion import FusionRule
 from modsab.diagnostics.shapley import Shapley, shapley_matrix, shapley_report, subset_masks
-from modsab.data.synth import prediction_set
 
 
 def coalitions(scores, gold, tau=0.70):

@@ -18,8 +18,8 @@ from conftest import record
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modsab.core.diagnosis import diagnose
 from modsab.contract.labels import LabelSet
+from modsab.core.diagnosis import diagnose
 
 LABELS = ("joy", "anger", "sadness", "neutral")
 DATASETS = ("ds-a", "ds-b", "ds-c")

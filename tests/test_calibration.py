@@ -7,9 +7,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
+from modsab.core.recalibration import fit_temperature
+from modsab.core.rules.recalibrated import Recalibrated
+from modsab.data.synth import SynthConfig, generate
 from modsab.diagnostics.calibration import (
     PERCENT,
-    distinct_codes as _codes,
     _quantiles,
     agent_statistics,
     auroc,
@@ -17,9 +19,9 @@ from modsab.diagnostics.calibration import (
     crossfit,
     expected_calibration_error,
 )
-from modsab.core.recalibration import fit_temperature
-from modsab.core.rules.recalibrated import Recalibrated
-from modsab.data.synth import SynthConfig, generate
+from modsab.diagnostics.calibration import (
+    distinct_codes as _codes,
+)
 
 
 def reference_ece(confidence, correct, bins=10):

@@ -6,8 +6,8 @@ import tomllib
 
 import pytest
 
-from modsab.run.config import load_config
 from modsab.contract.errors import InputError
+from modsab.run.config import load_config
 
 GOOD = """
 [run]

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from modsab.data.loaders import ClipDescriptions, Iemocap, Manifest, Meld, Ravdess, load_dataset
 from modsab.contract.errors import InputError
 from modsab.contract.labels import LeakageChecker
+from modsab.data.loaders import ClipDescriptions, Iemocap, Manifest, Meld, Ravdess, load_dataset
 
 
 def make_iemocap(root):

@@ -16,8 +16,8 @@ from _media import RAVDESS_LABELS, espeak, needs_describe_extra, ravdess, write_
 from typer.testing import CliRunner
 
 from modsab.cli import app
-from modsab.descriptors import DescribeConfig, MediaItem, describe
 from modsab.contract.labels import PRESETS, LeakageChecker
+from modsab.descriptors import DescribeConfig, MediaItem, describe
 
 pytestmark = [pytest.mark.slow, pytest.mark.data]
 

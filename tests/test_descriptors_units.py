@@ -12,11 +12,11 @@ from _media import RAVDESS_LABELS, ravdess, transcode, write_png, write_wav
 from typer.testing import CliRunner
 
 from modsab.cli import app
+from modsab.contract.errors import InputError
+from modsab.contract.labels import PRESETS, LeakageChecker
 from modsab.descriptors import MediaItem, read_manifest
 from modsab.descriptors.face import AU_TABLE, describe_face, face_quality, face_units_json, intensity_word
 from modsab.descriptors.voice import audio_quality, baseline_zscores, describe_voice, level_word, signal_checks
-from modsab.contract.errors import InputError
-from modsab.contract.labels import PRESETS, LeakageChecker
 
 CHECKER = LeakageChecker([label for labels in PRESETS.values() for label in labels] + list(RAVDESS_LABELS))
 

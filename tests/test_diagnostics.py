@@ -11,19 +11,19 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from typer.testing import CliRunner
 
-from modsab.stats import metrics
-from modsab.diagnostics.attribution import Coalitions, PaperRule
-from modsab.core.audit import Role, roles
 from modsab.cli import app
-from modsab.core.diagnosis import diagnose
 from modsab.contract.errors import InputError
+from modsab.core.audit import Role, roles
+from modsab.core.diagnosis import diagnose
 from modsab.core.fusion import FusionRule
-from modsab.diagnostics.tau_sweep import tau_sweep
 from modsab.core.rules.agreement import AgreementOverride
 from modsab.core.rules.cap import CappedInfluence
-from modsab.diagnostics.fusion_compare import compare
 from modsab.data.synth import MELD_LABELS, SynthConfig, generate, prediction_set, write
+from modsab.diagnostics.attribution import Coalitions, PaperRule
+from modsab.diagnostics.fusion_compare import compare
+from modsab.diagnostics.tau_sweep import tau_sweep
 from modsab.registry import requestable_diagnostics
+from modsab.stats import metrics
 
 DIAGNOSTICS = requestable_diagnostics()  # the ones asked for; ablation runs by itself when it applies
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from modsab.core.diagnosis import diagnose
-from modsab.diagnostics.fusion_compare import compare
 from modsab.data.synth import prediction_set
+from modsab.diagnostics.fusion_compare import compare
 
 
 def _records(path, with_quality: bool) -> None:

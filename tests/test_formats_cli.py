@@ -11,8 +11,8 @@ from conftest import MELD, record
 from typer.testing import CliRunner
 
 from modsab.cli import app
-from modsab.core.diagnosis import diagnose
 from modsab.contract.predictions import load_predictions
+from modsab.core.diagnosis import diagnose
 
 
 @pytest.fixture

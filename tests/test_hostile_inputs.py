@@ -17,10 +17,10 @@ import pytest
 from conftest import record
 
 from modsab.cli import main
-from modsab.core.diagnosis import Options, diagnose
 from modsab.contract.errors import InputError
 from modsab.contract.labels import LabelSet
 from modsab.contract.predictions import load_predictions
+from modsab.core.diagnosis import Options, diagnose
 
 LABELS = "joy,anger,sadness"
 RECORDS = [

@@ -22,9 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modsab.cli import main
-from modsab.core.diagnosis import diagnose
 from modsab.contract.errors import InputError
 from modsab.contract.predictions import PredictionSet, load_predictions
+from modsab.core.diagnosis import diagnose
 
 LABELS = ("joy", "anger", "sadness", "neutral")
 AGENTS = ("text", "audio", "vision", "tav")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modsab.contract.errors import InputError
 from modsab.agents.probes import ProbeAgent, probe_records
+from modsab.contract.errors import InputError
 from modsab.contract.records import PredictionRecord
 
 

@@ -8,9 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from modsab.contract.predictions import PredictionSet
 from modsab.core.audit import Role
 from modsab.core.diagnosis import diagnose
-from modsab.contract.predictions import PredictionSet
 from modsab.registry import fusion_rules
 
 LABELS = ("neutral", "joy", "surprise", "anger")

@@ -21,10 +21,11 @@ from modsab.cli import app
 from modsab.contract.predictions import PredictionSet
 from modsab.core.diagnosis import diagnose
 from modsab.core.result import SCHEMA_VERSION, DiagnosisResult, Summary
-from modsab.registry import diagnostics as registered, requestable_diagnostics
 from modsab.data.synth import SynthConfig, generate, write
 from modsab.diagnostics.calibration import CalibrationFigures
 from modsab.diagnostics.fusion_compare import FusionStrategy
+from modsab.registry import diagnostics as registered
+from modsab.registry import requestable_diagnostics
 
 EVERY = dict.fromkeys(requestable_diagnostics(), True)
 
@@ -274,8 +275,8 @@ def test_terminal_tables_read_the_typed_result(synth3):
 def test_report_reads_the_typed_sections_and_shows_other_shapes_as_plain_tables(synth3, tmp_path):
     import re
 
-    from modsab.views.report import Extras, ReportData, build_report
     from modsab.diagnostics.fusion_compare import FusionCompareSection
+    from modsab.views.report import Extras, ReportData, build_report
 
     def page(diagnosis, sections=None):
         html = build_report(diagnosis, extras=Extras(diagnosis=sections or {}), title="t")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from conftest import MELD, record
 
-from modsab.core.diagnosis import diagnose
 from modsab.contract.errors import InputError
+from modsab.core.diagnosis import diagnose
 
 
 def run(write_jsonl, records, **options):

@@ -15,10 +15,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modsab.data.loaders import descriptor_text, read_rows
 from modsab.contract.errors import InputError
 from modsab.contract.labels import LABEL_FIELDS, Leak, LeakageChecker
 from modsab.contract.task import EMOTION
+from modsab.data.loaders import descriptor_text, read_rows
 
 #: Fields each agent reads by default, in prompt order: the streams of the built-in emotion
 #: task (:data:`modsab.contract.task.SPEECH_STREAMS`) and ``tav``, all of them. Both the

@@ -36,8 +36,8 @@ def synth_command(
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples of the detector scores."),
 ) -> None:
     """Generate predictions with known planted saboteurs and score the sabotage detectors."""
-    from modsab.data import synth
     from modsab.contract.errors import InputError
+    from modsab.data import synth
     from modsab.views.terminal import print_detectors
 
     try:

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from modsab.contract.predictions import PredictionSet
-from modsab.core.context import of
 from modsab.core import audit
+from modsab.core.context import of
 from modsab.core.folds import Folds, assign_folds, n_folds_of, seeded_folds
 
 folds = seeded_folds  # the name the calibration module exported

@@ -22,14 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from modsab.stats import metrics
-from modsab.diagnostics.attribution import Attribution, Coalitions, PaperRule
-from modsab.diagnostics.causal import LeaveOneOut
 from modsab.contract.errors import InputError
-from modsab.core.fusion import FusionRule
 from modsab.contract.labels import LabelSet
 from modsab.contract.predictions import PredictionSet
+from modsab.core.fusion import FusionRule
+from modsab.diagnostics.attribution import Attribution, Coalitions, PaperRule
+from modsab.diagnostics.causal import LeaveOneOut
 from modsab.diagnostics.shapley import Shapley
+from modsab.stats import metrics
 
 SCENARIOS = ("clear", "mixed")
 MELD_LABELS = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")

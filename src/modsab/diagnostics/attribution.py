@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from modsab.contract.predictions import PredictionSet
 from modsab.core import audit, fusion
 from modsab.core.context import of
-from modsab.contract.predictions import PredictionSet
 from modsab.registry import attributions
 
 #: Floats held at once by one batch of coalition fusions (1 MiB: a batch stays in cache).

@@ -21,13 +21,11 @@ from itertools import combinations
 import numpy as np
 
 from modsab.core import audit, fusion
-from modsab.stats import metrics
+from modsab.core.typed import Interval, Model
 from modsab.diagnostics._base import Diagnostic, bootstrap_options, coalitions, fused_indices
 from modsab.diagnostics.attribution import Attribution, Coalitions
 from modsab.registry import attributions, diagnostics
-from modsab.core.typed import Interval, Model, absent
-
-
+from modsab.stats import metrics
 
 # -- the section's typed model (the JSON it writes) ------------------------------
 

@@ -13,10 +13,15 @@ uniform (both rules evaluated on the same resampled instances).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from pydantic import GetJsonSchemaHandler, SerializerFunctionWrapHandler, model_serializer, model_validator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema as cs
 
 from modsab.contract.errors import InputError
 from modsab.contract.predictions import PredictionSet
@@ -24,19 +29,10 @@ from modsab.core import audit, fusion
 from modsab.core.context import of
 from modsab.core.folds import n_folds_of
 from modsab.core.fusion import FusionRule
+from modsab.core.typed import Interval, Model, absent
 from modsab.diagnostics._base import Diagnostic, bootstrap_options, fused_indices
 from modsab.registry import diagnostics, fusion_rules
 from modsab.stats import metrics
-import re
-from typing import Any
-
-from pydantic import GetJsonSchemaHandler, SerializerFunctionWrapHandler, model_serializer, model_validator
-from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import core_schema as cs
-
-from modsab.core.typed import Interval, Model, absent
-
-
 
 # -- the section's typed model (the JSON it writes) ------------------------------
 

@@ -28,13 +28,13 @@ from math import factorial
 
 import numpy as np
 
-from modsab.stats import metrics
 from modsab.contract.errors import InputError
 from modsab.core import fusion
+from modsab.core.typed import Interval, Model
 from modsab.diagnostics._base import Diagnostic, bootstrap_options, coalitions, fused_indices
-from modsab.registry import attributions, diagnostics
 from modsab.diagnostics.attribution import Attribution, Coalitions
-from modsab.core.typed import Interval, Model, absent
+from modsab.registry import attributions, diagnostics
+from modsab.stats import metrics
 
 MAX_AGENTS = 10
 VALUES = ("correct", "gold_probability")

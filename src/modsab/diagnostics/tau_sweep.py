@@ -23,10 +23,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from modsab.core import audit
+from modsab.core.typed import Interval, Model, absent
 from modsab.diagnostics._base import Diagnostic, bootstrap_options, fused_indices
 from modsab.registry import diagnostics
 from modsab.stats import metrics
-from modsab.core.typed import Interval, Model, absent
 
 DEFAULT_GRID = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
 

@@ -41,8 +41,8 @@ from pydantic import (
 from modsab import registry
 from modsab.contract.errors import InputError
 from modsab.contract.task import EMOTION, Task, builtin_name
-from modsab.core.options import registered_name, section_model
 from modsab.contract.textfiles import decode
+from modsab.core.options import registered_name, section_model
 
 
 class _Section(BaseModel):

@@ -29,17 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from modsab.agents.kinds._base import KindInputs
-from modsab.diskcache import CacheWarning, npy_cached as _npy_cached  # noqa: F401  (re-exported)
-from modsab.registry import agent_kinds
-from modsab.run.config import AgentSection, RunConfig
-from modsab.data.loaders import Instance, Loaded, load_dataset
 from modsab.contract.errors import InputError
 from modsab.contract.labels import LabelSet
 from modsab.contract.task import JOINT_NAMES
+from modsab.data.loaders import Instance, Loaded, load_dataset
+from modsab.diskcache import CacheWarning, npy_cached as _npy_cached  # noqa: F401  (re-exported)
+from modsab.registry import agent_kinds
+from modsab.run.config import AgentSection, RunConfig
 
 #: Descriptor fields the LLM agents read, by modality (descriptor table names).
 TEXT_FIELDS = ("transcript",)
@@ -373,8 +372,7 @@ def _run_llm_agent(
     from modsab.agents.engine import Limits
     from modsab.agents.inputs import FieldConfig
     from modsab.agents.local import DEFAULT_MODEL
-    from modsab.agents.run import AgentRunConfig
-    from modsab.agents.run import run_agents
+    from modsab.agents.run import AgentRunConfig, run_agents
 
     model = agent.model or DEFAULT_MODEL
     limits = {key: getattr(agent, key) for key in ("concurrency", "requests_per_minute", "tokens_per_minute",

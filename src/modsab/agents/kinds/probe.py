@@ -105,7 +105,6 @@ def _cached_cross_fit(probe, features: np.ndarray, y: np.ndarray, groups: np.nda
     """:meth:`ProbeAgent.cross_fit_predict`, cached on disk by everything it depends on
     (features, labels, groups, options, scikit-learn version): a rerun refits nothing."""
     import dataclasses
-    import hashlib
 
     import sklearn
 
@@ -121,7 +120,6 @@ def _cached_cross_fit(probe, features: np.ndarray, y: np.ndarray, groups: np.nda
 
 def _cached_embeddings(texts: list[str | None], cache_dir: Path, embed) -> np.ndarray:
     """Sentence embeddings, cached on disk by text (a rerun embeds nothing twice)."""
-    import hashlib
 
     key = hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode()).hexdigest()[:24]
     return npy_cached(cache_dir / f"embeddings-minilm-{key}.npy", lambda: embed(texts))

@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from modsab.core.diagnosis import Diagnosis
 from modsab import registry
+from modsab.core.diagnosis import Diagnosis
 from modsab.core.result import DiagnosisFields, DiagnosisResult
 from modsab.core.typed import Model
 

@@ -212,7 +212,6 @@ def reliability(diagnosis: ReportData | Mapping[str, Any]) -> BarChart:
     """Per agent: contributor, potential and successful sabotage rates (and causal ones)."""
     data = _data(diagnosis)
     summary = data.result
-    agents = list(summary.agents)
     causal = _causal_rates(data)
     causal_names = sorted({name for rates in causal.values() for name in rates})
     series = [name for _, name in PROFILE_RATES] + causal_names

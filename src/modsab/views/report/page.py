@@ -15,10 +15,10 @@ from importlib import resources
 from typing import Any
 
 from modsab.core.result import Summary
+from modsab.diagnostics.findings import MIN_ANSWERS
 from modsab.views.report import figures as fig
 from modsab.views.report.browser import FILTER_CONTROLS, json_for_script, sample_note
 from modsab.views.report.data import ReportData
-from modsab.diagnostics.findings import MIN_ANSWERS
 from modsab.views.report.markup import data_table
 from modsab.views.report.sections import section_table
 from modsab.views.report.svg import render
