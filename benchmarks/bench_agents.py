@@ -82,7 +82,7 @@ def timed_run(instances, base_url, folder: Path, name: str, concurrency: int):
 
 
 def bench_engine(n: int, latency: float, capacity: int, concurrency: int) -> None:
-    instances = [Instance(f"u{i}", {"transcript": f"utterance number {i}"}) for i in range(n)]
+    instances = [Instance(f"u{i}", descriptors={"transcript": f"utterance number {i}"}) for i in range(n)]
     ideal = n * latency / capacity
     print(
         f"engine: N={n} calls, L={latency * 1000:.0f} ms, C={capacity}, concurrency={concurrency}, "

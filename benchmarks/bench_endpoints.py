@@ -51,7 +51,7 @@ def cpu_of(process) -> float:
 
 
 def instances(n: int, tag: str) -> list[Instance]:
-    return [Instance(f"{tag}{i}", {"transcript": f"utterance number {i} of {tag}"}) for i in range(n)]
+    return [Instance(f"{tag}{i}", descriptors={"transcript": f"utterance number {i} of {tag}"}) for i in range(n)]
 
 
 def drive(backend, items: list[Instance], concurrency: int) -> tuple[float, float, object]:

@@ -79,7 +79,7 @@ PLAN = {
 
 def instances(*cases):
     return [
-        Instance(f"i_{case}", {"transcript": f"CASE:{case} words"}, gold="anger", dataset="t")
+        Instance(f"i_{case}", descriptors={"transcript": f"CASE:{case} words"}, gold="anger", dataset="t")
         for case in cases
     ]
 

@@ -32,7 +32,7 @@ def test_jsonl_rows_never_carry_gold_fields(tmp_path):
     )
     [instance] = load_descriptors(path)
     assert instance.gold == "joy"
-    assert set(instance.fields) == {"transcript", "face_units"}
+    assert set(instance.descriptors) == {"transcript", "face_units"}
     assert instance.view(FieldConfig().for_agent("vision")) == {"face_units": "AU12"}
 
 
@@ -40,7 +40,7 @@ def test_csv_and_bad_input(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("instance_id,transcript,true_label\nx1,hello,joy\n")
     [instance] = load_descriptors(path)
-    assert (instance.instance_id, instance.gold, dict(instance.fields)) == (
+    assert (instance.instance_id, instance.gold, dict(instance.descriptors)) == (
         "x1",
         "joy",
         {"transcript": "hello"},
@@ -58,7 +58,7 @@ def test_meld_loader_and_leakage(meld_descriptions):
     instances = load_descriptors(meld_descriptions)
     assert len(instances) == 191 and instances[0].instance_id == "dia233_utt4"
     assert instances[0].dataset == "meld" and instances[0].gold == "sadness"
-    assert "Cheek Raiser" in instances[0].fields["visual_expression_description"]
+    assert "Cheek Raiser" in instances[0].descriptors["visual_expression_description"]
     leaks = find_leaks(instances, ["transcript", "audio_description"], LabelSet.parse("meld"))
     assert leaks.get("audio_description", 0) > 0
 

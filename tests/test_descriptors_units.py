@@ -33,7 +33,7 @@ def test_manifest_formats_resolve_paths_relative_to_the_manifest(tmp_path):
     pd.DataFrame(rows).to_parquet(tmp_path / "m.parquet")
     for name in ("m.jsonl", "m.csv", "m.parquet"):
         items = read_manifest(tmp_path / name)
-        assert items[0] == MediaItem("a", tmp_path / "clips" / "a.wav", None, "s1", None)
+        assert items[0] == MediaItem("a", audio_path=tmp_path / "clips" / "a.wav", speaker="s1")
         assert items[1].video_path.as_posix() == "/abs/b.mp4"
         assert items[1].transcript == "hello there" and items[1].speaker is None
 

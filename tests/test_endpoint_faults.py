@@ -55,7 +55,7 @@ class Faulty:
 
 
 def items(*cases):
-    return [Instance(f"i_{c}", {"transcript": f"CASE:{c} words"}, gold="anger") for c in cases]
+    return [Instance(f"i_{c}", descriptors={"transcript": f"CASE:{c} words"}, gold="anger") for c in cases]
 
 
 def run(server, tmp_path, instances, **overrides):

@@ -32,7 +32,7 @@ FAST = Limits(concurrency=2, max_retries=4, backoff_base=0.02, backoff_max=0.05)
 
 
 def items(n: int, tag: str = "u") -> list[Instance]:
-    return [Instance(f"{tag}{i}", {"transcript": f"utterance number {i}"}, gold="anger") for i in range(n)]
+    return [Instance(f"{tag}{i}", descriptors={"transcript": f"utterance number {i}"}, gold="anger") for i in range(n)]
 
 
 def run(base_url, tmp_path, instances, name="run", **overrides):

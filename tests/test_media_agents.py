@@ -38,7 +38,7 @@ def instances(tmp_path, n=3):
     out = []
     for i in range(n):
         frame = jpeg(tmp_path / f"peak{i}.jpg", i)
-        out.append(Instance(f"c{i}", {"face_description": f"Brow Lowerer (AU4, 0.{i + 3}0)."}, gold="anger",
+        out.append(Instance(f"c{i}", descriptors={"face_description": f"Brow Lowerer (AU4, 0.{i + 3}0)."}, gold="anger",
                             media={"peak_frame": (str(frame),), "frames": (str(frame),)}))
     return out
 
@@ -67,7 +67,7 @@ def test_a_media_agent_sends_the_peak_frame_beside_its_descriptors_as_a_valid_op
         assert text["type"] == "text" and "Brow Lowerer" in text["text"] and "peak frame" in text["text"]
         assert image["type"] == "image_url"
         sent = base64.b64decode(image["image_url"]["url"].split(",", 1)[1])
-        iid = next(i for i in items if i.fields["face_description"] in text["text"])
+        iid = next(i for i in items if i.descriptors["face_description"] in text["text"])
         assert sent == Path(iid.media["peak_frame"][0]).read_bytes()  # the file's bytes, as they are
     # the store keeps the request with the image as a content hash, never the bytes
     with sqlite3.connect(tmp_path / "run" / "run.sqlite") as db:
@@ -91,7 +91,7 @@ def test_the_cache_key_covers_the_media_bytes(tmp_path):
 
 def test_audio_is_sent_as_16khz_wav_input_audio(tmp_path):
     clip = write_wav(tmp_path / "clip.wav", 0.3 * np.sin(np.linspace(0, 3000, 24_000)))
-    item = Instance("a", {"audio_description": "Pitch high."}, gold="joy", media={"audio": (str(clip),)})
+    item = Instance("a", descriptors={"audio_description": "Pitch high."}, gold="joy", media={"audio": (str(clip),)})
     fields = FieldConfig({**DEFAULT_FIELDS})
     with StubServer(validate=True) as server:
         cfg = AgentRunConfig(model="stub-alm", labels=MELD, agents=["audio"], base_url=server.url, fields=fields,

@@ -20,7 +20,8 @@ import pytest
 
 from modsab.agents.testing import StubServer
 from modsab.cli import main
-from modsab.run.pipeline import CacheWarning, _npy_cached
+from modsab.diskcache import CacheWarning
+from modsab.diskcache import npy_cached as _npy_cached
 
 
 def modsab(capsys, *args) -> tuple[int, str]:

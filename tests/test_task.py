@@ -56,7 +56,7 @@ def _digest(messages) -> str:
 
 
 def _rendered(tmp_path: Path, **runner_options) -> dict[str, tuple[str, str]]:
-    instance = Instance("i1", {name: f"{name} value" for name in DEFAULT_FIELDS["tav"]}, gold="joy")
+    instance = Instance("i1", descriptors={name: f"{name} value" for name in DEFAULT_FIELDS["tav"]}, gold="joy")
     out: dict[str, tuple[str, str]] = {}
     chat = OpenAIBackend(base_url="http://127.0.0.1:9/v1", model="gpt-4o-mini", api_key=None)
     for backend in (chat, ScorerShape()):
@@ -113,7 +113,7 @@ def test_the_builtin_tasks_are_registered():
 @pytest.mark.parametrize("task", [SENTIMENT, SENTIMENT2, DIGIT], ids=lambda t: t.name + str(len(t.labels)))
 def test_another_task_words_every_prompt_and_never_says_emotion(tmp_path, task):
     labels = task.label_set()
-    instance = Instance("i1", {name: f"{name} value" for name in task.every_field()})
+    instance = Instance("i1", descriptors={name: f"{name} value" for name in task.every_field()})
     chat = OpenAIBackend(base_url="http://127.0.0.1:9/v1", model="m", api_key=None)
     for backend in (chat, ScorerShape()):
         store = RunStore(tmp_path / backend.kind)

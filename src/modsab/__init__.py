@@ -28,6 +28,7 @@ _LAZY = {
     "ablate": "modsab.masking",
     "to_jsonl": "modsab.masking",
     "AblationSet": "modsab.contract.ablation",
+    "Instance": "modsab.contract.instance",
 }
 
 

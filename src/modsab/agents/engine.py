@@ -34,10 +34,11 @@ from modsab.agents.backends import (
     cache_url,
     response_formats,
 )
-from modsab.agents.inputs import FieldConfig, Instance
+from modsab.agents.inputs import FieldConfig
 from modsab.agents.prompts import MODALITY_NAMES, STREAMS_TEMPLATE, PromptSet, delimit
 from modsab.agents.store import CachedResponse, ResponseCache, RunStore, cache_key
 from modsab.contract.errors import InputError
+from modsab.contract.instance import Instance
 from modsab.contract.labels import LabelSet
 
 #: US dollars per million (prompt, completion) tokens; ``--price-in/--price-out`` override.

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modsab.contract.errors import InputError
+from modsab.contract.instance import Instance
 from modsab.contract.labels import LABEL_FIELDS, Leak, LeakageChecker
 from modsab.contract.task import EMOTION
 from modsab.data.loaders import descriptor_text, read_rows
@@ -34,24 +35,6 @@ FORBIDDEN_FIELDS = LABEL_FIELDS
 
 _ID_FIELDS = ("instance_id", "video_id", "id")
 _GOLD_FIELDS = ("gold", "true_label")
-
-
-@dataclass(frozen=True)
-class Instance:
-    """One instance: its id, gold (never shown to a model) and descriptor texts."""
-
-    instance_id: str
-    fields: Mapping[str, str]
-    gold: str | None = None
-    dataset: str | None = None
-    line: int | None = None
-    #: media files per kind (``peak_frame``, ``frames``, ``audio``), sent to agents whose
-    #: ``media`` asks for them (see :mod:`modsab.agents.media`)
-    media: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-
-    def view(self, names: Iterable[str]) -> dict[str, str]:
-        """The descriptor texts an agent with these field names sees (absent ones skipped)."""
-        return {name: self.fields[name] for name in names if self.fields.get(name)}
 
 
 #: Descriptor value -> prompt text (Python-literal strings parsed safely); shared with the loaders.
@@ -135,7 +118,8 @@ def load_descriptors(path: str | Path, *, dataset: str | None = None) -> list[In
         }
         row_dataset = row.get("dataset")
         instances.append(
-            Instance(instance_id, fields, gold, str(row_dataset) if row_dataset else dataset, line,
+            Instance(instance_id, descriptors=fields, gold=gold,
+                     dataset=str(row_dataset) if row_dataset else dataset, line=line,
                      media=media_from_row(row, path.parent))
         )
     return instances

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from modsab.agents.engine import AgentRunner, Budget, GenerationParams, Limits, Stats
-from modsab.agents.inputs import FieldConfig, Instance, find_leaks
+from modsab.agents.inputs import FieldConfig, find_leaks
 from modsab.agents.pool import Endpoint
 from modsab.agents.prompts import PromptSet
 from modsab.agents.store import ResponseCache, RunStore
 from modsab.contract.errors import InputError
+from modsab.contract.instance import Instance
 from modsab.contract.labels import LabelSet
 from modsab.contract.task import Task
 

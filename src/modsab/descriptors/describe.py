@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from modsab.contract.instance import Instance
 from modsab.descriptors import asr, face, media, voice
-from modsab.descriptors.manifest import MediaItem, items_from_records, read_manifest
+from modsab.descriptors.manifest import MANIFEST_COLUMNS, items_from_records, read_manifest
 
 if TYPE_CHECKING:
     from modsab.run.executors import Executor
@@ -58,14 +59,14 @@ class DescribeConfig:
 
 
 class Extractor:
-    """Holds the models of one process and turns a :class:`MediaItem` into a raw record."""
+    """Holds the models of one process and turns a :class:`~modsab.contract.instance.Instance` into a raw record."""
 
     def __init__(self, config: DescribeConfig, *, threads: int = 0) -> None:
         self.config = config
         self.transcriber = asr.Transcriber(threads=threads, beam_size=config.beam_size)
         self.face = face.FaceAnalyzer()
 
-    def __call__(self, item: MediaItem) -> dict[str, Any]:
+    def __call__(self, item: Instance) -> dict[str, Any]:
         record: dict[str, Any] = {"errors": {}, "seconds": {}}
         self._audio(item, record)
         if item.video_path is not None and self.config.face:
@@ -87,7 +88,7 @@ class Extractor:
             seconds[modality] = seconds.get(modality, 0.0) + time.perf_counter() - start
         return None
 
-    def _audio(self, item: MediaItem, record: dict[str, Any]) -> None:
+    def _audio(self, item: Instance, record: dict[str, Any]) -> None:
         source = item.audio_path or item.video_path
         audio = self._timed(record, "audio", lambda _r, p: media.load_audio(p), source)
         if audio is None:
@@ -146,7 +147,7 @@ class Cache:
         self._db.close()
 
 
-def item_key(item: MediaItem, config: DescribeConfig) -> str:
+def item_key(item: Instance, config: DescribeConfig) -> str:
     """Content hash of the item's media + transcript + extractor versions and options."""
     parts = [config.fingerprint(), item.transcript or ""]
     for path in (item.audio_path, item.video_path):
@@ -157,21 +158,22 @@ def item_key(item: MediaItem, config: DescribeConfig) -> str:
 # -- the batch ---------------------------------------------------------------------------
 
 
-def _as_items(items: str | Path | Iterable[MediaItem | Mapping[str, Any]]) -> list[MediaItem]:
+def _as_items(items: str | Path | Iterable[Instance | Mapping[str, Any]]) -> list[Instance]:
     if isinstance(items, str | Path):
         return read_manifest(items)
-    # MediaItems go through the same checks as manifest rows (ids unique, a path each)
-    return items_from_records([asdict(i) if isinstance(i, MediaItem) else i for i in items])
+    # instances go through the same checks as manifest rows (ids unique, a path each)
+    return items_from_records([i.model_dump(include=set(MANIFEST_COLUMNS)) if isinstance(i, Instance) else i
+                               for i in items])
 
 
 def describe(
-    items: str | Path | Iterable[MediaItem | Mapping[str, Any]],
+    items: str | Path | Iterable[Instance | Mapping[str, Any]],
     *,
     config: DescribeConfig | None = None,
     workers: int = 1,
     cache: str | Path | None = None,
     progress: bool = False,
-    on_record: Callable[[MediaItem, dict[str, Any], bool], None] | None = None,
+    on_record: Callable[[Instance, dict[str, Any], bool], None] | None = None,
     keyframes: int = 0,
     frames_dir: str | Path | None = None,
     describers: Sequence[Any] = (),
@@ -183,7 +185,7 @@ def describe(
 ) -> pd.DataFrame:
     """Describe every item; one row per item (columns: see :func:`build_table`).
 
-    ``items`` is a manifest path or MediaItems / manifest-like mappings. ``cache`` is a
+    ``items`` is a manifest path or instances / manifest-like mappings. ``cache`` is a
     SQLite file reused across runs. ``on_record(item, record, from_cache)`` is called as
     each item finishes (the CLI and the benchmark use it). With ``workers > 1`` the
     workers are spawned processes: call it under ``if __name__ == "__main__":`` in a script.
@@ -202,7 +204,7 @@ def describe(
     item_list = _as_items(items)
     store = Cache(cache) if cache is not None else None
     records: dict[str, dict[str, Any]] = {}
-    todo: list[tuple[MediaItem, str]] = []
+    todo: list[tuple[Instance, str]] = []
     bar = _progress(progress)
     try:
         task = bar.add_task("describing", total=len(item_list)) if bar is not None else None
@@ -252,7 +254,7 @@ def describe(
     return table
 
 
-def add_keyframes(table: pd.DataFrame, items: list[MediaItem], records: Mapping[str, Mapping[str, Any]], n: int,
+def add_keyframes(table: pd.DataFrame, items: list[Instance], records: Mapping[str, Mapping[str, Any]], n: int,
                   folder: Path) -> pd.DataFrame:
     """Columns ``peak_frame_path`` and ``frame_paths`` (JSON list, the peak first) for the
     items with a video; a video that cannot be decoded again adds to ``error``."""
@@ -331,7 +333,7 @@ def _advance(bar, task) -> None:
         bar.advance(task)
 
 
-def _run(todo: list[tuple[MediaItem, str]], config: DescribeConfig, workers: int, executor: Executor | None = None):
+def _run(todo: list[tuple[Instance, str]], config: DescribeConfig, workers: int, executor: Executor | None = None):
     """Yield ``(item, record)`` as items finish, on ``executor`` (default: the local one with
     ``workers`` processes; in this process for one)."""
     if not todo:
@@ -381,7 +383,7 @@ def _nan(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-def _base_row(item: MediaItem, record: Mapping[str, Any]) -> dict[str, Any]:
+def _base_row(item: Instance, record: Mapping[str, Any]) -> dict[str, Any]:
     """Identity, error and text columns (text quality follows in :func:`build_table`)."""
     errors = record.get("errors") or {}
     transcript = record.get("transcript")
@@ -437,7 +439,7 @@ def _face_columns(record: Mapping[str, Any], has_video: bool) -> dict[str, Any]:
     }
 
 
-def build_table(items: list[MediaItem], records: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+def build_table(items: list[Instance], records: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     """Rows from raw records, then audio z-scores, descriptions and quality over the table.
 
     Columns: instance_id, speaker, audio_path, video_path, error; transcript,
@@ -484,7 +486,7 @@ def _audio_missing(record: Mapping[str, Any]) -> str | None:
     return errors.get("audio") or record.get("audio_missing")
 
 
-def _text_quality(item: MediaItem, record: Mapping[str, Any], silent: bool) -> tuple[float, str | None]:
+def _text_quality(item: Instance, record: Mapping[str, Any], silent: bool) -> tuple[float, str | None]:
     if record.get("transcript") is None:
         return math.nan, "no transcript"
     if item.transcript is not None:

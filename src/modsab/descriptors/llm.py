@@ -47,8 +47,8 @@ from modsab.agents.engine import (
     Stats,
     check_media_support,
 )
-from modsab.agents.inputs import Instance
 from modsab.contract.errors import InputError
+from modsab.contract.instance import Instance
 from modsab.contract.labels import PRESETS, LabelSet, LeakageChecker
 
 #: Words naming a mental state beyond the label words and their synonyms: a description
@@ -278,7 +278,7 @@ def run_describer(
     backend = _backend(describer)
     store = RunStore(store_dir)
     cache = ResponseCache(cache_dir) if cache_dir is not None else None
-    instances = [Instance(iid, {}, media={describer.media_kind: tuple(paths)}) for iid, paths in media.items() if paths]
+    instances = [Instance(iid, media={describer.media_kind: tuple(paths)}) for iid, paths in media.items() if paths]
     try:
         pool = {"endpoints": [e.as_dict() for e in backend.endpoints]} if getattr(backend, "endpoints", None) else {}
         store.set_config({"descriptor": describer.kind, "base_url": backend.base_url, "model": backend.model, **pool,

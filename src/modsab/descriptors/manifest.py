@@ -10,21 +10,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from modsab.contract.errors import InputError
+from modsab.contract.instance import Instance
 
+#: What a manifest row gives (other columns are ignored).
+MANIFEST_COLUMNS = ("instance_id", "audio_path", "video_path", "speaker", "transcript")
 
-@dataclass(frozen=True)
-class MediaItem:
-    """One instance to describe. Paths are absolute once loaded from a manifest."""
-
-    instance_id: str
-    audio_path: Path | None = None
-    video_path: Path | None = None
-    speaker: str | None = None
-    transcript: str | None = None
+#: The former name of the instance record in ``describe`` (one record serves every stage).
+MediaItem = Instance
 
 
 def _text(value: object) -> str | None:
@@ -36,10 +31,10 @@ def _text(value: object) -> str | None:
 
 def items_from_records(records: Iterable[Mapping[str, object]], *, base: Path | None = None,
                        source: Path | None = None, first_line: int = 1,
-                       lines: Sequence[int] | None = None) -> list[MediaItem]:
-    """Validate manifest rows (mappings) into :class:`MediaItem`s, resolving paths; errors
+                       lines: Sequence[int] | None = None) -> list[Instance]:
+    """Validate manifest rows (mappings) into :class:`~modsab.contract.instance.Instance` records, resolving paths; errors
     name ``source`` and the row's line (``lines[i]``, else ``first_line + i``)."""
-    items: list[MediaItem] = []
+    items: list[Instance] = []
     seen: set[str] = set()
     for offset, record in enumerate(records):
         line = lines[offset] if lines is not None else first_line + offset
@@ -59,12 +54,12 @@ def items_from_records(records: Iterable[Mapping[str, object]], *, base: Path | 
         if not paths:
             raise InputError("row has neither audio_path nor video_path", path=source, line=line,
                              item=instance_id, hint="give at least one media file per row")
-        items.append(MediaItem(instance_id, paths.get("audio_path"), paths.get("video_path"),
-                               _text(record.get("speaker")), _text(record.get("transcript"))))
+        items.append(Instance(instance_id, audio_path=paths.get("audio_path"), video_path=paths.get("video_path"),
+                              speaker=_text(record.get("speaker")), transcript=_text(record.get("transcript"))))
     return items
 
 
-def read_manifest(path: str | Path) -> list[MediaItem]:
+def read_manifest(path: str | Path) -> list[Instance]:
     """Read and validate a CSV / JSONL / Parquet manifest (paths relative to its folder).
 
     The table is read by :func:`modsab.data.loaders.read_rows`, the reader ``modsab run``'s

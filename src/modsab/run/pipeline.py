@@ -36,7 +36,7 @@ from modsab.contract.errors import InputError
 from modsab.contract.labels import LabelSet
 from modsab.contract.task import JOINT_NAMES
 from modsab.data.loaders import Instance, Loaded, load_dataset
-from modsab.diskcache import CacheWarning, npy_cached as _npy_cached  # noqa: F401  (re-exported)
+from modsab.diskcache import CacheWarning  # noqa: F401  (re-exported)
 from modsab.registry import agent_kinds
 from modsab.run.config import AgentSection, RunConfig
 
@@ -140,13 +140,9 @@ def describe_instances(
     media = [i for i in instances if i.audio_path is not None or i.video_path is not None]
     opts = config.describe
     if media and opts.enabled:
-        from modsab.descriptors import DescribeConfig, MediaItem, describe
+        from modsab.descriptors import DescribeConfig, describe
 
-        items = [
-            MediaItem(i.instance_id, audio_path=i.audio_path, video_path=i.video_path, speaker=i.speaker,
-                      transcript=i.transcript)
-            for i in media
-        ]
+        items = media  # describe reads their media paths, speaker and transcript
         cache_dir = config.run.cache_dir or run_dir / "cache"
         cache_dir.mkdir(parents=True, exist_ok=True)
         summary: dict[str, Any] = {}
@@ -228,10 +224,9 @@ def _parse_units(value: Any) -> dict[str, float]:
 
 
 def _agent_inputs(descriptors: pd.DataFrame, instances: list[Instance]):
-    """The descriptor texts LLM / scorer agents read, one agents-``Instance`` per row;
-    empty and missing values are left out (an agent with none of its fields abstains)."""
+    """The descriptor texts LLM / scorer agents read, one :class:`Instance` per row; empty and
+    missing values are left out (an agent with none of its fields abstains)."""
     from modsab.agents.inputs import MEDIA_COLUMNS, media_from_row
-    from modsab.agents.inputs import Instance as AgentInstance
 
     by_id = {i.instance_id: i for i in instances}
     skip = ("instance_id", "speaker", "dataset", "error", "asr_words", *MEDIA_COLUMNS)
@@ -244,9 +239,9 @@ def _agent_inputs(descriptors: pd.DataFrame, instances: list[Instance]):
         instance = by_id.get(row["instance_id"])
         clip = {"audio_path": None if instance is None or instance.audio_path is None else str(instance.audio_path),
                 "video_path": None if instance is None or instance.video_path is None else str(instance.video_path)}
-        out.append(AgentInstance(
+        out.append(Instance(
             instance_id=row["instance_id"],
-            fields={k: v for k, v in row.items()
+            descriptors={k: v for k, v in row.items()
                     if k in text_columns and isinstance(v, str) and v.strip()},
             gold=None if instance is None else instance.gold,
             dataset=None if instance is None else instance.dataset,
@@ -299,12 +294,12 @@ def _check_reads(agents: list[AgentSection], inputs: list, config: RunConfig) ->
     """Every stream an agent ``reads`` has a field set on at least one instance, and so has
     every field it names (a typo would make every answer "missing")."""
     task = config.task_definition
-    available = sorted({name for instance in inputs for name in instance.fields})
+    available = sorted({name for instance in inputs for name in instance.descriptors})
     streams = ", ".join(task.streams)
     for agent in agents:
         for name in agent.reads or ():
             fields = task.streams.get(name, [name])
-            if any(instance.fields.get(field) for instance in inputs for field in fields):
+            if any(instance.descriptors.get(field) for instance in inputs for field in fields):
                 continue
             if name in task.streams:
                 message = (f"agent '{agent.name}' reads the stream '{name}', whose fields "
@@ -591,7 +586,7 @@ def _run_stages(config: RunConfig, *, log: Callable[[str], None] | None, progres
         summary[agent.name] = {"kind": agent.kind, "answered": answered, "invalid": 0, "failed": 0,
                                "missing": len(by_agent[agent.name]) - answered}
     seconds["probe_agents"] = time.perf_counter() - start
-    _finish_agents_stage(config, run_dir, summary, log, sorted({name for i in inputs for name in i.fields}))
+    _finish_agents_stage(config, run_dir, summary, log, sorted({name for i in inputs for name in i.descriptors}))
 
     position = {i.instance_id: n for n, i in enumerate(loaded.instances)}
     gold = {i.instance_id: i.gold for i in loaded.instances}

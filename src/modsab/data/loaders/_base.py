@@ -1,4 +1,5 @@
-"""What every dataset loader shares: the Instance record, the table reader, the base class."""
+"""What every dataset loader shares: the table reader, the base class (and the Instance record of
+:mod:`modsab.contract.instance`, re-exported)."""
 
 from __future__ import annotations
 
@@ -11,30 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from modsab.contract.errors import InputError
+from modsab.contract.instance import Instance  # noqa: F401  (re-exported)
 from modsab.contract.labels import LABEL_FIELDS, LabelSet  # noqa: F401  (LABEL_FIELDS: the one list, re-exported)
 from modsab.contract.textfiles import data_suffix, read_text
 
 MEDIA_SUFFIXES = (".wav", ".flac", ".mp3", ".mp4", ".mkv", ".avi", ".webm", ".m4a", ".ogg")
-
-
-class Instance(BaseModel):
-    """One item to audit: gold, media, and the descriptor texts agents may read."""
-
-    model_config = ConfigDict(frozen=True)
-
-    instance_id: str
-    gold: str | None = None
-    dataset: str | None = None
-    split: str | None = None
-    speaker: str | None = None
-    transcript: str | None = None
-    audio_path: Path | None = None
-    video_path: Path | None = None
-    descriptors: dict[str, str] = Field(default_factory=dict)
-    meta: dict[str, Any] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -209,7 +192,7 @@ def instances_frame(instances: Iterable[Instance]):
 
     rows = []
     for instance in instances:
-        row: dict[str, Any] = instance.model_dump(exclude={"descriptors", "meta"})
+        row: dict[str, Any] = instance.model_dump(exclude={"descriptors", "meta", "media", "line"})
         row["audio_path"] = str(instance.audio_path) if instance.audio_path else None
         row["video_path"] = str(instance.video_path) if instance.video_path else None
         row.update(instance.descriptors)

@@ -69,6 +69,7 @@ class Manifest(DatasetLoader):
                         speaker=_text(row.get("speaker")),
                         transcript=_text(row.get("transcript")),
                         descriptors=descriptors,
+                        line=number,
                         meta={"line": number},
                         **paths,
                     )
