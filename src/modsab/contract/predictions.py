@@ -612,9 +612,18 @@ def reduce_file(
         for table in _tables(path, fmt, batch_rows):
             parts.append(_compact(_flat_of(table, line, fmt, scale), scale))
             line += table.num_rows
+            del table
+            _release_arrow_memory()
     except (pa.ArrowException, OSError) as error:
         raise _GiveUp from error  # the whole-file reader reports what it is
     return merge_partials(parts)
+
+
+def _release_arrow_memory() -> None:
+    """Hand the memory of freed Arrow buffers (a batch's tables) back to the system: Arrow's
+    allocator keeps it for Arrow alone, where numpy's arrays of the set cannot reuse it, and
+    on a large file that is most of the reader's peak."""
+    pa.default_memory_pool().release_unused()
 
 
 def _tables(path: Path, fmt: str, batch_rows: int) -> Iterator[pa.Table]:
@@ -1221,6 +1230,11 @@ class _Assembler:
         scores, candidate, invalid, repeat = self.candidates(pair * k, labels, n * m * k)
         left_out, examples = self.left_out(invalid, repeat, labels, agent)
         invalid_per_answer = np.bincount(pair[left_out], minlength=n * m).reshape(n, m)
+        del invalid, repeat, left_out
+        # the candidates are in scores and candidate now: free their columns before the
+        # per-answer arrays are made (the peak of a large set's assembly)
+        no_candidates = dict(cand_count=np.zeros(0, np.int64), cand_label=pa.nulls(0), cand_confidence=np.zeros(0))
+        self.flat = f = replace(f, **no_candidates)
 
         present = np.zeros(n * m, dtype=bool)
         present[pair] = True
@@ -1228,12 +1242,14 @@ class _Assembler:
         quality[pair] = grid.decode(f.quality) / top
         line = np.zeros(n * m, dtype=np.int64)
         line[pair] = f.line if f.line_kind == "line" else 0
+        del pair
 
         dataset = None
         if f.dataset.null_count < len(f.dataset):
             ds_codes, ds_names = _sorted_codes(f.dataset)  # an instance's records that disagree: the last name
             per_instance = np.full(n, -1, dtype=np.int64)
             np.maximum.at(per_instance, inst, ds_codes)
+            del ds_codes
             names = np.asarray([*ds_names.tolist(), "(none)"], dtype=object)
             dataset = names[per_instance]
 
@@ -1320,10 +1336,11 @@ def load_predictions(
     options = dict(labels=labels, synonyms=synonym_map, scale=scale, strict=strict, skip_invalid=skip_invalid)
     ordering = {"agents_order": order, "recorded_order": run_agents(path)}
     tagged, models = _ablation.tag_models(flat.agent, flat.condition)  # models' records: one key per condition
-    if not models:
-        return _Assembler(flat, resolved, **options, **ordering).build()
-    built = _Assembler(dataclasses.replace(flat, agent=tagged), resolved, **options, **ordering).build()
-    return _ablation.split(built, models)
+    _release_arrow_memory()
+    assembler = _Assembler(dataclasses.replace(flat, agent=tagged) if models else flat, resolved, **options, **ordering)
+    del flat, tagged  # the assembler holds the columns, and frees them as it goes
+    built = assembler.build()
+    return _ablation.split(built, models) if models else built
 
 
 def agent_order(
