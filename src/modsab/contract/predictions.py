@@ -5,6 +5,10 @@ read at the edge and validated once; everything downstream works on
 :class:`PredictionSet`, whose arrays follow STYLE.md::
 
     scores[n_instances, n_agents, n_labels]   confidence in [0, 1], 0 where absent
+                                              (held as one-byte codes when the file's
+                                              confidences are on the percent grid, and
+                                              made float64 the first time it is read;
+                                              ``block_scores`` decodes some rows only)
     candidate[n, m, k]                        the agent named that label (valid)
     quality[n, m]                             self-reported quality in [0, 1], NaN if absent
     gold[n]                                   label index
@@ -39,7 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from modsab.contract import ablation as _ablation
-from modsab.contract import batches, grid
+from modsab.contract import batches, compact, grid
 from modsab.contract.errors import InputError
 from modsab.contract.labels import LabelSet, clean
 from modsab.contract.records import REQUIRED_FIELDS, SCALE_MAX, PredictionRecord, Scale
@@ -176,7 +180,7 @@ class PredictionSet:
         return replace(
             self,
             agents=tuple(names),
-            scores=agents_axis(self.scores),
+            scores=self.score_store[:, take],
             candidate=agents_axis(self.candidate),
             quality=agents_axis(self.quality),
             present=agents_axis(self.present),
@@ -185,6 +189,22 @@ class PredictionSet:
             invalid_labels={name: self.invalid_labels[name] for name in names if name in self.invalid_labels},
             invalid_examples={name: self.invalid_examples[name] for name in names if name in self.invalid_examples},
         )
+
+    @property
+    def score_store(self) -> np.ndarray | compact.CompactScores:
+        """The scores as held: the float64 array, or its one-byte codes (not decoded)."""
+        return self._scores
+
+    @property
+    def scores_shape(self) -> tuple[int, ...]:
+        """``(n, m, k)`` of :attr:`scores`, without decoding it."""
+        return tuple(self._scores.shape)
+
+    def block_scores(self, rows: slice) -> np.ndarray:
+        """``scores[rows]`` as float64, decoding only those rows when the set holds codes:
+        what the foundation audit walks, so the dense array is never made whole."""
+        store = self._scores
+        return store[rows].decode() if isinstance(store, compact.CompactScores) else store[rows]
 
     def agent_index(self, name: str) -> int:
         try:
@@ -214,7 +234,7 @@ class PredictionSet:
             instance_ids=self.instance_ids[rows],
             agents=self.agents,
             labels=self.labels,
-            scores=self.scores[rows],
+            scores=self.score_store[rows],
             candidate=self.candidate[rows],
             quality=self.quality[rows],
             gold=self.gold[rows],
@@ -232,6 +252,22 @@ class PredictionSet:
             if self.ablation is None
             else self.ablation.subset(np.isin(self.ablation.instance_ids, self.instance_ids[rows])),
         )
+
+
+def _get_scores(self: PredictionSet) -> np.ndarray:
+    store = self._scores
+    if isinstance(store, compact.CompactScores):  # first read: decode once, keep the floats
+        store = self._scores = store.decode()
+    return store
+
+
+def _set_scores(self: PredictionSet, value: np.ndarray | compact.CompactScores) -> None:
+    self._scores = value if isinstance(value, compact.CompactScores) else np.asarray(value)
+
+
+#: ``scores[n, m, k]`` float64 (see the module docstring); a set built from one-byte codes
+#: decodes them on the first read, so code that reads it whole works unchanged.
+PredictionSet.scores = property(_get_scores, _set_scores)  # type: ignore[assignment]
 
 
 # -- flat columns: what both readers produce ------------------------------------------------
@@ -576,9 +612,18 @@ def reduce_file(
         for table in _tables(path, fmt, batch_rows):
             parts.append(_compact(_flat_of(table, line, fmt, scale), scale))
             line += table.num_rows
+            del table
+            _release_arrow_memory()
     except (pa.ArrowException, OSError) as error:
         raise _GiveUp from error  # the whole-file reader reports what it is
     return merge_partials(parts)
+
+
+def _release_arrow_memory() -> None:
+    """Hand the memory of freed Arrow buffers (a batch's tables) back to the system: Arrow's
+    allocator keeps it for Arrow alone, where numpy's arrays of the set cannot reuse it, and
+    on a large file that is most of the reader's peak."""
+    pa.default_memory_pool().release_unused()
 
 
 def _tables(path: Path, fmt: str, batch_rows: int) -> Iterator[pa.Table]:
@@ -934,15 +979,13 @@ def _sorted_codes(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.nd
     return remap[codes], ordered.to_numpy(zero_copy_only=False).astype(object, copy=False)
 
 
-def _repeats(index: np.ndarray, scratch: np.ndarray, trash: int) -> np.ndarray:
-    """Positions of ``index`` whose slot an earlier position names too (``trash`` aside).
-
-    ``scratch`` (the float scores, still 0 at these slots; the caller overwrites them next)
-    is the workspace: each slot keeps the smallest of its positions, written as negative
-    numbers (``position - len(index)``) so that they all fall below the 0 already there."""
-    position = np.arange(index.size, dtype=np.float64) - index.size
-    np.minimum.at(scratch, index, position)
-    return np.flatnonzero((scratch[index] != position) & (index != trash))
+def _repeats(index: np.ndarray, trash: int) -> np.ndarray:
+    """Positions of ``index`` whose slot an earlier position names too (``trash`` aside),
+    in order: one stable sort of the block's slots, so no whole-set workspace is needed."""
+    order = np.argsort(index, kind="stable")
+    ordered = index[order]
+    later = np.flatnonzero((ordered[1:] == ordered[:-1]) & (ordered[1:] != trash)) + 1
+    return np.sort(order[later])
 
 
 def _label_codes(column: pa.Array, labels: LabelSet) -> np.ndarray:
@@ -1094,17 +1137,20 @@ class _Assembler:
             gold[np.fromiter(bad_instances, dtype=np.int64)] = -2
         return gold
 
-    def candidates(self, first_slot: np.ndarray, labels: LabelSet, size: int) -> tuple[np.ndarray, ...]:
+    def candidates(self, first_slot: np.ndarray, labels: LabelSet, size: int) -> tuple[Any, ...]:
         """Flat ``scores`` and ``candidate`` (``size`` slots; a record's labels from its
         ``first_slot``), and the positions of the candidates left out: those whose label is
         invalid, and the repeats of a label the same answer named before (the first stays).
 
         Records go in blocks, so every temporary stays small; a block's slots are its own, as
         no (instance, agent) pair has two records by now, so a slot named twice in a block is
-        named twice in one answer. Left-out candidates go to one more slot, cut off at the end."""
+        named twice in one answer. Left-out candidates go to one more slot, cut off at the end.
+        Confidences on the percent grid stay one-byte codes (:mod:`modsab.contract.compact`);
+        any others make the float64 array as before."""
         f, top = self.flat, SCALE_MAX[self.scale]
         codes, lookup = _label_lookup(f.cand_label, labels)
-        scores = np.zeros(size + 1, dtype=np.float64)
+        on_grid = isinstance(f.cand_confidence, grid.GridArray)
+        scores = np.zeros(size + 1, dtype=np.uint8 if on_grid else np.float64)
         candidate = np.zeros(size + 1, dtype=bool)
         ends = np.cumsum(f.cand_count)
         invalid_parts, repeat_parts = [], []
@@ -1117,16 +1163,18 @@ class _Assembler:
             index += label
             invalid = np.flatnonzero(label < 0)
             index[invalid] = size
-            repeat = _repeats(index, scores, size)
+            repeat = _repeats(index, size)
             index[repeat] = size
-            scores[index] = grid.decode(f.cand_confidence[start:stop]) / top  # one write per slot (and the trash slot)
+            values = f.cand_confidence[start:stop]  # one write per slot (and the trash slot)
+            scores[index] = values.codes if on_grid else grid.decode(values) / top
             candidate[index] = True
             invalid_parts.append(invalid + start)
             repeat_parts.append(repeat + start)
             start = stop
         invalid = np.concatenate(invalid_parts) if invalid_parts else np.zeros(0, dtype=np.int64)
         repeat = np.concatenate(repeat_parts) if repeat_parts else np.zeros(0, dtype=np.int64)
-        return scores[:size], candidate[:size], invalid, repeat
+        held = compact.CompactScores(scores[:size], f.cand_confidence.divisor, top) if on_grid else scores[:size]
+        return held, candidate[:size], invalid, repeat
 
     def left_out(
         self, invalid: np.ndarray, repeat: np.ndarray, labels: LabelSet, agent: np.ndarray
@@ -1182,6 +1230,11 @@ class _Assembler:
         scores, candidate, invalid, repeat = self.candidates(pair * k, labels, n * m * k)
         left_out, examples = self.left_out(invalid, repeat, labels, agent)
         invalid_per_answer = np.bincount(pair[left_out], minlength=n * m).reshape(n, m)
+        del invalid, repeat, left_out
+        # the candidates are in scores and candidate now: free their columns before the
+        # per-answer arrays are made (the peak of a large set's assembly)
+        no_candidates = dict(cand_count=np.zeros(0, np.int64), cand_label=pa.nulls(0), cand_confidence=np.zeros(0))
+        self.flat = f = replace(f, **no_candidates)
 
         present = np.zeros(n * m, dtype=bool)
         present[pair] = True
@@ -1189,12 +1242,14 @@ class _Assembler:
         quality[pair] = grid.decode(f.quality) / top
         line = np.zeros(n * m, dtype=np.int64)
         line[pair] = f.line if f.line_kind == "line" else 0
+        del pair
 
         dataset = None
         if f.dataset.null_count < len(f.dataset):
             ds_codes, ds_names = _sorted_codes(f.dataset)  # an instance's records that disagree: the last name
             per_instance = np.full(n, -1, dtype=np.int64)
             np.maximum.at(per_instance, inst, ds_codes)
+            del ds_codes
             names = np.asarray([*ds_names.tolist(), "(none)"], dtype=object)
             dataset = names[per_instance]
 
@@ -1210,7 +1265,7 @@ class _Assembler:
             instance_ids=instance_names.astype(object, copy=False),
             agents=tuple(agent_names),
             labels=labels,
-            scores=scores.reshape(n, m, k),
+            scores=_reshaped(scores, (n, m, k)),
             candidate=candidate.reshape(n, m, k),
             quality=quality.reshape(n, m),
             gold=gold,
@@ -1226,6 +1281,12 @@ class _Assembler:
             scale=self.scale,
         )
         return result if keep.all() else result.subset(keep)
+
+
+def _reshaped(scores: np.ndarray | compact.CompactScores, shape: tuple[int, ...]):
+    if isinstance(scores, compact.CompactScores):
+        return compact.CompactScores(scores.codes.reshape(shape), scores.divisor, scores.top)
+    return scores.reshape(shape)
 
 
 def load_predictions(
@@ -1275,10 +1336,11 @@ def load_predictions(
     options = dict(labels=labels, synonyms=synonym_map, scale=scale, strict=strict, skip_invalid=skip_invalid)
     ordering = {"agents_order": order, "recorded_order": run_agents(path)}
     tagged, models = _ablation.tag_models(flat.agent, flat.condition)  # models' records: one key per condition
-    if not models:
-        return _Assembler(flat, resolved, **options, **ordering).build()
-    built = _Assembler(dataclasses.replace(flat, agent=tagged), resolved, **options, **ordering).build()
-    return _ablation.split(built, models)
+    _release_arrow_memory()
+    assembler = _Assembler(dataclasses.replace(flat, agent=tagged) if models else flat, resolved, **options, **ordering)
+    del flat, tagged  # the assembler holds the columns, and frees them as it goes
+    built = assembler.build()
+    return _ablation.split(built, models) if models else built
 
 
 def agent_order(

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from modsab.contract import compact
 from modsab.contract.predictions import PredictionSet
 from modsab.core import audit
 from modsab.core.folds import Folds, assign_folds
@@ -47,9 +48,16 @@ class Context:
 
         def compute():
             ps = self.pset
-            if agents == list(range(len(ps.agents))):
-                return audit.agent_top(ps.scores, ps.candidate)
-            return audit.agent_top(ps.scores[:, agents], ps.candidate[:, agents])
+            n, m, _ = ps.scores_shape
+            every = agents == list(range(m))
+            top = np.empty((n, len(agents)), dtype=np.int64)
+            confidence = np.empty((n, len(agents)), dtype=np.float64)
+            for rows in compact.blocks(n):  # row by row alike: the same arrays as one call on the whole set
+                scores, candidate = ps.block_scores(rows), ps.candidate[rows]
+                if not every:
+                    scores, candidate = scores[:, agents], candidate[:, agents]
+                top[rows], confidence[rows] = audit.agent_top(scores, candidate)
+            return top, confidence
 
         return self.remember(("agent_top", tuple(agents)), compute)
 

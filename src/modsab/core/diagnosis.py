@@ -354,7 +354,7 @@ def diagnose(
     fused = rule.fuse(context, fused_idx) if fused_idx else np.zeros((pset.n_instances, len(pset.labels)))
     fused_top = fusion.top_label(fused)
     rank = fusion.gold_rank(fused, pset.gold)
-    top, confidence = audit.agent_top(pset.scores, pset.candidate)
+    top, confidence = context.agent_top(range(len(pset.agents)))
     role = audit.roles(top, confidence, pset.gold, fused_top, tau=options.tau)
 
     is_fused = tuple(m in fused_idx for m in range(len(pset.agents)))

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from modsab.contract import compact
 from modsab.contract.predictions import PredictionSet
 from modsab.core.context import Context, of
 
@@ -46,7 +47,7 @@ class FusionRule:
         """``[n, len(agents), k]`` the answers to fuse (confidence in [0, 1]); the set's own
         array, not a copy, when all agents are fused in order (callers never write to it)."""
         agents = list(agents)
-        if agents == list(range(pset.scores.shape[1])):
+        if agents == list(range(pset.scores_shape[1])):
             return pset.scores
         return pset.scores[:, agents, :]
 
@@ -66,14 +67,24 @@ class FusionRule:
         this so that no whole-set copy is made. The default slices :meth:`scores`."""
         if type(self).scores is FusionRule.scores:
             agents = list(agents)
-            block = pset.scores[rows]
+            block = pset.block_scores(rows)
             return block if agents == list(range(block.shape[1])) else block[:, agents, :]
         return self.scores(pset, agents)[rows]
 
     def fuse(self, pset: PredictionSet | Context, agents: Sequence[int]) -> np.ndarray:
-        """``[n, k]`` fused scores of ``agents`` under this rule (see :func:`fuse`)."""
+        """``[n, k]`` fused scores of ``agents`` under this rule (see :func:`fuse`); a rule
+        that fuses the set's own answers walks them a block of rows at a time (each row's sum
+        is its own, so the figures are those of one sum over the whole set), and a set held
+        as one-byte codes is never decoded whole."""
         data = of(pset)
-        return fuse(self.scores(data, agents), self.weights(data, agents))
+        weights = self.weights(data, agents)
+        if self.transforms_answers:
+            return fuse(self.scores(data, agents), weights)
+        n, _, k = data.scores_shape
+        fused = np.empty((n, k), dtype=np.float64)
+        for rows in compact.blocks(n):
+            fused[rows] = fuse(self.block_scores(data, agents, rows), weights[rows])
+        return fused
 
 
 def rule(name: str | FusionRule, *, tau: float = 0.70, folds=5, seed: int | None = 0) -> FusionRule:
