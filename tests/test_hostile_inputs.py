@@ -68,7 +68,7 @@ def cli_ok(args) -> None:
         assert done.code in (0, None)
 
 
-def same_set(a, b) -> None:
+def assert_same_set(a, b) -> None:
     for name in ARRAYS:
         x, y = getattr(a, name), getattr(b, name)
         if x.dtype == object:
@@ -166,11 +166,11 @@ def test_gzip_and_bz2_predictions_are_read(tmp_path):
     for name, data in files.items():
         path = tmp_path / name
         path.write_bytes(data)
-        same_set(load_predictions(path, labels=LABELS), reference)
+        assert_same_set(load_predictions(path, labels=LABELS), reference)
     run = tmp_path / "run"
     run.mkdir()
     (run / "predictions.jsonl.gz").write_bytes(files["p.jsonl.gz"])
-    same_set(load_predictions(run, labels=LABELS), reference)
+    assert_same_set(load_predictions(run, labels=LABELS), reference)
 
 
 def test_gzip_errors_keep_line_numbers(tmp_path):
@@ -360,7 +360,7 @@ def test_labels_as_list_tuple_string_or_labelset(tmp_path, labels):
     path.write_bytes(jsonl_bytes(RECORDS))
     loaded = load_predictions(path, labels=labels)
     assert tuple(loaded.labels) == ("joy", "anger", "sadness")
-    same_set(loaded, load_predictions(path, labels=LABELS))
+    assert_same_set(loaded, load_predictions(path, labels=LABELS))
     assert diagnose(path, labels=labels, bootstrap=0).to_dict()["labels"] == ["joy", "anger", "sadness"]
 
 
@@ -431,7 +431,7 @@ def test_repeated_label_same_in_every_format(tmp_path):
     pq.write_table(pa.Table.from_pylist(records), tmp_path / "p.parquet")
     loaded = [load_predictions(tmp_path / name, labels=LABELS) for name in ("p.jsonl", "p.csv", "p.parquet")]
     for other in loaded[1:]:
-        same_set(other, loaded[0])
+        assert_same_set(other, loaded[0])
     assert loaded[0].scores[0, 0].tolist() == [0.2, 0.3, 0.0] and loaded[0].invalid_labels == {"text": 2}
 
 
