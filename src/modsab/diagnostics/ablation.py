@@ -45,6 +45,17 @@ CONDITION_DROP = {"without": "top1_drop", "only": "top1_drop", "shuffled": "perc
 RATES = ("causal_sabotage_rate", "causal_contribution_rate", "flip_rate")
 
 
+#: Each stream's figures in the order and words the terminal and the report show them.
+STREAM_FIGURES = (
+    ("top1_full", "top-1 full"),
+    ("top1_without", "top-1 without"),
+    ("top1_drop", "drop"),
+    ("causal_sabotage_rate", "causal sabotage"),
+    ("causal_contribution_rate", "causal contribution"),
+    ("flip_rate", "flips"),
+)
+
+
 def condition_keys(kind: str) -> tuple[str, ...]:
     """The figures of one condition kind, in JSON order (after ``n``)."""
     return ("top1_full", CONDITION_TOP1[kind], CONDITION_DROP[kind], *RATES)

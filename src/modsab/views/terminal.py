@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from modsab.core.result import DiagnosisFields, DiagnosisResult, Summary
+from modsab.diagnostics.ablation import STREAM_FIGURES
 from modsab.diagnostics.calibration import CalibrationSection
 from modsab.diagnostics.causal import CausalSection
 from modsab.diagnostics.fusion_compare import FusionCompareSection
@@ -376,14 +377,7 @@ def _ablation_models(section: dict[str, Any]) -> Table:
     return table
 
 
-ABLATION_COLUMNS = (
-    ("top1_full", "top-1 full"),
-    ("top1_without", "top-1 without"),
-    ("top1_drop", "drop"),
-    ("causal_sabotage_rate", "causal sabotage"),
-    ("causal_contribution_rate", "causal contribution"),
-    ("flip_rate", "flips"),
-)
+ABLATION_COLUMNS = STREAM_FIGURES
 
 
 def _ablation_streams(group: dict[str, Any], title: str) -> Table:

@@ -14,6 +14,7 @@ from html import escape
 from typing import Any
 
 from modsab.core.typed import Model
+from modsab.diagnostics.ablation import STREAM_FIGURES
 from modsab.diagnostics.calibration import CalibrationSection
 from modsab.diagnostics.causal import CausalSection
 from modsab.diagnostics.fusion_compare import FusionCompareSection
@@ -156,14 +157,7 @@ def _shapley(section: ShapleySection) -> str:
     return "".join(parts)
 
 
-ABLATION_KEYS = (
-    ("top1_full", "top-1 full"),
-    ("top1_without", "top-1 without"),
-    ("top1_drop", "drop"),
-    ("causal_sabotage_rate", "causal sabotage"),
-    ("causal_contribution_rate", "causal contribution"),
-    ("flip_rate", "flips"),
-)
+ABLATION_KEYS = STREAM_FIGURES
 
 
 def _ablation_streams(group: dict[str, Any], dataset: str | None = None) -> str:
