@@ -297,6 +297,22 @@ class OpenAIBackend:
             await self.client.close()
 
 
+def api_key_from_env(name: str | None, *, option: str) -> str | None:
+    """The API key in the environment variable ``name`` (None when no variable is named); an
+    InputError naming ``option`` (the flag or config key that named it) when it is not set."""
+    if not name:
+        return None
+    import os
+
+    from modsab.contract.errors import InputError
+
+    key = os.environ.get(name)
+    if not key:
+        raise InputError(f"environment variable {name} is not set", item=option,
+                         hint=f"export it, or drop {option} for servers without keys")
+    return key
+
+
 # -- the registered backends (modsab.registry.backends) ---------------------------------------
 
 
@@ -305,20 +321,9 @@ def openai_backend(config) -> Backend:
     """Any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp's server): ``base_url``
     (or a pool: a list of URLs, ``endpoints``) and ``model``; the key from ``api_key_env``
     (never stored)."""
-    import os
-
-    from modsab.contract.errors import InputError
-
-    key = None
-    if config.api_key_env:
-        key = os.environ.get(config.api_key_env)
-        if not key:
-            raise InputError(
-                f"environment variable {config.api_key_env} is not set",
-                item="--api-key-env",
-                hint="export it, or drop --api-key-env for servers without keys",
-            )
     from modsab.agents.pool import chat_backend
+
+    key = api_key_from_env(config.api_key_env, option="--api-key-env")
 
     return chat_backend(config.base_url, config.endpoints, model=config.model, api_key=key,
                         timeout=config.timeout, limits=config.limits)

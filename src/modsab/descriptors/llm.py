@@ -30,7 +30,6 @@ refuses the media part stops the step at its first request, naming the endpoint 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -232,17 +231,10 @@ def _clean(text: str | None) -> str:
 
 
 def _backend(describer: LLMDescriber):
+    from modsab.agents.backends import api_key_from_env
     from modsab.agents.pool import chat_backend
 
-    key = None
-    if describer.api_key_env:
-        key = os.environ.get(describer.api_key_env)
-        if not key:
-            raise InputError(
-                f"environment variable {describer.api_key_env} is not set",
-                item=f"{describer.kind}.api_key_env",
-                hint="export it, or drop api_key_env for servers without keys",
-            )
+    key = api_key_from_env(describer.api_key_env, option=f"{describer.kind}.api_key_env")
     return chat_backend(describer.base_url, describer.endpoints, model=describer.model, api_key=key,
                         timeout=describer.timeout, limits=describer.limits, where=f"{describer.kind}.base_url")
 
