@@ -519,22 +519,26 @@ class AgentRunner:
         self.store.record_answer(instance.instance_id, agent, status="error", answer=None, raw=None,
                                  call_key=None, error=message)
 
-    async def answer(self, instance: Instance, agent: str) -> None:
+    def missing_reason(self, agent: str) -> str:
+        """What a "missing" answer records when an instance gives ``agent`` nothing to send."""
+        return "no descriptor for this agent"
+
+    def request(self, instance: Instance, agent: str):
+        """``(messages, params)`` of the call for ``instance`` and ``agent``, or None once the
+        answer is recorded as missing (nothing to send) or failed (its media do not read)."""
         try:
             built = self.messages(instance, agent)
         except (OSError, InputError) as error:
             self._unreadable_media(instance, agent, error)
-            return
+            return None
         if built is None:
-            self.store.record_answer(
-                instance.instance_id,
-                agent,
-                status="missing",
-                answer=None,
-                raw=None,
-                call_key=None,
-                error="no descriptor for this agent",
-            )
+            self.store.record_answer(instance.instance_id, agent, status="missing", answer=None, raw=None,
+                                     call_key=None, error=self.missing_reason(agent))
+        return built
+
+    async def answer(self, instance: Instance, agent: str) -> None:
+        built = self.request(instance, agent)
+        if built is None:
             return
         messages, params = built
         try:

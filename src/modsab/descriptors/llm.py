@@ -168,15 +168,12 @@ class DescriptionRunner(AgentRunner):
     def check(self, agents: Sequence[str]) -> None:
         check_media_support(self.backend, {self.describer.kind: (self.describer.media_kind,)}, what="descriptor")
 
+    def missing_reason(self, agent: str) -> str:
+        return f"no {self.describer.media_kind} for this instance"
+
     async def answer(self, instance: Instance, agent: str) -> None:
-        try:
-            built = self.messages(instance, agent)
-        except (OSError, InputError) as error:
-            self._unreadable_media(instance, agent, error)
-            return
+        built = self.request(instance, agent)
         if built is None:
-            self.store.record_answer(instance.instance_id, agent, status="missing", answer=None, raw=None,
-                                     call_key=None, error=f"no {self.describer.media_kind} for this instance")
             return
         messages, params = built
         try:
