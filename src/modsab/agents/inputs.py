@@ -18,7 +18,7 @@ from pathlib import Path
 from modsab.contract.errors import InputError
 from modsab.contract.instance import Instance
 from modsab.contract.labels import LABEL_FIELDS, Leak, LeakageChecker
-from modsab.contract.task import EMOTION
+from modsab.contract.task import EMOTION, Task
 from modsab.data.loaders import descriptor_text, read_rows
 
 #: Fields each agent reads by default, in prompt order: the streams of the built-in emotion
@@ -160,10 +160,11 @@ class FieldConfig:
 
 
 def find_leaks(
-    instances: Iterable[Instance], used: Iterable[str], labels: Iterable[str]
+    instances: Iterable[Instance], used: Iterable[str], labels: Iterable[str], *, task: Task | None = None
 ) -> dict[str, int]:
-    """Count, per sent field, the instances whose text contains a label word or synonym."""
-    checker = LeakageChecker(labels)
+    """Count, per sent field, the instances whose text contains a label word or synonym
+    (and, for the emotion task, the default, any emotion word)."""
+    checker = task.leakage_checker(labels) if task is not None else LeakageChecker(labels)
     used = tuple(dict.fromkeys(used))
     counts: dict[str, int] = {}
     for instance in instances:

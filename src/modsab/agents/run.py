@@ -221,7 +221,7 @@ def _run_agents(
     agents = list(dict.fromkeys(config.agents))
     used_fields = {agent: list(config.fields.for_agent(agent)) for agent in agents}
     leaks = find_leaks(
-        instances, [f for names in used_fields.values() for f in names], config.labels
+        instances, [f for names in used_fields.values() for f in names], config.labels, task=config.task
     )
     backend = make_backend(config)
     meta = {

@@ -180,7 +180,7 @@ def run(
         )
     for name, count in result.leaks.items():
         console.print(
-            f"[yellow]leakage warning:[/] field '{name}' names an emotion in {count} "
+            f"[yellow]leakage warning:[/] field '{name}' names a label in {count} "
             f"of {len(instances)} instances; an agent reading it may see the answer"
         )
     stats = result.stats

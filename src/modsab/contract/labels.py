@@ -194,13 +194,17 @@ _LEAK_EXTRAS = frozenset(
 )
 
 
-def leakage_terms(labels: Iterable[str] = ()) -> frozenset[str]:
-    """Words that name an emotion: the labels, every synonym of every group, and
-    common inflections. A descriptor that contains one leaks the answer."""
-    terms: set[str] = set(_LEAK_EXTRAS)
-    for group in SYNONYM_GROUPS:
+def leakage_terms(labels: Iterable[str] = (), *, emotion_words: bool = True) -> frozenset[str]:
+    """Words that give the answer away: the labels and their synonyms, and (for an emotion
+    task, the default) every emotion word modsab knows with its common inflections. A
+    descriptor that contains one leaks the answer. Other tasks (sentiment, digits) pass
+    ``emotion_words=False``: "angrily" in a transcript does not name a digit."""
+    labels = [clean(label) for label in labels]
+    terms: set[str] = set(_LEAK_EXTRAS) if emotion_words else set()
+    groups = SYNONYM_GROUPS if emotion_words else [_GROUP_OF[label] for label in labels if label in _GROUP_OF]
+    for group in groups:
         terms |= {word for word in group if len(word) > 3}  # skip 3-letter codes
-    terms |= {clean(label) for label in labels}
+    terms |= set(labels)
     plurals = {term + "s" for term in terms if not term.endswith("s")}
     return frozenset(terms | plurals)
 
@@ -215,8 +219,9 @@ class Leak:
 class LeakageChecker:
     """Finds label words in descriptor text (whole words, case-insensitive)."""
 
-    def __init__(self, labels: Iterable[str] = (), *, extra: Iterable[str] = ()) -> None:
-        terms = sorted(leakage_terms(labels) | {clean(e) for e in extra}, key=len, reverse=True)
+    def __init__(self, labels: Iterable[str] = (), *, extra: Iterable[str] = (), emotion_words: bool = True) -> None:
+        terms = sorted(leakage_terms(labels, emotion_words=emotion_words) | {clean(e) for e in extra},
+                       key=len, reverse=True)
         self.terms = tuple(terms)
         self._pattern = re.compile(r"\b(" + "|".join(map(re.escape, terms)) + r")\b", re.IGNORECASE)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from modsab.contract.labels import LABEL_FIELDS, LabelSet, clean
+from modsab.contract.labels import LABEL_FIELDS, LabelSet, LeakageChecker, clean
 from modsab.registry import tasks
 
 #: Names under which an agent that reads every stream is known (``tav`` of the emotion task).
@@ -46,6 +46,8 @@ class Task(BaseModel):
     streams: dict[str, list[str]] = Field(..., min_length=1, description="stream -> its descriptor fields")
     question: str | None = Field(None, min_length=1, description="what every agent is asked; "
                                  "default: which label fits best")
+    leak_words: list[str] = Field(default_factory=list, description="words that give the answer away "
+                                  "besides the labels and their synonyms (the leakage check)")
 
     @field_validator("labels", mode="before")
     @classmethod
@@ -94,6 +96,11 @@ class Task(BaseModel):
         if self.labels is None:
             return None
         return LabelSet(tuple(label.name for label in self.labels), source=f"task {self.name}")
+
+    def leakage_checker(self, labels: Iterable[str]) -> LeakageChecker:
+        """What the leakage check looks for in this task's descriptors: the labels, their
+        synonyms and ``leak_words``; an emotion task also every emotion word modsab knows."""
+        return LeakageChecker(labels, extra=self.leak_words, emotion_words=self.name == "emotion")
 
     def every_field(self) -> tuple[str, ...]:
         """The fields of every stream, in stream order: what the joint agent reads."""
