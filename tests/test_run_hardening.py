@@ -151,6 +151,16 @@ def test_a_missing_api_key_is_found_before_any_agent_runs(tmp_path, capsys, monk
     assert "agents[1].api_key_env" in err and "MODSAB_NO_SUCH_KEY is not set" in err and "'audio'" in err
 
 
+def test_a_dollar_budget_for_a_model_without_a_price_is_found_before_any_agent_runs(tmp_path, capsys):
+    with StubServer() as server:
+        agents = llm("text", server.url) + llm("audio", server.url, max_cost=1.5)
+        code, _, err = modsab(capsys, "run", config(tmp_path, agents))
+        assert server.requests == []
+    assert code == 2
+    assert "agents[1].max_cost" in err and "no price known for model 'stub' (agent 'audio')" in err
+    assert "price_in and price_out" in err
+
+
 # -- limits ------------------------------------------------------------------------------------
 
 

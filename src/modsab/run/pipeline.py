@@ -253,41 +253,34 @@ def _agent_inputs(descriptors: pd.DataFrame, instances: list[Instance]):
 def _check_agents_can_start(config: RunConfig) -> None:
     """What would stop an LLM / scorer agent, found before any stage runs: no ``reads`` and
     no stream name, a missing API key, a budget in dollars for a model without a known price."""
-    from modsab.agents.engine import PRICES
-
     for kind in ("scene", "voice_llm"):
         section = getattr(config.describe, kind)
-        if section is None:
-            continue
-        if section.api_key_env and not os.environ.get(section.api_key_env):
-            raise InputError(
-                f"environment variable {section.api_key_env} is not set ([describe] {kind})",
-                path=config.source, item=f"key 'describe.{kind}.api_key_env'",
-                hint=f"export {section.api_key_env}=..., or drop api_key_env for a server without keys",
-            )
-        if section.max_cost is not None and section.price_in is None and section.model not in PRICES:
-            raise InputError(
-                f"no price known for model '{section.model}' ([describe] {kind})",
-                path=config.source, item=f"key 'describe.{kind}.max_cost'",
-                hint="give price_in and price_out (USD per million tokens)",
-            )
+        if section is not None:
+            _check_model_section(section, config, where=f"[describe] {kind}", key=f"describe.{kind}")
     for agent in config.agents:
         if agent_kinds.get(agent.kind).calls_a_model:
             agent_reading(agent, config)  # an agent that reads nothing it can name stops the run here
-        if not agent_kinds.get(agent.kind).calls_a_model or not (agent.base_url or agent.endpoints):
-            continue
-        if agent.api_key_env and not os.environ.get(agent.api_key_env):
-            raise InputError(
-                f"environment variable {agent.api_key_env} is not set (agent '{agent.name}')",
-                path=config.source, item=f"key '{agent.key}.api_key_env'",
-                hint=f"export {agent.api_key_env}=..., or drop api_key_env for a server without keys",
-            )
-        if agent.max_cost is not None and agent.price_in is None and (agent.model or "") not in PRICES:
-            raise InputError(
-                f"no price known for model '{agent.model}' (agent '{agent.name}')",
-                path=config.source, item=f"key '{agent.key}.max_cost'",
-                hint="give price_in and price_out (USD per million tokens)",
-            )
+        if agent_kinds.get(agent.kind).calls_a_model and (agent.base_url or agent.endpoints):
+            _check_model_section(agent, config, where=f"agent '{agent.name}'", key=agent.key)
+
+
+def _check_model_section(section, config: RunConfig, *, where: str, key: str) -> None:
+    """One model-calling section (a describer or an agent): its API key is set, and a dollar
+    budget has a price to count against."""
+    from modsab.agents.engine import PRICES
+
+    if section.api_key_env and not os.environ.get(section.api_key_env):
+        raise InputError(
+            f"environment variable {section.api_key_env} is not set ({where})",
+            path=config.source, item=f"key '{key}.api_key_env'",
+            hint=f"export {section.api_key_env}=..., or drop api_key_env for a server without keys",
+        )
+    if section.max_cost is not None and section.price_in is None and (section.model or "") not in PRICES:
+        raise InputError(
+            f"no price known for model '{section.model}' ({where})",
+            path=config.source, item=f"key '{key}.max_cost'",
+            hint="give price_in and price_out (USD per million tokens)",
+        )
 
 
 def _check_reads(agents: list[AgentSection], inputs: list, config: RunConfig) -> None:
