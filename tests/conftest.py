@@ -97,22 +97,29 @@ def chromium():
         browser.close()
 
 
+def watched_page(browser):
+    """A new page that collects console errors, page errors and dialogs in ``page.problems``
+    (a test asserts it stays empty: a script error or an ``alert`` from an XSS probe fails it)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.problems = []
+    page.on("console", lambda m: m.type == "error" and page.problems.append(f"console: {m.text}"))
+    page.on("pageerror", lambda e: page.problems.append(f"pageerror: {e}"))
+
+    def on_dialog(dialog):
+        page.problems.append(f"dialog: {dialog.message}")
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    return page
+
+
 @pytest.fixture
 def open_page(chromium):
-    """Open a local file; collect console errors, page errors and dialogs."""
+    """Open a local file, watched (see :func:`watched_page`)."""
     pages = []
 
     def opener(path: Path):
-        page = chromium.new_page(viewport={"width": 1400, "height": 1000})
-        page.problems = []
-        page.on("console", lambda m: m.type == "error" and page.problems.append(f"console: {m.text}"))
-        page.on("pageerror", lambda e: page.problems.append(f"pageerror: {e}"))
-
-        def on_dialog(dialog):
-            page.problems.append(f"dialog: {dialog.message}")
-            dialog.dismiss()
-
-        page.on("dialog", on_dialog)
+        page = watched_page(chromium)
         page.goto(path.resolve().as_uri())
         page.wait_for_selector("#ib-count[data-count]:not([data-count=''])")
         pages.append(page)

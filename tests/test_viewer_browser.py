@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 import synthetic
 import viewer_runs
+from conftest import watched_page
 from viewer_runs import BAD_AGENT, BAD_FIELD, BAD_LABEL
 
 pytestmark = pytest.mark.slow
@@ -65,20 +66,11 @@ def xss_url(xss_dir):
 
 @pytest.fixture
 def view_page(chromium):
-    """Open the viewer at a URL; collect console errors, page errors and dialogs."""
+    """Open the viewer at a URL, watched (console errors, page errors, dialogs)."""
     pages = []
 
     def opener(url: str):
-        page = chromium.new_page(viewport={"width": 1400, "height": 1000})
-        page.problems = []
-        page.on("console", lambda m: m.type == "error" and page.problems.append(f"console: {m.text}"))
-        page.on("pageerror", lambda e: page.problems.append(f"pageerror: {e}"))
-
-        def on_dialog(dialog):
-            page.problems.append(f"dialog: {dialog.message}")
-            dialog.dismiss()
-
-        page.on("dialog", on_dialog)
+        page = watched_page(chromium)
         start = time.perf_counter()
         page.goto(url)
         page.wait_for_selector("#ib-table[data-state=ready]", timeout=60_000)
