@@ -156,6 +156,12 @@ def ray_session(settings: ExecutorSettings) -> Iterator[None]:
             ray.shutdown()
 
 
+def cluster_cpus() -> int:
+    """The CPUs of the cluster this process is connected to (at least 1)."""
+    ray = _import_ray()
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
 @executors.register("ray", order=1)
 class RayExecutor(Executor):
     """See the module docstring. The actors live until :meth:`close` (or until :meth:`map`
@@ -288,4 +294,4 @@ class RayExecutor(Executor):
                 self._ray.kill(actor, no_restart=True)
 
 
-__all__ = ["RayExecutor", "connect", "ray_session"]
+__all__ = ["RayExecutor", "cluster_cpus", "connect", "ray_session"]
