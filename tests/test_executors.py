@@ -416,3 +416,35 @@ bootstrap = 100
 [outputs]
 report = ""
 """, described=False)
+
+
+# -- modsab describe --executor ray: the CLI's way to [run] executor = "ray" ----------------
+
+
+def _clip_manifest(folder: Path, n: int) -> Path:
+    clips = sorted((EXAMPLE.parent / "clips").glob("*.flac"))[:n]
+    manifest = folder / "m.csv"
+    manifest.write_text("instance_id,audio_path\n" + "".join(f"{clip.stem},{clip}\n" for clip in clips))
+    return manifest
+
+
+def test_describe_ray_address_needs_the_ray_executor(tmp_path, capsys):
+    code, _, err = modsab(capsys, "describe", _clip_manifest(tmp_path, 1), "-o", tmp_path / "d.parquet",
+                          "--ray-address", "auto")
+    assert code == 2 and "--ray-address applies to --executor ray only" in err
+    code, _, err = modsab(capsys, "describe", _clip_manifest(tmp_path, 1), "-o", tmp_path / "d.parquet",
+                          "--executor", "dask")
+    assert code == 2 and "unknown executor 'dask'" in err
+
+
+@pytest.mark.slow
+def test_describe_on_ray_actors_writes_the_local_table(tmp_path, capsys):
+    _needs_ray()
+    pytest.importorskip("opensmile")
+    manifest = _clip_manifest(tmp_path, 4)
+    for executor in ("local", "ray"):
+        code, _, err = modsab(capsys, "describe", manifest, "-o", tmp_path / f"{executor}.parquet", "--no-asr",
+                              "--no-face", "--no-cache", "-q", "--executor", executor, "--workers", "2")
+        assert code == 0 and "4 extracted" in " ".join(err.split()), err
+    local, ray = (pd.read_parquet(tmp_path / f"{name}.parquet") for name in ("local", "ray"))
+    assert local.equals(ray) and local["error"].isna().all()
