@@ -89,6 +89,11 @@ def test_a_ray_pool_gives_each_item_one_result_and_keeps_a_failing_item_to_itsel
     with make_executor("ray", settings) as executor:
         got = dict(executor.map(SleepWork(0.01, fail_on=5), items, failed=_failed))
         again = dict(executor.map(SleepWork(0.01, fail_on=5), items[:4], failed=_failed))  # the same actors
+        one = dict(executor.map(SleepWork(0.01), items[:1], failed=_failed))  # another factory, one item:
+        alone = executor.nodes_of_actors()                                      # one actor, not an idle second
+        dict(executor.map(SleepWork(0.01), items[:5], failed=_failed))  # more items: topped up to two
+        topped = executor.nodes_of_actors()
+    assert len(alone) == 1 and one[0][0] == 0 and len(topped) == 2
     assert sorted(got) == items
     assert got[5] == "failed: ValueError: item 5 fails on purpose"
     assert all(got[i][0] == i for i in items if i != 5)
