@@ -59,18 +59,15 @@ def reduce_on(executor: Any, files: Sequence[tuple[Path, int]], *, scale: str, b
     reduced by a task of ``executor``; see the module docstring."""
     from modsab.contract.predictions import reduce_file
 
-    factory = ReduceFiles(scale, batch_rows)
     jobs = [(str(path), first) for path, first in files]
-    got: dict[int, Any] = dict(executor.map(factory, jobs, failed=_Failed))
-    parts = []
+    parts: list[Any] = [None] * len(files)
+    for position, result in executor.map(ReduceFiles(scale, batch_rows), jobs, failed=_Failed):
+        parts[position] = pickle.loads(result) if isinstance(result, bytes) else result  # unpickled as they come
     for position, (path, first) in enumerate(files):
-        result = got[position]
-        if isinstance(result, bytes):
-            parts.append(pickle.loads(result))
-            continue
-        if result.message is not None:
-            log.warning("a task could not reduce %s (%s); reducing it here", path, result.message)
-        parts.append(reduce_file(path, fmt="parquet", scale=scale, batch_rows=batch_rows, first_line=first))
+        if isinstance(parts[position], _Failed):
+            if parts[position].message is not None:
+                log.warning("a task could not reduce %s (%s); reducing it here", path, parts[position].message)
+            parts[position] = reduce_file(path, fmt="parquet", scale=scale, batch_rows=batch_rows, first_line=first)
     return parts
 
 
