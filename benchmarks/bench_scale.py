@@ -13,6 +13,13 @@
    items * cost / N whatever N; overhead = (measured - ideal) / ideal, after the actors are
    up (their start is printed apart). 2 cores cannot show more than 2x on real work; this
    shows what the pool itself costs when the work scales. Target: <= 10% at 16 actors.
+3. A directory of ``--files`` Parquet files (``--instances`` instances x 4 agents in all,
+   made as ``bench_diagnose.py`` makes its sets) read by ``load_predictions``: here (file
+   after file) and with ``executor = "ray"`` (one task a file on 1 and 2 actors, merged
+   here), warm (actors up) and cold (actors started in the call); Ray's own start apart.
+   The sets must be equal (checked); the ratio is against the local read in this run.
+
+    PYTHONPATH=src python benchmarks/bench_scale.py --skip-describe --skip-overhead --files 16
 """
 
 from __future__ import annotations
@@ -99,6 +106,83 @@ def overhead(cost: float, per_actor: int, actors: list[int]) -> None:
         ray.shutdown()
 
 
+def reduce_directory(n_files: int, instances: int, repeat: int = 2) -> None:
+    import sys
+    import tempfile
+
+    import pyarrow.parquet as pq
+    import ray
+
+    sys.path.insert(0, str(TREE / "benchmarks"))
+    from bench_diagnose import make_table
+
+    from modsab.contract.batches import DEFAULT_BATCH_ROWS
+    from modsab.contract.predictions import load_predictions
+    from modsab.contract.spread import ReduceFiles
+    from modsab.run.executors import ExecutorSettings, make_executor
+
+    per_file = instances // n_files
+    workdir = Path(tempfile.mkdtemp(prefix="bench-reduce-"))
+    folder = workdir / "parts"
+    folder.mkdir()
+    for i in range(n_files):
+        pq.write_table(make_table(per_file, seed=i, start=i * per_file), folder / f"part-{i:05d}.parquet")
+    size = sum(f.stat().st_size for f in folder.iterdir()) / 1e6
+    print(f"3. a directory of {n_files} Parquet files, {per_file * n_files} instances x 4 agents "
+          f"({size:.0f} MB), load_predictions")
+
+    def best(**how) -> tuple[float, object]:
+        times, got = [], None
+        for _ in range(repeat):
+            start = time.perf_counter()
+            got = load_predictions(folder, labels="meld", **how)
+            times.append(time.perf_counter() - start)
+        return min(times), got
+
+    def reduce_only(executor=None) -> float:
+        """The part an executor spreads: the files reduced and merged (no assembly of the set)."""
+        from modsab.contract.predictions import _batched
+
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            _batched(folder, "parquet", "percent", DEFAULT_BATCH_ROWS, executor)
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    here, reference = best()
+    here_reduce = reduce_only()
+    start = time.perf_counter()
+    ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False, logging_level="WARNING",
+             object_store_memory=256 * 1024**2)
+    ray_start = time.perf_counter() - start
+    rows = [("local, file after file", here, here_reduce, None)]
+    try:
+        for workers in (1, 2):
+            with make_executor("ray", ExecutorSettings(workers=workers, batch_size=1)) as executor:
+                start = time.perf_counter()
+                load_predictions(folder, labels="meld", executor=executor)
+                cold = time.perf_counter() - start
+                executor.warm(ReduceFiles("percent", DEFAULT_BATCH_ROWS))  # the same actors
+                warm, got = best(executor=executor)
+            import numpy as np
+
+            assert np.array_equal(got.instance_ids, reference.instance_ids)
+            assert got.scores.tobytes() == reference.scores.tobytes() and np.array_equal(got.gold, reference.gold)
+            rows.append((f"ray x{workers} actors", warm, reduce_only(executor), cold))
+    finally:
+        ray.shutdown()
+    for name, warm, reduced, cold in rows:
+        extra = "" if cold is None else f"   cold {cold:6.2f} s ({cold / here:5.2f}x, actors started in the call)"
+        print(f"   {name:<22} {warm:6.2f} s  {warm / here:5.2f}x   of which reduce + merge {reduced:6.2f} s "
+              f"{reduced / here_reduce:5.2f}x{extra}")
+    print(f"   (ray.init of a local Ray: {ray_start:.1f} s, not in the figures; x = time / local time, this run; "
+          f"sets checked equal)")
+    import shutil
+
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=12)
@@ -106,11 +190,18 @@ def main() -> None:
     parser.add_argument("--per-actor", type=int, default=40)
     parser.add_argument("--actors", default="1,2,4,8,16")
     parser.add_argument("--skip-describe", action="store_true")
+    parser.add_argument("--skip-overhead", action="store_true")
+    parser.add_argument("--skip-reduce", action="store_true")
+    parser.add_argument("--files", type=int, default=16, help="Parquet files of section 3")
+    parser.add_argument("--instances", type=int, default=400_000, help="instances in all (4 agents each), section 3")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}")
     if not args.skip_describe:
         describe_rates(args.clips)
-    overhead(args.cost, args.per_actor, [int(n) for n in args.actors.split(",")])
+    if not args.skip_overhead:
+        overhead(args.cost, args.per_actor, [int(n) for n in args.actors.split(",")])
+    if not args.skip_reduce:
+        reduce_directory(args.files, args.instances)
 
 
 if __name__ == "__main__":

@@ -164,10 +164,14 @@ class ProbeAgent:
         return base
 
     def cross_fit_predict(
-        self, features: np.ndarray, y: np.ndarray, groups: Sequence[Any], *, n_labels: int
+        self, features: np.ndarray, y: np.ndarray, groups: Sequence[Any], *, n_labels: int, executor: Any = None
     ) -> np.ndarray:
         """``[n, n_labels]`` out-of-fold probabilities; each fold leaves whole groups out
-        (:class:`modsab.core.folds.SpeakerFolds`, the splitter recalibration uses too)."""
+        (:class:`modsab.core.folds.SpeakerFolds`, the splitter recalibration uses too).
+
+        ``executor`` (:mod:`modsab.run.executors`, e.g. Ray actors) fits the folds in parallel,
+        one task a fold: each fit is a function of its fold alone, so the probabilities are
+        the ones fitted here, bit for bit (a fold a task could not fit is fitted here)."""
         from modsab.core.folds import SpeakerFolds
 
         features = np.asarray(features, dtype=np.float64)
@@ -180,17 +184,40 @@ class ProbeAgent:
                 hint="give the dataset a speaker column, or use another agent kind",
             )
         self.n_folds_ = min(self.n_splits, n_groups)
+        splits = list(SpeakerFolds(self.n_folds_, seed=self.random_state).split(features, y, groups))
+        jobs = [(self, features, y, train, test) for train, test in splits]
+        if executor is None or len(jobs) < 2:
+            fitted = [fit_fold(job) for job in jobs]
+        else:
+            got = dict(executor.map(FoldFit(), jobs, failed=lambda message: None))
+            fitted = [fit_fold(job) if got[n] is None else got[n] for n, job in enumerate(jobs)]
         proba = np.zeros((len(y), n_labels))
         self.fold_of_ = np.full(len(y), -1)
-        for fold, (train, test) in enumerate(SpeakerFolds(self.n_folds_, seed=self.random_state).split(features, y, groups)):
-            classes = np.unique(y[train])
-            if classes.size == 1:  # one class only: it is certain of that class
-                proba[np.ix_(test, classes)] = 1.0
-            else:
-                model = self._model(y[train]).fit(features[train], y[train])
-                proba[np.ix_(test, model.classes_)] = model.predict_proba(features[test])
+        for fold, ((_train, test), (classes, predicted)) in enumerate(zip(splits, fitted, strict=True)):
+            proba[np.ix_(test, classes)] = predicted
             self.fold_of_[test] = fold
         return proba
+
+
+def fit_fold(job: tuple[ProbeAgent, np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """One fold of :meth:`ProbeAgent.cross_fit_predict`: ``(probe, features, y, train rows,
+    test rows)`` -> ``(classes seen in training, probabilities of the test rows)``. A plain
+    function of its fold, the one the loop here and an executor's tasks both call."""
+    probe, features, y, train, test = job
+    classes = np.unique(y[train])
+    if classes.size == 1:  # one class only: it is certain of that class
+        return classes, np.ones((len(test), 1))
+    model = probe._model(y[train]).fit(features[train], y[train])
+    return model.classes_, model.predict_proba(features[test])
+
+
+@dataclass(frozen=True)
+class FoldFit:
+    """:func:`fit_fold` as an executor's worker factory: stateless (a fold's job carries its
+    data), so equal to every other and the executor keeps its actors for the next probe."""
+
+    def __call__(self):
+        return fit_fold
 
 
 def probe_records(

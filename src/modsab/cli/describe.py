@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import typer
 
+from modsab.cli import options
 from modsab.contract.errors import InputError
 
 _WRITERS = (".parquet", ".csv", ".jsonl")
@@ -45,6 +47,9 @@ def describe_command(
     labels: str = typer.Option(None, "--labels", help="Label set whose words the leakage check looks for "
                                "(a,b,c or a preset); default: every preset's."),
     llm_concurrency: int = typer.Option(4, "--llm-concurrency", min=1, help="Requests in flight per LLM descriptor."),
+    executor: str = typer.Option("local", "--executor", help="local (--workers processes here) or ray (--workers "
+                                 "Ray actors, as [run] executor = \"ray\"; the same table)."),
+    ray_address: str = options.RAY_ADDRESS,
 ) -> None:
     """Describe each instance's audio and video: transcript, voice, face, with quality signals.
 
@@ -55,6 +60,7 @@ def describe_command(
     from rich.table import Table
 
     from modsab.descriptors import DescribeConfig, describe, failures
+    from modsab.run.executors import command_executor
 
     if out.suffix.lower() not in _WRITERS:
         raise InputError(f"unknown output format '{out.suffix}'", path=out,
@@ -77,12 +83,16 @@ def describe_command(
         label_words = list(LabelSet.parse(labels).labels)
     side = out.with_name(out.stem)
     stats_of = {}
-    table = describe(manifest, config=config, workers=workers, cache=cache_path,
-                     progress=not quiet, on_record=count, keyframes=keyframes,
-                     frames_dir=side.with_name(side.name + ".frames"), describers=describers,
-                     llm_dir=side.with_name(side.name + ".describe"),
-                     llm_cache_dir=None if no_cache else side.with_name(side.name + ".describe") / "cache",
-                     labels=label_words, on_describer=lambda d, stats: stats_of.__setitem__(d.kind, stats))
+    if executor == "local" and ray_address is not None:
+        raise InputError("--ray-address applies to --executor ray only", hint="add --executor ray")
+    with command_executor(executor, workers=workers, ray_address=ray_address) if executor != "local" \
+            else contextlib.nullcontext() as pool:  # local: describe's own processes, as without the option
+        table = describe(manifest, config=config, workers=workers, executor=pool, cache=cache_path,
+                         progress=not quiet, on_record=count, keyframes=keyframes,
+                         frames_dir=side.with_name(side.name + ".frames"), describers=describers,
+                         llm_dir=side.with_name(side.name + ".describe"),
+                         llm_cache_dir=None if no_cache else side.with_name(side.name + ".describe") / "cache",
+                         labels=label_words, on_describer=lambda d, stats: stats_of.__setitem__(d.kind, stats))
     write_table(table, out)
     failed = failures(table)
     err.print(f"{len(table)} instances -> {out} ({counts['extracted']} extracted, "

@@ -14,15 +14,24 @@ def diagnose_command(
     predictions: Path = typer.Argument(..., help=options.PREDICTIONS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout instead of tables."),
     instances: Path = typer.Option(None, "--instances", help="Write one row per instance to .parquet, .csv or .jsonl."),
+    executor: str = options.EXECUTOR,
+    ray_address: str = options.RAY_ADDRESS,
+    workers: int = options.WORKERS,
     **audit_options,
 ) -> None:
     """Fuse per-modality answers, audit every instance, print the paper's tables.
 
     --causal, --shapley, --calibration, --fusion-compare and --tau-sweep (or --all; one flag
     per registered diagnostic) add the diagnostics beyond the paper; cross-fitted parts use
-    --folds seeded folds.
+    --folds seeded folds. With --executor ray a directory of Parquet files is reduced file by
+    file on the cluster (each file read where its task runs) and merged here: the same result.
     """
-    _diagnose_and_print(predictions, as_json=as_json, instances=instances, **options.diagnose_kwargs(audit_options))
+    from modsab.run.executors import command_executor
+
+    kwargs = options.diagnose_kwargs(audit_options)
+    with command_executor(executor, workers=workers, ray_address=ray_address, batch_size=1) as pool:
+        extra = {} if pool is None else {"executor": pool}
+        _diagnose_and_print(predictions, as_json=as_json, instances=instances, **kwargs, **extra)
 
 
 def _diagnose_and_print(predictions: Path, *, as_json: bool, instances: Path | None, **diagnose_options) -> None:

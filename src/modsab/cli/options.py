@@ -40,6 +40,19 @@ AGENTS_ORDER = typer.Option(
     "Default: the order a run directory recorded, else sorted names.",
 )
 
+EXECUTOR = typer.Option(
+    "local", "--executor", help="Where a directory of Parquet files is reduced: local (here) or ray (one task a "
+    "file on a Ray cluster, merged here; the same result)."
+)
+RAY_ADDRESS = typer.Option(
+    None, "--ray-address", help="With --executor ray: an existing cluster (auto, ray://host:10001, host:6379). "
+    "Default: start a local Ray."
+)
+WORKERS = typer.Option(
+    None, "--workers", min=1, help="Worker processes (local) or Ray actors. Default: 1 here; on Ray one per CPU "
+    "of the cluster."
+)
+
 
 def _audit_option(name: str, help: str | None = None) -> typer.models.OptionInfo:
     """A command option for one field of :class:`~modsab.core.options.AuditOptions`: its

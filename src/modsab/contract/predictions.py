@@ -565,35 +565,51 @@ def _indices(encoded: pa.DictionaryArray) -> np.ndarray:
     return indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
 
 
-def _fast(path: Path, fmt: str, scale: Scale, batch_rows: int | None = batches.DEFAULT_BATCH_ROWS) -> _Flat:
+def _fast(
+    path: Path, fmt: str, scale: Scale, batch_rows: int | None = batches.DEFAULT_BATCH_ROWS, executor: Any = None
+) -> _Flat:
     """The fast reader: in batches of ``batch_rows`` records (:func:`reduce_file`), else the
     whole file at once (``batch_rows=None``, the plain reference; also for compressed files,
-    and for any file the batched reader cannot vouch for, before the exact reader is asked)."""
+    and for any file the batched reader cannot vouch for, before the exact reader is asked).
+    ``executor``: where a directory's files are reduced (:func:`_reduce_files`)."""
     if batch_rows is not None and (path.is_dir() or not batches.compressed(path)):
         try:
-            return _batched(path, fmt, scale, batch_rows)
+            return _batched(path, fmt, scale, batch_rows, executor)
         except _GiveUp:
             pass
     table, first_line = _read_table_fast(path, fmt)
     return _flat_of(table, first_line, fmt, scale)
 
 
-def _batched(path: Path, fmt: str, scale: Scale, batch_rows: int) -> _Flat:
-    """A file, or a directory's Parquet files one after another, read in batches and merged."""
+def _batched(path: Path, fmt: str, scale: Scale, batch_rows: int, executor: Any = None) -> _Flat:
+    """A file, or a directory's Parquet files, read in batches and merged."""
     if not path.is_dir():
         return reduce_file(path, fmt=fmt, scale=scale, batch_rows=batch_rows)
     import pyarrow.parquet as pq
 
-    parts, first_row = [], 1
+    files, first_row = [], 1
     for file in batches.parquet_files(path):
         try:
-            rows = pq.read_metadata(file).num_rows
+            rows = pq.read_metadata(file).num_rows  # the footer only: where the file's rows are numbered from
         except (pa.ArrowInvalid, OSError) as error:
             raise _GiveUp from error  # the whole-file reader reports it
         if rows:
-            parts.append(reduce_file(file, fmt="parquet", scale=scale, batch_rows=batch_rows, first_line=first_row))
+            files.append((file, first_row))
         first_row += rows
-    return merge_partials(parts)
+    return merge_partials(_reduce_files(files, scale, batch_rows, executor))
+
+
+def _reduce_files(files: list[tuple[Path, int]], scale: Scale, batch_rows: int, executor: Any) -> list[_Flat]:
+    """The seam between the reader and where it runs: each ``(file, first row)`` reduced by
+    :func:`reduce_file`, the partials in file order. Here one after another; on an
+    ``executor`` (:mod:`modsab.run.executors`, e.g. Ray) one task a file, read where the task
+    runs (:mod:`modsab.contract.spread`)."""
+    if executor is None:
+        return [reduce_file(file, fmt="parquet", scale=scale, batch_rows=batch_rows, first_line=first)
+                for file, first in files]
+    from modsab.contract.spread import reduce_on
+
+    return reduce_on(executor, files, scale=scale, batch_rows=batch_rows)
 
 
 def reduce_file(
@@ -1299,6 +1315,7 @@ def load_predictions(
     skip_invalid: bool = False,
     agents_order: Sequence[str] | str | None = None,
     batch_rows: int | None = batches.DEFAULT_BATCH_ROWS,
+    executor: Any = None,
 ) -> PredictionSet:
     """Read a predictions file (or run directory, or directory of Parquet files) into a
     :class:`PredictionSet`.
@@ -1317,6 +1334,11 @@ def load_predictions(
     The file is read ``batch_rows`` records at a time, so the reader holds one batch and
     compact per-record columns, never the whole parsed file; ``batch_rows=None`` reads it
     whole (the plain reference: the same set, bit for bit).
+
+    ``executor`` (a :class:`modsab.run.executors.Executor`, e.g. a Ray actor pool) reduces
+    the files of a directory of Parquet files, one task a file, each read where its task
+    runs; the driver merges the partial results: the same set, bit for bit, and the same
+    errors (a file a task could not reduce is reduced here). Other inputs are read here.
     """
     if batch_rows is not None and (not isinstance(batch_rows, int) or batch_rows < 1):
         raise InputError(f"batch_rows must be a positive number of records, got {batch_rows!r}")
@@ -1330,7 +1352,7 @@ def load_predictions(
     resolved = _resolve_path(path)
     fmt = _format(resolved)
     try:
-        flat = _fast(resolved, fmt, scale, batch_rows)
+        flat = _fast(resolved, fmt, scale, batch_rows, executor)
     except _GiveUp:
         flat = _exact(resolved, fmt, scale, skip_invalid)
     options = dict(labels=labels, synonyms=synonym_map, scale=scale, strict=strict, skip_invalid=skip_invalid)

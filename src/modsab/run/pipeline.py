@@ -20,6 +20,7 @@ up where it stopped and ends with the same JSON as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -526,7 +527,25 @@ def run_pipeline(
         raise storage_error(error, path=run_dir, what="read or write") from None
 
 
+def _stage_executor(config: RunConfig):
+    """The executor of the stages after describe (probe fits, one task a fold; the diagnose
+    reader, one task a Parquet file): with ``executor = "ray"`` one actor per CPU of the
+    cluster (describe's actors are gone by then), started on first use; else None (here)."""
+    if config.run.executor != "ray":
+        return contextlib.nullcontext()
+    from modsab.run.executors import ExecutorSettings, make_executor
+    from modsab.run.executors.ray import cluster_cpus
+
+    return make_executor("ray", ExecutorSettings(workers=cluster_cpus(), ray_address=config.run.ray_address,
+                                                 batch_size=1))
+
+
 def _run_stages(config: RunConfig, *, log: Callable[[str], None] | None, progress: bool) -> RunOutcome:
+    with _stage_executor(config) as executor:
+        return _stages(config, executor, log=log, progress=progress)
+
+
+def _stages(config: RunConfig, executor: Any, *, log: Callable[[str], None] | None, progress: bool) -> RunOutcome:
     from modsab.contract.predictions import agent_order
     from modsab.core.diagnosis import diagnose
 
@@ -563,7 +582,7 @@ def _run_stages(config: RunConfig, *, log: Callable[[str], None] | None, progres
     seconds["llm_agents"] = time.perf_counter() - start
     start = time.perf_counter()
     made_here = KindInputs(descriptors, loaded.instances, loaded.labels, config.run.cache_dir or run_dir / "cache",
-                           config.task_definition)
+                           config.task_definition, executor)
     for agent in config.agents:
         kind = agent_kinds.get(agent.kind)
         if kind.calls_a_model:
@@ -606,6 +625,7 @@ def _run_stages(config: RunConfig, *, log: Callable[[str], None] | None, progres
         predictions, labels=loaded.labels, weights=fusion.weights, fuse=fusion.fuse, baseline=fusion.baseline,
         agents_order=agent_order(sorted(by_agent_answered), None, [a.name for a in config.agents]),  # the config's
         tau=audit.tau, k=audit.k, bootstrap=audit.bootstrap, seed=audit.seed, n_folds=audit.folds, **audit.wanted(),
+        **({} if executor is None else {"executor": executor}),  # one JSONL file: read here either way
     )
     payload = result.to_dict()
     payload["run"] = {"config": str(config.source) if config.source else None, "dataset": config.dataset.loader,

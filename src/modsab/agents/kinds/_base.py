@@ -16,13 +16,15 @@ from modsab.contract.task import Task
 @dataclass(frozen=True)
 class KindInputs:
     """What a kind that makes its own records gets from the study: the descriptor table,
-    the instances, the label set, the cache folder and the task (its streams)."""
+    the instances, the label set, the cache folder, the task (its streams) and the run's
+    executor (:mod:`modsab.run.executors`; None: this process), where model fits may run."""
 
     descriptors: pd.DataFrame
     instances: list[Any]
     labels: LabelSet
     cache_dir: Path
     task: Task | None = None
+    executor: Any = None
 
 
 @dataclass(frozen=True)

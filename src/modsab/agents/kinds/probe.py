@@ -58,7 +58,7 @@ def probe_agent_records(agent, study: KindInputs) -> list[dict[str, Any]]:
     proba = np.zeros((len(table), len(labels)))
     if usable.sum() >= 2:
         proba[usable] = _cached_cross_fit(probe, features[usable], y[usable], np.asarray(groups)[usable],
-                                          n_labels=len(labels), cache_dir=study.cache_dir)
+                                          n_labels=len(labels), cache_dir=study.cache_dir, executor=study.executor)
     quality = _quality_column(table, agent.features)
     records = probe_records(
         table["instance_id"].tolist(), proba, list(labels), agent=agent.name,
@@ -101,9 +101,11 @@ def _texts(table: pd.DataFrame, fields: list[str]) -> list[str]:
 
 
 def _cached_cross_fit(probe, features: np.ndarray, y: np.ndarray, groups: np.ndarray, *, n_labels: int,
-                      cache_dir: Path) -> np.ndarray:
+                      cache_dir: Path, executor: Any = None) -> np.ndarray:
     """:meth:`ProbeAgent.cross_fit_predict`, cached on disk by everything it depends on
-    (features, labels, groups, options, scikit-learn version): a rerun refits nothing."""
+    (features, labels, groups, options, scikit-learn version): a rerun refits nothing. Not by
+    ``executor``: the folds fitted there are the ones fitted here, and only this process
+    writes the cache."""
     import dataclasses
 
     import sklearn
@@ -112,10 +114,12 @@ def _cached_cross_fit(probe, features: np.ndarray, y: np.ndarray, groups: np.nda
     for part in (np.ascontiguousarray(features, dtype=np.float64), np.ascontiguousarray(y, dtype=np.int64)):
         digest.update(repr(part.shape).encode())
         digest.update(part.tobytes())
-    meta = [[str(g) for g in groups], n_labels, dataclasses.asdict(probe), sklearn.__version__, "probe-v2"]  # v2: SpeakerFolds
+    meta = [[str(g) for g in groups], n_labels, dataclasses.asdict(probe), sklearn.__version__,
+            "probe-v2"]  # v2: SpeakerFolds
     digest.update(json.dumps(meta, sort_keys=True, default=str).encode())
     return npy_cached(cache_dir / f"probe-{digest.hexdigest()[:24]}.npy",
-                       lambda: probe.cross_fit_predict(features, y, groups, n_labels=n_labels))
+                       lambda: probe.cross_fit_predict(features, y, groups, n_labels=n_labels,
+                                                         executor=executor))
 
 
 def _cached_embeddings(texts: list[str | None], cache_dir: Path, embed) -> np.ndarray:

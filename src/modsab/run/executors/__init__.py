@@ -12,6 +12,7 @@ Executors register themselves in :data:`modsab.registry.executors` (``[run] exec
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -74,4 +75,36 @@ def make_executor(name: str, settings: ExecutorSettings) -> Executor:
     return registry.executors.get(name)(settings)
 
 
-__all__ = ["Executor", "ExecutorSettings", "Failed", "WorkerFactory", "error_message", "make_executor"]
+@contextlib.contextmanager
+def command_executor(
+    name: str, *, workers: int | None = None, ray_address: str | None = None, option: str = "--executor",
+    **settings: Any,
+) -> Iterator[Executor | None]:
+    """The executor a command's ``--executor`` / ``--workers`` / ``--ray-address`` ask for,
+    released at the end; ``None`` for one local worker (the command runs in this process, as
+    without the options). ``workers=None`` on Ray: one actor per CPU of the cluster."""
+    from modsab import registry
+    from modsab.contract.errors import InputError
+    from modsab.core.options import registered_name
+
+    try:
+        registered_name(registry.executors, name)
+    except ValueError as error:
+        raise InputError(f"{option}: {error}", hint="use --executor local or --executor ray") from None
+    if ray_address is not None and name != "ray":
+        raise InputError("--ray-address applies to --executor ray only", hint="add --executor ray")
+    if name == "local" and (workers or 1) <= 1:
+        yield None
+        return
+    with contextlib.ExitStack() as stack:
+        if name == "ray" and workers is None:  # connect first, to count the cluster's CPUs
+            from modsab.run.executors.ray import cluster_cpus, ray_session
+
+            stack.enter_context(ray_session(ExecutorSettings(ray_address=ray_address)))
+            workers = cluster_cpus()
+        yield stack.enter_context(make_executor(name, ExecutorSettings(workers=workers or 1, ray_address=ray_address,
+                                                                       **settings)))
+
+
+__all__ = ["Executor", "ExecutorSettings", "Failed", "WorkerFactory", "command_executor", "error_message",
+           "make_executor"]

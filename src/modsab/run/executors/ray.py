@@ -156,10 +156,18 @@ def ray_session(settings: ExecutorSettings) -> Iterator[None]:
             ray.shutdown()
 
 
+def cluster_cpus() -> int:
+    """The CPUs of the cluster this process is connected to (at least 1)."""
+    ray = _import_ray()
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
 @executors.register("ray", order=1)
 class RayExecutor(Executor):
     """See the module docstring. The actors live until :meth:`close` (or until :meth:`map`
-    is called with another worker factory), so :meth:`warm` can start them ahead of time."""
+    is called with another worker factory), so :meth:`warm` can start them ahead of time.
+    :meth:`map` starts no actor that would get no item (``workers`` at most, one per item),
+    and tops a smaller pool up to that."""
 
     def __init__(self, settings: ExecutorSettings) -> None:
         super().__init__(settings)
@@ -225,7 +233,8 @@ class RayExecutor(Executor):
         if self._factory != make_worker or not self._actors:
             self._drop_actors()
             self._factory = make_worker
-            self._actors = [self._new_actor() for _ in range(self.settings.workers)]
+        wanted = min(self.settings.workers, len(items))  # no actor without an item (five folds on a big cluster)
+        self._actors += [self._new_actor() for _ in range(wanted - len(self._actors))]
         size = self._batch_size(len(items))
         indexed = list(enumerate(items))
         queue: deque[tuple[list[tuple[int, Any]], int]] = deque(
@@ -288,4 +297,4 @@ class RayExecutor(Executor):
                 self._ray.kill(actor, no_restart=True)
 
 
-__all__ = ["RayExecutor", "connect", "ray_session"]
+__all__ = ["RayExecutor", "cluster_cpus", "connect", "ray_session"]
