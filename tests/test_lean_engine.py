@@ -262,3 +262,24 @@ def test_sigkill_mid_run_loses_at_most_the_last_batch_and_resume_repeats_nothing
         assert status == "ok" and AgentAnswer.model_validate_json(answer) and json.loads(raw)["candidates"]
     lines = (run_dir / "predictions.jsonl").read_text().splitlines()
     assert sorted(json.loads(line)["instance_id"] for line in lines) == sorted(f"u{i}" for i in range(n))
+
+
+# -- the request body ------------------------------------------------------------------------------
+
+
+def test_the_request_body_is_the_json_of_the_request_with_any_response_format(tmp_path):
+    backend = OpenAIBackend(base_url="http://127.0.0.1:9/v1", model="stub", api_key=None)
+    runner = AgentRunner(backend, RunStore(tmp_path / "run"), labels=MELD)
+    messages, params = runner.messages(Instance("a", descriptors={"transcript": 'héllo "quoted" \\ ü'}), "text")
+    formats = [*runner.formats, {"type": "json_object"}]
+    for _ in range(2):  # the second time from what was made the first
+        for response_format in formats:
+            payload = {"model": "stub", "messages": messages, **params}
+            if response_format is not None:
+                payload["response_format"] = response_format
+            assert backend._body(messages, params, response_format) == json.dumps(payload).encode()
+    changed = formats[0]
+    changed["json_schema"]["name"] = "changed in place"  # never done, but never sent stale either
+    assert b"changed in place" in backend._body(messages, params, changed)
+    assert backend._body(messages, {**params, "response_format": 1}, None) == json.dumps(
+        {"model": "stub", "messages": messages, **params, "response_format": 1}).encode()

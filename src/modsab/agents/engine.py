@@ -277,6 +277,8 @@ class AgentRunner:
         #: requests in flight, at most the limits' concurrency (set by :meth:`work`; ``None``: the
         #: backend bounds them itself, as an endpoint pool does per endpoint)
         self._slots: asyncio.Semaphore | None = None
+        #: each agent's system prompt, by (agent, modality)
+        self._systems: dict[tuple[str, str], str] = {}
 
     # -- messages -------------------------------------------------------------------
 
@@ -309,13 +311,15 @@ class AgentRunner:
             params = {"labels": list(self.labels.labels), "content_free": blank}
             return [{"role": "user", "content": prompt}], params
         modality = self.modalities.get(agent) or MODALITY_NAMES.get(template, template)
-        system = self.prompts.render(
-            "system",
-            agent_name=agent,
-            modality=modality,
-            labels=labels,
-            max_candidates=len(self.labels),
-        )
+        system = self._systems.get((agent, modality))
+        if system is None:  # the same for every instance: rendered once per agent
+            system = self._systems[agent, modality] = self.prompts.render(
+                "system",
+                agent_name=agent,
+                modality=modality,
+                labels=labels,
+                max_candidates=len(self.labels),
+            )
         # the streams template names what the agent sees; the others never took $modality
         seen = {"modality": modality} if template == STREAMS_TEMPLATE else {}
         user = self.prompts.render(template, descriptors=delimit(view) if view else "(no text descriptors)",
