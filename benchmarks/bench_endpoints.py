@@ -12,7 +12,9 @@ Three scenarios, each printed against its ideal and against today's baseline in 
    (today's path), the lean HTTP path with 32 and with 16 requests in flight, and a pool of that
    one endpoint (16 in flight). ``--baseline REF`` (a git ref, e.g. ``main``) also runs the two
    lean rows on REF's ``src`` (``git archive``), each row alternately on REF and on this tree, in
-   child processes against the same stub, ``--repeat`` times: before and after in one run.
+   child processes against the same stub, ``--repeat`` times: before and after in one run;
+   beside them the same POSTs through the lean HTTP client alone (no engine, store or parsing),
+   the floor the machine's load sets.
 
 Each run is timed from its first request to its last answer (the runner alone: store, cache and
 HTTP included; imports and process start not). Client CPU seconds per request say where the
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -194,14 +197,15 @@ def before_after(ref: str, seconds: float, latency: float, slots: int, repeat: i
           f"{ref} against this tree, alternately, {repeat} time(s)")
     here = Path(__file__).resolve().parents[1] / "src"
     with tempfile.TemporaryDirectory() as tmp:
-        trees = {f"{ref}": source_tree(ref, Path(tmp)), "this tree": here}
+        trees = {f"{ref}": source_tree(ref, Path(tmp)), "this tree": here, "bare HTTP": here}
         process, url = start_stub(latency, slots, 0.0)
         try:
             results: dict[tuple[str, int], list[tuple[float, float, int]]] = {}
             for round_ in range(repeat):
                 for concurrency in (2 * slots, slots):
                     for name, src in trees.items():
-                        found = child_run(src, url, concurrency, n, f"{name[:4]}{round_}c{concurrency}")
+                        tag = "bare" if name == "bare HTTP" else f"{name[:4]}{round_}c{concurrency}"
+                        found = child_run(src, url, concurrency, n, tag)
                         results.setdefault((name, concurrency), []).append(found)
                         wall, cpu, retries = found
                         print(f"  {name:12s} {concurrency:2d} in flight: {n} answers in {wall:6.2f} s -> "
@@ -209,16 +213,47 @@ def before_after(ref: str, seconds: float, latency: float, slots: int, repeat: i
                               f"ms/request; {retries} retries")
             print("  median over the rounds:")
             for (name, concurrency), runs in results.items():
-                walls = sorted(wall for wall, _, _ in runs)
-                cpus = sorted(cpu for _, cpu, _ in runs)
-                print(f"  {name:12s} {concurrency:2d} in flight: {walls[len(walls) // 2] / (n / ideal):.2f}x ideal; "
-                      f"client CPU {cpus[len(cpus) // 2] / n * 1000:.2f} ms/request")
+                wall, cpu = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+                print(f"  {name:12s} {concurrency:2d} in flight: {wall / (n / ideal):.2f}x ideal; "
+                      f"client CPU {cpu / n * 1000:.2f} ms/request")
         finally:
             process.terminate()
             process.wait()
 
 
+def bare(url: str, concurrency: int, n: int) -> tuple[float, float]:
+    """(wall s, CPU s) of ``n`` POSTs of one request body through the lean HTTP client alone, no
+    engine (no store, cache, parsing): the floor this machine sets for the wall time."""
+    import asyncio
+
+    from modsab.agents.http import LeanClient
+
+    body = json.dumps({"model": "stub", "messages": [
+        {"role": "system", "content": "Choose from these labels only: neutral, joy."},
+        {"role": "user", "content": "words"}]}).encode()
+
+    async def main() -> tuple[float, float]:
+        client = LeanClient(url, timeout=60.0, headers={})
+        slots = asyncio.Semaphore(concurrency)
+
+        async def one() -> None:
+            async with slots:
+                await client.post("/chat/completions", body)
+
+        started, cpu = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(one() for _ in range(n)))
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+        await client.aclose()
+        return wall, cpu
+
+    return asyncio.run(main())
+
+
 def child(url: str, concurrency: int, n: int, tag: str) -> None:
+    if tag == "bare":
+        wall, cpu = bare(url, concurrency, n)
+        print(json.dumps({"wall": wall, "cpu": cpu, "retries": 0}))
+        return
     wall, cpu, stats = drive(OpenAIBackend(base_url=url, model="stub", api_key=None), instances(n, tag), concurrency)
     print(json.dumps({"wall": wall, "cpu": cpu, "retries": stats.retries}))
 
