@@ -283,3 +283,36 @@ def test_the_request_body_is_the_json_of_the_request_with_any_response_format(tm
     assert b"changed in place" in backend._body(messages, params, changed)
     assert backend._body(messages, {**params, "response_format": 1}, None) == json.dumps(
         {"model": "stub", "messages": messages, **params, "response_format": 1}).encode()
+
+
+# -- requests in flight ------------------------------------------------------------------------------
+
+
+def test_twice_the_workers_still_send_at_most_concurrency_requests_at_once(tmp_path):
+    class Watched(OpenAIBackend):
+        """The real backend, counting its calls in flight."""
+
+        now = peak = 0
+
+        async def complete(self, messages, params, response_format):
+            Watched.now += 1
+            Watched.peak = max(Watched.peak, Watched.now)
+            try:
+                return await super().complete(messages, params, response_format)
+            finally:
+                Watched.now -= 1
+
+    with StubServer(latency=0.02) as server:
+        backend = Watched(base_url=server.url, model="stub", api_key=None)
+        runner = AgentRunner(backend, RunStore(tmp_path / "run"), labels=MELD, limits=Limits(concurrency=3))
+        items = [Instance(f"i{n}", descriptors={"transcript": f"words {n}"}) for n in range(40)]
+
+        async def main():
+            try:
+                return await runner.run(items, ["text"])
+            finally:
+                await backend.aclose()
+
+        stats = asyncio.run(main())
+    assert runner.workers == 6 and stats.done == 40
+    assert Watched.peak == 3
