@@ -1,6 +1,6 @@
 """Endpoint pools and the one-client HTTP path, against stub servers in their own processes.
 
-    PYTHONPATH=src python benchmarks/bench_endpoints.py [--seconds 8 --outage 10]
+    PYTHONPATH=src python benchmarks/bench_endpoints.py [--seconds 8 --outage 10] [--baseline main]
 
 Three scenarios, each printed against its ideal and against today's baseline in the same run:
 
@@ -9,7 +9,12 @@ Three scenarios, each printed against its ideal and against today's baseline in 
 2. the same with the 50 ms endpoint down for ``--outage`` seconds (its process stopped, then
    started again on its port): throughput against the capacity available over the run;
 3. one endpoint with 16 slots at 50 ms: wall time against N*L/C, through the ``openai`` client
-   (today's path), the lean HTTP path, and a pool of that one endpoint (16 in flight).
+   (today's path), the lean HTTP path with 32 and with 16 requests in flight, and a pool of that
+   one endpoint (16 in flight). ``--baseline REF`` (a git ref, e.g. ``main``) also runs the two
+   lean rows on REF's ``src`` (``git archive``), each row alternately on REF and on this tree, in
+   child processes against the same stub, ``--repeat`` times: before and after in one run;
+   beside them the same POSTs through the lean HTTP client alone (no engine, store or parsing),
+   the floor the machine's load sets.
 
 Each run is timed from its first request to its last answer (the runner alone: store, cache and
 HTTP included; imports and process start not). Client CPU seconds per request say where the
@@ -20,7 +25,12 @@ share its cores with whatever else runs.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import statistics
+import subprocess
+import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -160,16 +170,115 @@ def single_scenario(seconds: float, latency: float, slots: int) -> None:
         process.wait()
 
 
+def source_tree(ref: str, folder: Path) -> Path:
+    """REF's ``src`` folder, unpacked from git into ``folder`` (the baseline's code path)."""
+    repo = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", ref, "src"],
+                             check=True, capture_output=True).stdout
+    with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    return folder / "src"
+
+
+def child_run(src: Path, url: str, concurrency: int, n: int, tag: str) -> tuple[float, float, int]:
+    """(wall s, client CPU s, retries) of one lean run on the code in ``src``, in its own process."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", url, str(concurrency), str(n), tag],
+        env={**os.environ, "PYTHONPATH": str(src)}, check=True, capture_output=True, text=True,
+    ).stdout
+    found = json.loads(out.strip().splitlines()[-1])
+    return found["wall"], found["cpu"], found["retries"]
+
+
+def before_after(ref: str, seconds: float, latency: float, slots: int, repeat: int) -> None:
+    ideal = slots / latency
+    n = int(ideal * seconds)
+    print(f"before/after: one endpoint, {slots} slots at {latency * 1000:.0f} ms, ideal {ideal:.0f}/s; "
+          f"{ref} against this tree, alternately, {repeat} time(s)")
+    here = Path(__file__).resolve().parents[1] / "src"
+    with tempfile.TemporaryDirectory() as tmp:
+        trees = {f"{ref}": source_tree(ref, Path(tmp)), "this tree": here, "bare HTTP": here}
+        process, url = start_stub(latency, slots, 0.0)
+        try:
+            results: dict[tuple[str, int], list[tuple[float, float, int]]] = {}
+            for round_ in range(repeat):
+                for concurrency in (2 * slots, slots):
+                    for name, src in trees.items():
+                        tag = "bare" if name == "bare HTTP" else f"{name[:4]}{round_}c{concurrency}"
+                        found = child_run(src, url, concurrency, n, tag)
+                        results.setdefault((name, concurrency), []).append(found)
+                        wall, cpu, retries = found
+                        print(f"  {name:12s} {concurrency:2d} in flight: {n} answers in {wall:6.2f} s -> "
+                              f"{wall / (n / ideal):.2f}x ideal wall time; client CPU {cpu / n * 1000:.2f} "
+                              f"ms/request; {retries} retries")
+            print("  median over the rounds:")
+            for (name, concurrency), runs in results.items():
+                wall, cpu = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+                print(f"  {name:12s} {concurrency:2d} in flight: {wall / (n / ideal):.2f}x ideal; "
+                      f"client CPU {cpu / n * 1000:.2f} ms/request")
+        finally:
+            process.terminate()
+            process.wait()
+
+
+def bare(url: str, concurrency: int, n: int) -> tuple[float, float]:
+    """(wall s, CPU s) of ``n`` POSTs of one request body through the lean HTTP client alone, no
+    engine (no store, cache, parsing): the floor this machine sets for the wall time."""
+    import asyncio
+
+    from modsab.agents.http import LeanClient
+
+    body = json.dumps({"model": "stub", "messages": [
+        {"role": "system", "content": "Choose from these labels only: neutral, joy."},
+        {"role": "user", "content": "words"}]}).encode()
+
+    async def main() -> tuple[float, float]:
+        client = LeanClient(url, timeout=60.0, headers={})
+        slots = asyncio.Semaphore(concurrency)
+
+        async def one() -> None:
+            async with slots:
+                await client.post("/chat/completions", body)
+
+        started, cpu = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(one() for _ in range(n)))
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+        await client.aclose()
+        return wall, cpu
+
+    return asyncio.run(main())
+
+
+def child(url: str, concurrency: int, n: int, tag: str) -> None:
+    if tag == "bare":
+        wall, cpu = bare(url, concurrency, n)
+        print(json.dumps({"wall": wall, "cpu": cpu, "retries": 0}))
+        return
+    wall, cpu, stats = drive(OpenAIBackend(base_url=url, model="stub", api_key=None), instances(n, tag), concurrency)
+    print(json.dumps({"wall": wall, "cpu": cpu, "retries": stats.retries}))
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--child"]:
+        url, concurrency, n, tag = sys.argv[2:6]
+        child(url, int(concurrency), int(n), tag)
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="ideal seconds of each run")
     parser.add_argument("--outage", type=float, default=10.0)
     parser.add_argument("--latency", type=float, default=0.05, help="scenario 3")
     parser.add_argument("--slots", type=int, default=16, help="scenario 3")
+    parser.add_argument("--baseline", metavar="REF", help="git ref whose code the lean rows are compared with")
+    parser.add_argument("--repeat", type=int, default=2, help="rounds of the before/after rows")
+    parser.add_argument("--only", choices=("pool", "single", "before-after"), help="run one scenario")
     args = parser.parse_args()
     print(f"before: {load()} ({os.cpu_count()} CPUs)")
-    pool_scenarios(args.seconds, args.outage)
-    single_scenario(args.seconds, args.latency, args.slots)
+    if args.only in (None, "pool"):
+        pool_scenarios(args.seconds, args.outage)
+    if args.only in (None, "single"):
+        single_scenario(args.seconds, args.latency, args.slots)
+    if args.baseline and args.only in (None, "before-after"):
+        before_after(args.baseline, args.seconds, args.latency, args.slots, args.repeat)
     print(f"after: {load()}")
 
 

@@ -111,7 +111,27 @@ def _balanced_object(text: str) -> str | None:
 
 
 def extract_json(text: str) -> dict[str, Any]:
-    """The JSON object in a raw answer, or :class:`AnswerError` saying what is wrong."""
+    """The JSON object in a raw answer, or :class:`AnswerError` saying what is wrong.
+
+    An answer that is one JSON object and nothing else (what structured output gives) is read
+    at once: no fence can be in it, and the first balanced object of such a text is the whole
+    text, so :func:`extract_json_reference` would read the same (a property test holds them
+    equal). Anything else goes through the reference."""
+    stripped = text.strip() if text else ""
+    if stripped[:1] == "{" and stripped[-1:] == "}" and "```" not in stripped:
+        try:
+            value = json.loads(stripped)
+        except json.JSONDecodeError:
+            pass
+        else:
+            if isinstance(value, dict):
+                return value
+    return extract_json_reference(text)
+
+
+def extract_json_reference(text: str) -> dict[str, Any]:
+    """:func:`extract_json` step by step: the fenced block or the text, its first balanced
+    object, that parsed (again without trailing commas if it does not)."""
     if not text or not text.strip():
         raise AnswerError("the answer was empty")
     fenced = _FENCE.search(text)

@@ -13,6 +13,7 @@ errors); it is never stored.
 
 from __future__ import annotations
 
+import copy
 import email.utils
 import json
 import time
@@ -183,6 +184,8 @@ class OpenAIBackend:
         self.model = model
         self._secret = api_key or ""
         self._http: http.LeanClient | None = None
+        #: id -> (response format, a copy to see it unchanged, its JSON), for :meth:`_body`
+        self._formats: dict[int, tuple[dict[str, Any], dict[str, Any], str]] = {}
         self.client = None
         if lean if lean is not None else http.direct(self.base_url):
             self._http = http.LeanClient(
@@ -245,11 +248,8 @@ class OpenAIBackend:
             return await self._complete_openai(messages, params, response_format)
         from modsab.agents import http
 
-        payload: dict[str, Any] = {"model": self.model, "messages": messages, **params}
-        if response_format is not None:
-            payload["response_format"] = response_format
         try:
-            response = await self._http.post("/chat/completions", json.dumps(payload).encode())
+            response = await self._http.post("/chat/completions", self._body(messages, params, response_format))
         except http.HttpTimeout:
             raise TransientError("APITimeoutError: Request timed out.", cause="timeout") from None
         except http.HttpConnectError as error:
@@ -263,6 +263,20 @@ class OpenAIBackend:
                 f"HTTP {response.status}: redirected to {response.headers.get('location', '?')}; "
                 "give that URL as base_url", raw=self._scrub(body[:MAX_RAW_BODY]), status=response.status)
         return self._read(body, response.headers.get("content-type"))
+
+    def _body(self, messages, params, response_format) -> bytes:
+        """``json.dumps`` of the request, with the response format's JSON (the same large schema on
+        every call) made once and put in place: the same bytes (a test holds them equal)."""
+        payload: dict[str, Any] = {"model": self.model, "messages": messages, **params}
+        if response_format is None or "response_format" in payload:
+            if response_format is not None:
+                payload["response_format"] = response_format
+            return json.dumps(payload).encode()
+        made = self._formats.get(id(response_format))
+        if made is None or made[0] is not response_format or made[1] != response_format:
+            made = self._formats[id(response_format)] = (response_format, copy.deepcopy(response_format),
+                                                         json.dumps(response_format))
+        return (json.dumps(payload)[:-1] + ', "response_format": ' + made[2] + "}").encode()
 
     async def _complete_openai(self, messages, params, response_format):
         import openai

@@ -11,12 +11,16 @@ retries, is stored as a failed call with its raw body. A server that rejects a
 json_object -> plain text); the first accepted mode is kept for the run. An answer
 that does not parse gets one repair round with the validation error; still invalid,
 its raw text is stored with status ``invalid`` (an abstention, never a guess).
-Every call and answer is committed as soon as it is known.
+Calls and answers are written in batches, one transaction per :data:`~modsab.agents.store.FLUSH_SECONDS`
+(:meth:`~modsab.agents.store.RunStore.batching`), and all of them when the run ends, fails or is
+cancelled: a killed run loses at most that last batch, which it asks again on resume.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -221,6 +225,13 @@ def _rejected(message: str, raw: str | None, attempts: int, status: int | None) 
     return error
 
 
+#: Passes of the event loop an answer lets go by before it is parsed and stored, once its slot is
+#: free: the request waiting for that slot is woken (1), is built and handed to aiohttp, which
+#: writes the body in a task of its own on Python 3.11 (2), and that task sends it (3). With fewer,
+#: a wave of answers coming back together is parsed and stored before any next request goes out,
+#: and a server with as many slots as requests in flight idles meanwhile.
+_YIELDS_BEFORE_STORING = 3
+
 #: statuses with which a server refuses a request it cannot take (bad or too large a part)
 _REFUSALS = (400, 413, 415, 422, 500)
 
@@ -270,6 +281,11 @@ class AgentRunner:
         self.verified_parts: set[str] = set()
         self._media_gate = asyncio.Lock()
         self.media_error: MediaRejected | None = None
+        #: requests in flight, at most the limits' concurrency (set by :meth:`work`; ``None``: the
+        #: backend bounds them itself, as an endpoint pool does per endpoint)
+        self._slots: asyncio.Semaphore | None = None
+        #: each agent's system prompt, by (agent, modality)
+        self._systems: dict[tuple[str, str], str] = {}
 
     # -- messages -------------------------------------------------------------------
 
@@ -302,13 +318,15 @@ class AgentRunner:
             params = {"labels": list(self.labels.labels), "content_free": blank}
             return [{"role": "user", "content": prompt}], params
         modality = self.modalities.get(agent) or MODALITY_NAMES.get(template, template)
-        system = self.prompts.render(
-            "system",
-            agent_name=agent,
-            modality=modality,
-            labels=labels,
-            max_candidates=len(self.labels),
-        )
+        system = self._systems.get((agent, modality))
+        if system is None:  # the same for every instance: rendered once per agent
+            system = self._systems[agent, modality] = self.prompts.render(
+                "system",
+                agent_name=agent,
+                modality=modality,
+                labels=labels,
+                max_candidates=len(self.labels),
+            )
         # the streams template names what the agent sees; the others never took $modality
         seen = {"modality": modality} if template == STREAMS_TEMPLATE else {}
         user = self.prompts.render(template, descriptors=delimit(view) if view else "(no text descriptors)",
@@ -332,10 +350,13 @@ class AgentRunner:
     # -- one call -----------------------------------------------------------------------
 
     def _key(self, messages: list[dict[str, Any]], params: Mapping[str, Any]) -> str:
+        return self._keyed(media_parts.redact(messages), params)
+
+    def _keyed(self, redacted: list[dict[str, Any]], params: Mapping[str, Any]) -> str:
         return cache_key(
             base_url=cache_url(self.backend),
             model=self.backend.model,
-            messages=media_parts.redact(messages),  # media by content hash: the key covers the bytes
+            messages=redacted,  # media by content hash: the key covers the bytes
             params=params,
             prompt_version=self.prompts.version,
         )
@@ -349,8 +370,10 @@ class AgentRunner:
         params: Mapping[str, Any],
     ) -> tuple[str, CachedResponse]:
         """One logical call: from the run store, the cache, or the server (with retries)."""
-        key = self._key(messages, params)
-        request = {"messages": media_parts.redact(messages), "params": dict(params)}
+        redacted = media_parts.redact(messages)
+        key = self._keyed(redacted, params)
+        # serialised once, for the run store and the cache alike
+        request = json.dumps({"messages": redacted, "params": dict(params)}, ensure_ascii=False)
         record = partial(
             self.store.record_call,
             key,
@@ -373,31 +396,35 @@ class AgentRunner:
         if found is not None:
             self.stats.cached += 1
             return key, found
-        if self._stop:
-            raise BudgetExhausted(self.stats.stopped or "stopped")
-        estimate = media_parts.estimate_tokens(messages)
-        max_output = int(params.get("max_tokens", 0))
-        if not self.budget.reserve(estimate, max_output):
-            self._stop = True
-            self.stats.stopped = "budget reached"
-            raise BudgetExhausted("budget reached")
-        completion, started = None, time.monotonic()
-        try:
-            completion, attempts = await self._send_checked(messages, params)
-        except PermanentError as error:
-            record(
-                response=error.raw,  # the body as received (scrubbed), kept with the failure
-                latency_s=time.monotonic() - started,
-                attempts=error.attempts,
-                status="error",
-                error=str(error),
-            )
-            raise
-        finally:
-            used = (
-                (completion.prompt_tokens, completion.completion_tokens) if completion else (0, 0)
-            )
-            self.budget.settle(estimate, max_output, *used)
+        async with self._slots or contextlib.nullcontext():
+            if self._stop:
+                raise BudgetExhausted(self.stats.stopped or "stopped")
+            estimate = media_parts.estimate_tokens(messages)
+            max_output = int(params.get("max_tokens", 0))
+            if not self.budget.reserve(estimate, max_output):
+                self._stop = True
+                self.stats.stopped = "budget reached"
+                raise BudgetExhausted("budget reached")
+            completion, started = None, time.monotonic()
+            try:
+                completion, attempts = await self._send_checked(messages, params)
+            except PermanentError as error:
+                record(
+                    response=error.raw,  # the body as received (scrubbed), kept with the failure
+                    latency_s=time.monotonic() - started,
+                    attempts=error.attempts,
+                    status="error",
+                    error=str(error),
+                )
+                raise
+            finally:
+                used = (
+                    (completion.prompt_tokens, completion.completion_tokens) if completion else (0, 0)
+                )
+                self.budget.settle(estimate, max_output, *used)
+        # the request waiting for the slot just freed goes out before this answer is stored
+        for _ in range(_YIELDS_BEFORE_STORING):
+            await asyncio.sleep(0)
         self.stats.prompt_tokens += completion.prompt_tokens
         self.stats.completion_tokens += completion.completion_tokens
         self.stats.cost = self.budget.spent_cost
@@ -625,9 +652,13 @@ class AgentRunner:
 
     @property
     def workers(self) -> int:
-        """Answers worked on at once: the limits' concurrency, or what the backend takes (an
-        endpoint pool: twice its slots, the extra ones waiting in the pool for a free slot)."""
-        return max(1, getattr(self.backend, "workers", None) or self.limits.concurrency)
+        """Answers worked on at once: what the backend takes (an endpoint pool: twice its slots,
+        the extra ones waiting in the pool for a free slot), else twice the limits' concurrency,
+        the extra ones ready to go out (messages built, store and cache looked up) when a request
+        in flight comes back: a server with as many slots as requests in flight does not wait
+        while an answer is parsed and stored."""
+        own = getattr(self.backend, "workers", None)
+        return max(1, own or 2 * self.limits.concurrency)
 
     async def work(self, pending: Sequence[tuple[Instance, str]]) -> None:
         """Every (instance, agent) pair through :meth:`answer`, :attr:`workers` at a time, until
@@ -645,13 +676,19 @@ class AgentRunner:
                     return
                 self.on_update(self.stats)
 
-        workers = [asyncio.create_task(worker()) for _ in range(self.workers)]
-        try:
-            await asyncio.gather(*workers)
-        finally:
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+        own_bound = getattr(self.backend, "workers", None)
+        self._slots = None if own_bound else asyncio.Semaphore(max(1, self.limits.concurrency))
+        with contextlib.ExitStack() as batches:
+            for database in (self.store, self.cache):
+                if database is not None:
+                    batches.enter_context(database.batching())
+            workers = [asyncio.create_task(worker()) for _ in range(self.workers)]
+            try:
+                await asyncio.gather(*workers)
+            finally:
+                for task in workers:
+                    task.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
 
     async def run(self, instances: list[Instance], agents: list[str]) -> Stats:
         self.check(agents)
