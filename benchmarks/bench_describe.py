@@ -6,7 +6,13 @@ analysis in milliseconds per analysed frame; and the throughput of ``describe`` 
 2 worker processes (no cache, model loading included). Wall time and CPU time are both
 given: on a shared machine the wall clock also measures the neighbours, CPU time does not.
 
-Goals (issue 5): audio features <= 0.02 RTF, ASR <= 0.2 RTF, face <= 15 ms per frame.
+ASR is timed with both encoder windows, clip by clip in turn so both meet the same load:
+``full`` (Whisper's 30 s, the transcripts of asr-1: the baseline) and ``fit`` (the default,
+see :mod:`modsab.descriptors.asr`); the new / old ratios, the word error of each against
+the RAVDESS statement and how many transcripts are the same are printed too
+(``eval_asr_window.py`` is the larger quality check).
+
+Goals (issue 5, issue 15): audio features <= 0.02 RTF, ASR <= 0.2 RTF, face <= 15 ms per frame.
 
     python benchmarks/bench_describe.py [--clips 12] [--data PATH] [--json out.json]
 """
@@ -59,6 +65,26 @@ def timed(function, inputs):
     return outputs, clock
 
 
+STATEMENTS = {"01": "kids are talking by the door", "02": "dogs are sitting by the door"}
+
+
+def wer(refs: list[str], hyps: list[str]) -> float:
+    """Word error rate (word-level edit distance / reference words), case and punctuation ignored."""
+    def words(text: str) -> list[str]:
+        return "".join(c if c.isalnum() or c in "' " else " " for c in text.lower()).split()
+
+    errors = total = 0
+    for ref, hyp in zip(refs, hyps, strict=True):
+        r, h = words(ref), words(hyp)
+        row = list(range(len(h) + 1))
+        for i, a in enumerate(r, 1):
+            prev, row[0] = row[:], i
+            for j, b in enumerate(h, 1):
+                row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a != b))
+        errors, total = errors + row[-1], total + len(r)
+    return errors / total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=12, help="RAVDESS speech clips to time")
@@ -76,10 +102,25 @@ def main() -> None:
     results["audio_seconds"] = round(seconds, 1)
     results["decode_rtf"] = {"wall": decode.wall / seconds, "cpu": decode.cpu / seconds}
 
-    transcriber = Transcriber(threads=os.cpu_count() or 1)
-    transcriber(audios[0])  # load and warm up
-    transcripts, asr = timed(transcriber, audios)
-    results["asr_rtf"] = {"wall": asr.wall / seconds, "cpu": asr.cpu / seconds}
+    transcribers = {w: Transcriber(threads=os.cpu_count() or 1, window=w) for w in ("full", "fit")}
+    by_window: dict[str, list] = {w: [] for w in transcribers}
+    clocks = {w: [0.0, 0.0] for w in transcribers}
+    for transcriber in transcribers.values():
+        transcriber(audios[0])  # load and warm up
+    for audio in audios:  # in turn, so both windows meet the same load
+        for window, transcriber in transcribers.items():
+            with Clock() as clock:
+                by_window[window].append(transcriber(audio))
+            clocks[window][0] += clock.wall
+            clocks[window][1] += clock.cpu
+    transcripts = by_window["fit"]
+    for window, (wall, cpu) in clocks.items():
+        results[f"asr_rtf_{window}"] = {"wall": wall / seconds, "cpu": cpu / seconds}
+    results["asr_rtf"] = results["asr_rtf_fit"]
+    results["asr_fit_over_full"] = {k: results["asr_rtf_fit"][k] / results["asr_rtf_full"][k] for k in ("wall", "cpu")}
+    results["asr_same_transcripts"] = sum(a.text == b.text for a, b in zip(*by_window.values(), strict=True))
+    results["asr_wer"] = {w: wer([STATEMENTS[p.stem.split("-")[4]] for p in clips], [t.text for t in ts])
+                          for w, ts in by_window.items()}
 
     voice_features(audios[0])  # warm up openSMILE
     pairs = list(zip(audios, [t.words for t in transcripts], strict=True))
@@ -99,11 +140,11 @@ def main() -> None:
     items = [MediaItem(p.stem, audio_path=p, speaker=p.parent.name) for p in clips]
     items.append(MediaItem("av", video_path=video, speaker="Actor_01"))
     throughput = {}
-    for workers in (1, 2):
+    for workers, window in ((1, "full"), (1, "fit"), (2, "fit")):
         with Clock() as run:
-            table = describe(items, config=DescribeConfig(), workers=workers, cache=None)
+            table = describe(items, config=DescribeConfig(asr_window=window), workers=workers, cache=None)
         assert table["error"].isna().all(), table["error"].dropna().tolist()
-        throughput[f"{workers}_workers"] = {
+        throughput[f"{workers}_workers_{window}"] = {
             "seconds": run.wall,
             "items_per_s": len(items) / run.wall,
             "media_seconds_per_s": (seconds + frames.duration) / run.wall,
@@ -115,9 +156,14 @@ def main() -> None:
     print(f"{len(clips)} RAVDESS clips, {seconds:.1f} s of audio; 1-min load average "
           f"{load_before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"{'measure':<36}{'wall':>10}{'cpu':>10}{'goal':>8}")
-    for name in ("decode_rtf", "audio_features_rtf", "asr_rtf", "face_ms_per_frame"):
+    for name in ("decode_rtf", "audio_features_rtf", "asr_rtf_full", "asr_rtf", "face_ms_per_frame"):
         value = results[name]
         print(f"{name:<36}{value['wall']:>10.3f}{value['cpu']:>10.3f}{goals.get(name, float('nan')):>8}")
+    ratio = results["asr_fit_over_full"]
+    print(f"{'asr fit / full (new / old)':<36}{ratio['wall']:>10.2f}{ratio['cpu']:>10.2f}")
+    print(f"ASR word error vs the RAVDESS statements: full {results['asr_wer']['full']:.4f}, "
+          f"fit {results['asr_wer']['fit']:.4f}; same transcript in {results['asr_same_transcripts']} "
+          f"of {len(clips)} clips")
     print(f"{'video_decode_ms_per_analysed_frame':<36}{results['video_decode_ms_per_analysed_frame']:>10.1f}")
     for name, value in throughput.items():
         print(f"describe, {name}: {value['seconds']:.1f} s, {value['items_per_s']:.2f} items/s, "

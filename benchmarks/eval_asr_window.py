@@ -1,0 +1,153 @@
+"""Word error and quality of the ASR encoder windows (``fit`` against Whisper's ``full`` 30 s).
+
+The ``fit`` window changes transcripts a little; this is the check that it does not make
+them worse. Known words: RAVDESS speech clips (every clip says one of two fixed
+statements, see PROVENANCE.md) and espeak-ng speech of fixed sentences. For each window:
+word error rate (WER), how many transcripts equal the ``full`` ones, the distribution of
+the text quality score (:func:`modsab.descriptors.asr.transcript_quality`) and of the
+mean word probability, and the CPU / wall real-time factor, all in the same run.
+
+    python benchmarks/eval_asr_window.py [--clips 240] [--data PATH] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_describe import find_data  # noqa: E402
+
+from modsab.descriptors.asr import ASR_WINDOWS, Transcriber, transcript_quality  # noqa: E402
+from modsab.descriptors.media import SAMPLE_RATE, load_audio  # noqa: E402
+
+STATEMENTS = {"01": "kids are talking by the door", "02": "dogs are sitting by the door"}
+SENTENCES = (
+    "Please open the window and close the green door before dinner.",
+    "The small boat drifted slowly across the quiet lake.",
+    "My brother bought seven apples at the market on Monday.",
+    "Turn left at the station and walk to the old bridge.",
+    "She wrote a long letter to her friend in the city.",
+    "The children played football in the park after school.",
+    "We need more paper for the printer in the office.",
+    "A cold wind blew through the empty street at night.",
+    "He forgot his keys on the kitchen table this morning.",
+    "The train to the north leaves at half past nine.",
+    "Put the red box on the shelf next to the books.",
+    "They painted the fence white during the summer holiday.",
+    "The doctor told him to drink water and rest.",
+    "Our neighbour grows tomatoes and beans in the garden.",
+    "The museum opens early on the first day of the month.",
+    "I heard a dog barking behind the wooden gate.",
+    "The teacher asked the students to read the second chapter.",
+    "Fresh bread smells wonderful when it comes out of the oven.",
+    "The phone rang twice before anyone answered it.",
+    "Bring a warm coat because the mountain air is cold.",
+)
+
+
+def words(text: str) -> list[str]:
+    return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
+
+
+def edit_distance(ref: list[str], hyp: list[str]) -> int:
+    """Word-level Levenshtein distance (substitutions, insertions, deletions)."""
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, row[0] = row[:], i
+        for j, h in enumerate(hyp, 1):
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (r != h))
+    return row[-1]
+
+
+def espeak_clips(folder: Path) -> list[tuple[np.ndarray, str]]:
+    binary = shutil.which("espeak-ng")
+    if binary is None:
+        print("espeak-ng not installed: the espeak check is skipped")
+        return []
+    out = []
+    for i, text in enumerate(SENTENCES):
+        voice = ("en", "en-us", "en+f3", "en-us+m3")[i % 4]
+        path = folder / f"espeak{i}.wav"
+        subprocess.run([binary, "-v", voice, "-s", "150", "-w", str(path), text], check=True, capture_output=True)
+        out.append((load_audio(path), text))
+    return out
+
+
+def evaluate(transcriber: Transcriber, clips: list[tuple[np.ndarray, str]]) -> dict[str, object]:
+    start_wall, start_cpu = time.perf_counter(), time.process_time()
+    transcripts = [transcriber(audio) for audio, _ in clips]
+    wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
+    seconds = sum(audio.size for audio, _ in clips) / SAMPLE_RATE
+    errors = sum(edit_distance(words(ref), words(t.text)) for (_, ref), t in zip(clips, transcripts, strict=True))
+    n_words = sum(len(words(ref)) for _, ref in clips)
+    quality = np.array([transcript_quality(t)[0] for t in transcripts])
+    word_p = np.array([np.mean([w.probability for w in t.words]) if t.words else np.nan for t in transcripts])
+    return {
+        "texts": [t.text for t in transcripts],
+        "wer": errors / n_words,
+        "wrong_clips": int(sum(edit_distance(words(ref), words(t.text)) > 0
+                               for (_, ref), t in zip(clips, transcripts, strict=True))),
+        "quality_quantiles_10_25_50_75_90": np.percentile(quality, [10, 25, 50, 75, 90]).round(1).tolist(),
+        "quality_mean": float(quality.mean()),
+        "word_probability_mean": float(np.nanmean(word_p)),
+        "rtf_cpu": cpu / seconds,
+        "rtf_wall": wall / seconds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clips", type=int, default=240, help="RAVDESS speech clips (spread over actors)")
+    parser.add_argument("--data", help="folder holding ravdess/ (default: MODSAB_DATA or ../shared/data)")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    args = parser.parse_args()
+    ravdess = find_data(args.data)
+    paths = sorted((ravdess / "speech_16k").glob("Actor_*/*.flac"))[:: max(1, 1440 // args.clips)][: args.clips]
+    sets = {"ravdess": [(load_audio(p), STATEMENTS[p.stem.split("-")[4]]) for p in paths]}
+    with tempfile.TemporaryDirectory() as tmp:
+        sets["espeak"] = espeak_clips(Path(tmp))
+    load_before = os.getloadavg()[0]
+    transcribers = {window: Transcriber(threads=os.cpu_count() or 1, window=window) for window in ASR_WINDOWS}
+    for transcriber in transcribers.values():
+        transcriber(sets["ravdess"][0][0])  # load and warm up
+    results: dict[str, dict[str, object]] = {}
+    for name, clips in sets.items():
+        if clips:
+            results[name] = {window: evaluate(t, clips) for window, t in transcribers.items()}
+    load_after = os.getloadavg()[0]
+    print(f"1-min load average {load_before:.1f} -> {load_after:.1f} on {os.cpu_count()} cores")
+    print(f"{'set':<9}{'window':<7}{'clips':>6}{'WER':>8}{'wrong':>6}{'same':>6}{'q mean':>8}"
+          f"{'p mean':>8}{'cpu RTF':>9}{'wall RTF':>9}  quality p10/25/50/75/90")
+    for name, by_window in results.items():
+        full = by_window["full"]
+        for window, r in by_window.items():
+            same = sum(a == b for a, b in zip(r["texts"], full["texts"], strict=True))
+            r["same_text_as_full"] = same
+            print(f"{name:<9}{window:<7}{len(r['texts']):>6}{r['wer']:>8.4f}{r['wrong_clips']:>6}{same:>6}"
+                  f"{r['quality_mean']:>8.1f}{r['word_probability_mean']:>8.4f}{r['rtf_cpu']:>9.3f}"
+                  f"{r['rtf_wall']:>9.3f}  {r['quality_quantiles_10_25_50_75_90']}")
+        print(f"{name}: fit / full CPU time {by_window['fit']['rtf_cpu'] / full['rtf_cpu']:.2f}, "
+              f"wall {by_window['fit']['rtf_wall'] / full['rtf_wall']:.2f}")
+        for a, b in zip(by_window["fit"]["texts"], full["texts"], strict=True):
+            if a != b:
+                print(f"  full: {b!r}  fit: {a!r}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"load_average": [load_before, load_after], **results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
