@@ -117,7 +117,11 @@ def test_full_window_is_the_plain_faster_whisper_model_bit_for_bit(known_speech)
 def test_clips_of_28_s_and_more_are_the_same_under_both_windows(known_speech):
     audio = np.concatenate([a for a, _ in known_speech[:9]])
     assert audio.size >= 28 * 16_000
-    assert Transcriber(threads=2, window="fit")(audio) == Transcriber(threads=2, window="full")(audio)
+    fit, full = Transcriber(threads=2, window="fit")(audio), Transcriber(threads=2, window="full")(audio)
+    assert (fit.text, fit.words, fit.no_speech) == (full.text, full.words, full.no_speech)
+    # on audio over 30 s the plain model's own mean log-prob differs by ~1e-4 from one call
+    # to the next (CTranslate2; the same model, window and input), so only that is approximate
+    assert fit.logprob == pytest.approx(full.logprob, abs=1e-3)
 
 
 @pytest.mark.slow
