@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -99,18 +100,20 @@ class Egemaps:
         options["nBits"] = 16
         self._api = self.smile._smile(options=options)
         self._used = False
+        self._lock = threading.Lock()  # one openSMILE instance: one clip at a time
 
     def __call__(self, audio: np.ndarray) -> dict[str, float]:
-        if self._used:
-            self._api.reset()
-        self._used = True
-        rows: list[np.ndarray] = []
-        self._api.external_sink_set_callback_ex(self._config.EXTERNAL_OUTPUT_COMPONENT,
-                                                self._sink(rows, [], []))
         samples = (np.asarray(audio, dtype=np.float32) * 32768).astype(np.int16)
-        self._api.external_audio_source_write_data(self._config.EXTERNAL_SOURCE_COMPONENT, bytes(samples))
-        self._api.external_audio_source_set_eoi(self._config.EXTERNAL_SOURCE_COMPONENT)
-        self._api.run()
+        rows: list[np.ndarray] = []
+        with self._lock:
+            if self._used:
+                self._api.reset()
+            self._used = True
+            self._api.external_sink_set_callback_ex(self._config.EXTERNAL_OUTPUT_COMPONENT,
+                                                    self._sink(rows, [], []))
+            self._api.external_audio_source_write_data(self._config.EXTERNAL_SOURCE_COMPONENT, bytes(samples))
+            self._api.external_audio_source_set_eoi(self._config.EXTERNAL_SOURCE_COMPONENT)
+            self._api.run()
         values = np.vstack(rows)[0] if rows else np.full(len(self.names), np.nan)
         return {name: float(v) for name, v in zip(self.names, values, strict=True)}
 
