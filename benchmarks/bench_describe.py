@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from modsab.descriptors import DescribeConfig, MediaItem, describe  # noqa: E402
-from modsab.descriptors.asr import Transcriber  # noqa: E402
+from modsab.descriptors.asr import Transcriber, word_errors  # noqa: E402
 from modsab.descriptors.face import FaceAnalyzer  # noqa: E402
 from modsab.descriptors.media import SAMPLE_RATE, load_audio, load_frames  # noqa: E402
 from modsab.descriptors.voice import voice_features  # noqa: E402
@@ -71,20 +71,9 @@ STATEMENTS = {"01": "kids are talking by the door", "02": "dogs are sitting by t
 
 
 def wer(refs: list[str], hyps: list[str]) -> float:
-    """Word error rate (word-level edit distance / reference words), case and punctuation ignored."""
-    def words(text: str) -> list[str]:
-        return "".join(c if c.isalnum() or c in "' " else " " for c in text.lower()).split()
-
-    errors = total = 0
-    for ref, hyp in zip(refs, hyps, strict=True):
-        r, h = words(ref), words(hyp)
-        row = list(range(len(h) + 1))
-        for i, a in enumerate(r, 1):
-            prev, row[0] = row[:], i
-            for j, b in enumerate(h, 1):
-                row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a != b))
-        errors, total = errors + row[-1], total + len(r)
-    return errors / total
+    """Word error rate over clips: edit distance / reference words (:func:`word_errors`)."""
+    counts = [word_errors(ref, hyp) for ref, hyp in zip(refs, hyps, strict=True)]
+    return sum(e for e, _ in counts) / sum(n for _, n in counts)
 
 
 def main() -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -31,7 +30,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_describe import find_data  # noqa: E402
 
-from modsab.descriptors.asr import ASR_WINDOWS, Transcriber, transcript_quality  # noqa: E402
+from modsab.descriptors.asr import ASR_WINDOWS, Transcriber, transcript_quality, word_errors  # noqa: E402
 from modsab.descriptors.media import SAMPLE_RATE, load_audio  # noqa: E402
 
 STATEMENTS = {"01": "kids are talking by the door", "02": "dogs are sitting by the door"}
@@ -59,20 +58,6 @@ SENTENCES = (
 )
 
 
-def words(text: str) -> list[str]:
-    return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
-
-
-def edit_distance(ref: list[str], hyp: list[str]) -> int:
-    """Word-level Levenshtein distance (substitutions, insertions, deletions)."""
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[:], i
-        for j, h in enumerate(hyp, 1):
-            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (r != h))
-    return row[-1]
-
-
 def espeak_clips(folder: Path) -> list[tuple[np.ndarray, str]]:
     binary = shutil.which("espeak-ng")
     if binary is None:
@@ -92,15 +77,14 @@ def evaluate(transcriber: Transcriber, clips: list[tuple[np.ndarray, str]]) -> d
     transcripts = [transcriber(audio) for audio, _ in clips]
     wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
     seconds = sum(audio.size for audio, _ in clips) / SAMPLE_RATE
-    errors = sum(edit_distance(words(ref), words(t.text)) for (_, ref), t in zip(clips, transcripts, strict=True))
-    n_words = sum(len(words(ref)) for _, ref in clips)
+    counts = [word_errors(ref, t.text) for (_, ref), t in zip(clips, transcripts, strict=True)]
+    errors, n_words = sum(e for e, _ in counts), sum(n for _, n in counts)
     quality = np.array([transcript_quality(t)[0] for t in transcripts])
     word_p = np.array([np.mean([w.probability for w in t.words]) if t.words else np.nan for t in transcripts])
     return {
         "texts": [t.text for t in transcripts],
         "wer": errors / n_words,
-        "wrong_clips": int(sum(edit_distance(words(ref), words(t.text)) > 0
-                               for (_, ref), t in zip(clips, transcripts, strict=True))),
+        "wrong_clips": sum(e > 0 for e, _ in counts),
         "quality_quantiles_10_25_50_75_90": np.percentile(quality, [10, 25, 50, 75, 90]).round(1).tolist(),
         "quality_mean": float(quality.mean()),
         "word_probability_mean": float(np.nanmean(word_p)),

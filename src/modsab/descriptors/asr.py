@@ -20,6 +20,7 @@ The encoder window (:data:`ASR_WINDOWS`):
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,6 +164,22 @@ class Transcriber:
         text = " ".join(t for t in texts if t)
         logprob = weighted_logprob / tokens if tokens else math.nan
         return Transcript(text, words, logprob, float(np.mean(no_speech)) if no_speech else 1.0)
+
+
+def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
+    """Word-level edit distance (substitutions + insertions + deletions) of ``hypothesis``
+    from ``reference``, case and punctuation ignored, and the reference's word count: the
+    parts of a word error rate (used by the ASR checks in tests/ and benchmarks/)."""
+    def words(text: str) -> list[str]:
+        return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
+
+    ref, hyp = words(reference), words(hypothesis)
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, row[0] = row[:], i
+        for j, h in enumerate(hyp, 1):
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (r != h))
+    return row[-1], len(ref)
 
 
 def transcript_quality(transcript: Transcript, *, audio_silent: bool = False) -> tuple[float, str]:
