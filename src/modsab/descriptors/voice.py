@@ -149,9 +149,10 @@ def _syllables(word: str) -> int:
     return max(1, count)
 
 
-def signal_checks(audio: np.ndarray) -> dict[str, float]:
-    """Level, clipping and dynamic range: the inputs of :func:`audio_quality`."""
-    levels = _frame_db(audio)
+def signal_checks(audio: np.ndarray, levels: np.ndarray | None = None) -> dict[str, float]:
+    """Level, clipping and dynamic range: the inputs of :func:`audio_quality`. ``levels``:
+    the clip's :func:`_frame_db`, when the caller has it already."""
+    levels = _frame_db(audio) if levels is None else levels
     peak = float(np.max(np.abs(audio))) if audio.size else 0.0
     rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2))) if audio.size else 0.0
     return {
@@ -170,7 +171,7 @@ def _active_spans(levels: np.ndarray) -> list[tuple[float, float]]:
     return [(start / 100, end / 100) for start, end in zip(edges[::2], edges[1::2], strict=True)]
 
 
-def timing_features(audio: np.ndarray, words: Sequence[Word]) -> dict[str, float]:
+def timing_features(audio: np.ndarray, words: Sequence[Word], levels: np.ndarray | None = None) -> dict[str, float]:
     """Pauses, rate and end contour.
 
     Spans of speech are the ASR words when there are any (``pauses_from_words`` = 1),
@@ -179,7 +180,7 @@ def timing_features(audio: np.ndarray, words: Sequence[Word]) -> dict[str, float
     """
     out = {"pause_count": math.nan, "pause_total_s": math.nan, "speech_rate_syl_s": math.nan,
            "loudness_end_change_db": math.nan, "pauses_from_words": math.nan}
-    levels = _frame_db(audio)
+    levels = _frame_db(audio) if levels is None else levels
     words = [w for w in words if w.end > w.start]
     spans = [(w.start, w.end) for w in words] if words else _active_spans(levels)
     if not spans:
@@ -202,8 +203,10 @@ def timing_features(audio: np.ndarray, words: Sequence[Word]) -> dict[str, float
 
 def voice_features(audio: np.ndarray, words: Sequence[Word] = (), *, reference: bool = False) -> dict[str, float]:
     """Every numeric audio feature of one clip (see the module docstring); ``reference``
-    computes eGeMAPS the plain way (:meth:`Egemaps.reference`), for tests and benchmarks."""
-    features = signal_checks(audio)
+    takes the plain path (eGeMAPS by :meth:`Egemaps.reference`, frame levels computed by each
+    step), the one before, for tests and benchmarks."""
+    levels = None if reference else _frame_db(audio)  # once, for the signal checks and the timing features
+    features = signal_checks(audio, levels)
     if audio.size >= SAMPLE_RATE // 4:
         smile = _smile()
         egemaps = smile.reference(audio) if reference else smile(audio)
@@ -215,7 +218,7 @@ def voice_features(audio: np.ndarray, words: Sequence[Word] = (), *, reference: 
         features["voiced_fraction"] = float(min(1.0, max(0.0, voiced)))
     else:
         features["voiced_fraction"] = 0.0
-    features.update(timing_features(audio, words))
+    features.update(timing_features(audio, words, levels))
     return features
 
 
