@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from modsab.data.loaders.ravdess import RAVDESS_STATEMENTS  # noqa: E402
 from modsab.descriptors import DescribeConfig, MediaItem, describe  # noqa: E402
 from modsab.descriptors.asr import Transcriber, word_errors  # noqa: E402
 from modsab.descriptors.face import FaceAnalyzer  # noqa: E402
@@ -67,7 +68,21 @@ def timed(function, inputs):
     return outputs, clock
 
 
-STATEMENTS = {"01": "kids are talking by the door", "02": "dogs are sitting by the door"}
+def speech_clips(description: str, default_clips: int) -> tuple[argparse.Namespace, list[Path]]:
+    """The command line (--clips, --data, --json) and that many RAVDESS speech clips, spread
+    evenly over the 1,440 (so over actors, emotions and both statements)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clips", type=int, default=default_clips, help="RAVDESS speech clips to use")
+    parser.add_argument("--data", help="folder holding ravdess/ (default: MODSAB_DATA or ../shared/data)")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    args = parser.parse_args()
+    clips = sorted((find_data(args.data) / "speech_16k").glob("Actor_*/*.flac"))
+    return args, clips[:: max(1, len(clips) // args.clips)][: args.clips]
+
+
+def statement(path: Path) -> str:
+    """The words a RAVDESS clip says (its file name's statement field)."""
+    return RAVDESS_STATEMENTS[path.stem.split("-")[4]]
 
 
 def wer(refs: list[str], hyps: list[str]) -> float:
@@ -77,14 +92,8 @@ def wer(refs: list[str], hyps: list[str]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clips", type=int, default=12, help="RAVDESS speech clips to time")
-    parser.add_argument("--data", help="folder holding ravdess/ (default: MODSAB_DATA or ../shared/data)")
-    parser.add_argument("--json", help="also write the figures to this JSON file")
-    args = parser.parse_args()
-    ravdess = find_data(args.data)
-    clips = sorted((ravdess / "speech_16k").glob("Actor_*/*.flac"))[:: max(1, 1440 // args.clips)][: args.clips]
-    video = ravdess / "av" / "01-01-01-01-01-01-01.mp4"
+    args, clips = speech_clips(__doc__, 12)
+    video = find_data(args.data) / "av" / "01-01-01-01-01-01-01.mp4"
     load_before = os.getloadavg()[0]
     results: dict[str, object] = {"clips": len(clips), "cores": os.cpu_count()}
 
@@ -110,7 +119,7 @@ def main() -> None:
     results["asr_rtf"] = results["asr_rtf_fit"]
     results["asr_fit_over_full"] = {k: results["asr_rtf_fit"][k] / results["asr_rtf_full"][k] for k in ("wall", "cpu")}
     results["asr_same_transcripts"] = sum(a.text == b.text for a, b in zip(*by_window.values(), strict=True))
-    results["asr_wer"] = {w: wer([STATEMENTS[p.stem.split("-")[4]] for p in clips], [t.text for t in ts])
+    results["asr_wer"] = {w: wer([statement(p) for p in clips], [t.text for t in ts])
                           for w, ts in by_window.items()}
 
     voice_features(audios[0])  # warm up openSMILE

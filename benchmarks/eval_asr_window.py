@@ -12,7 +12,6 @@ mean word probability, and the CPU / wall real-time factor, all in the same run.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -28,12 +27,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_describe import find_data  # noqa: E402
+from bench_describe import speech_clips, statement  # noqa: E402
 
 from modsab.descriptors.asr import ASR_WINDOWS, Transcriber, transcript_quality, word_errors  # noqa: E402
 from modsab.descriptors.media import SAMPLE_RATE, load_audio  # noqa: E402
 
-STATEMENTS = {"01": "kids are talking by the door", "02": "dogs are sitting by the door"}
 SENTENCES = (
     "Please open the window and close the green door before dinner.",
     "The small boat drifted slowly across the quiet lake.",
@@ -94,14 +92,8 @@ def evaluate(transcriber: Transcriber, clips: list[tuple[np.ndarray, str]]) -> d
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clips", type=int, default=240, help="RAVDESS speech clips (spread over actors)")
-    parser.add_argument("--data", help="folder holding ravdess/ (default: MODSAB_DATA or ../shared/data)")
-    parser.add_argument("--json", help="also write the figures to this JSON file")
-    args = parser.parse_args()
-    ravdess = find_data(args.data)
-    paths = sorted((ravdess / "speech_16k").glob("Actor_*/*.flac"))[:: max(1, 1440 // args.clips)][: args.clips]
-    sets = {"ravdess": [(load_audio(p), STATEMENTS[p.stem.split("-")[4]]) for p in paths]}
+    args, paths = speech_clips(__doc__, 240)
+    sets = {"ravdess": [(load_audio(p), statement(p)) for p in paths]}
     with tempfile.TemporaryDirectory() as tmp:
         sets["espeak"] = espeak_clips(Path(tmp))
     load_before = os.getloadavg()[0]

@@ -16,6 +16,7 @@ import pytest
 from _media import espeak, needs_describe_extra, ravdess
 
 from modsab.contract.errors import InputError
+from modsab.data.loaders.ravdess import RAVDESS_STATEMENTS
 from modsab.descriptors import DescribeConfig, MediaItem
 from modsab.descriptors.asr import ASR_VERSION, ASR_WINDOWS, Transcriber, encoder_frames, word_errors
 from modsab.descriptors.describe import item_key
@@ -23,7 +24,6 @@ from modsab.descriptors.face import FACE_VERSION
 from modsab.descriptors.voice import VOICE_VERSION
 from modsab.run.config import load_config
 
-STATEMENTS = {"01": "kids are talking by the door", "02": "dogs are sitting by the door"}
 SENTENCES = ("Please open the window and close the green door before dinner.",
              "The small boat drifted slowly across the quiet lake.",
              "My brother bought seven apples at the market on Monday.")
@@ -85,7 +85,7 @@ def known_speech(tmp_path_factory):
     from modsab.descriptors.media import load_audio
 
     paths = sorted((ravdess() / "speech_16k").glob("Actor_*/*.flac"))[::90]
-    clips = [(load_audio(p), STATEMENTS[p.stem.split("-")[4]]) for p in paths]
+    clips = [(load_audio(p), RAVDESS_STATEMENTS[p.stem.split("-")[4]]) for p in paths]
     tmp = tmp_path_factory.mktemp("espeak")
     clips += [(load_audio(espeak(tmp / f"s{i}.wav", text)), text) for i, text in enumerate(SENTENCES)]
     return clips
