@@ -31,8 +31,10 @@ def describe_command(
     asr: bool = typer.Option(True, "--asr/--no-asr", help="Transcribe audio that has no manifest transcript."),
     face: bool = typer.Option(True, "--face/--no-face", help="Analyse faces in video files."),
     beam_size: int = typer.Option(1, "--beam-size", min=1, help="Whisper beam size (1 = greedy, fastest)."),
-    asr_window: AsrWindow = typer.Option(AsrWindow.fit, "--asr-window", help="Whisper's encoder window: fit (the clip + 2 s, "
-                                         "at least 10 s; ~3x less CPU on short clips) or full (30 s, as trained)."),
+    asr_window: AsrWindow = typer.Option(
+        AsrWindow.fit, "--asr-window", help="Whisper's encoder window: fit (the clip + 2 s, at least 10 s; "
+        "~3x less CPU on short clips) or full (30 s, as trained: the transcripts before the option)."
+    ),
     cache: Path = typer.Option(
         None, "--cache", help="SQLite cache of extracted features. Default: <out>.cache.sqlite beside --out."
     ),

@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from modsab.run.executors import Executor
 
 
-
 def extractor_version(asr_window: str = "fit") -> str:
     """Versions of the extractors that made a record (the ASR one depends on its window)."""
     return "|".join(("media-2", asr.asr_version(asr_window), voice.VOICE_VERSION, face.FACE_VERSION))
