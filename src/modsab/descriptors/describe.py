@@ -36,9 +36,13 @@ from modsab.descriptors.manifest import MANIFEST_COLUMNS, items_from_records, re
 if TYPE_CHECKING:
     from modsab.run.executors import Executor
 
-EXTRACTOR_VERSION = "|".join(
-    ("media-2", asr.ASR_VERSION, voice.VOICE_VERSION, face.FACE_VERSION)
-)
+
+def extractor_version(asr_window: str = "fit") -> str:
+    """Versions of the extractors that made a record (the ASR one depends on its window)."""
+    return "|".join(("media-2", asr.asr_version(asr_window), voice.VOICE_VERSION, face.FACE_VERSION))
+
+
+EXTRACTOR_VERSION = extractor_version()
 
 
 @dataclass(frozen=True)
@@ -50,9 +54,21 @@ class DescribeConfig:
     asr: bool = True  # transcribe when the manifest gives no transcript
     face: bool = True  # analyse video frames
     beam_size: int = 1  # Whisper beam; 1 is greedy and fastest
+    asr_window: str = "fit"  # Whisper's encoder window, "fit" or "full" (asr.ASR_WINDOWS)
+
+    def __post_init__(self) -> None:
+        asr.asr_version(self.asr_window)  # an unknown window fails here, not in a worker
 
     def fingerprint(self) -> str:
-        return json.dumps({"version": EXTRACTOR_VERSION, **asdict(self)}, sort_keys=True)
+        """The options part of the cache key. With ``asr_window="full"`` (or no ASR) it is the
+        key records had before the window option existed, so those caches still serve."""
+        fields = asdict(self)
+        window = fields.pop("asr_window")
+        if not self.asr:
+            window = "full"  # nothing transcribed: the window changes nothing
+        elif window != "full":
+            fields["asr_window"] = window
+        return json.dumps({"version": extractor_version(window), **fields}, sort_keys=True)
 
 
 # -- per-item extraction (runs in workers) ---------------------------------------------
@@ -63,7 +79,7 @@ class Extractor:
 
     def __init__(self, config: DescribeConfig, *, threads: int = 0) -> None:
         self.config = config
-        self.transcriber = asr.Transcriber(threads=threads, beam_size=config.beam_size)
+        self.transcriber = asr.Transcriber(threads=threads, beam_size=config.beam_size, window=config.asr_window)
         self.face = face.FaceAnalyzer()
 
     def __call__(self, item: Instance) -> dict[str, Any]:

@@ -155,6 +155,8 @@ class DescribeSection(_Section):
     face: bool = True
     workers: int = Field(1, ge=1)
     fps: float = Field(5.0, gt=0)
+    asr_window: Literal["fit", "full"] = Field("fit", description="Whisper's encoder window: 'fit' (clip + 2 s, "
+                                                "at least 10 s; faster) or 'full' (30 s, the asr-1 transcripts)")
     scene: SceneSection | None = Field(None, description="vision-LLM description -> visual_objective_description")
     voice_llm: DescriberSection | None = Field(None, description="audio-LLM description -> audio_llm_description")
 

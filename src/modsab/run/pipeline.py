@@ -161,7 +161,7 @@ def describe_instances(
         with executor:  # the driver: records come back here and only this process writes the cache
             table = describe(
                 items,
-                config=DescribeConfig(fps=opts.fps, asr=opts.asr, face=opts.face),
+                config=DescribeConfig(fps=opts.fps, asr=opts.asr, face=opts.face, asr_window=opts.asr_window),
                 executor=executor,
                 cache=cache_dir / "descriptors.sqlite",
                 progress=progress,
