@@ -212,9 +212,10 @@ class PredictionSet:
         """``(n, m, k)`` of :attr:`scores`, without decoding it."""
         return tuple(self._scores.shape)
 
-    def block_scores(self, rows: slice) -> np.ndarray:
-        """``scores[rows]`` as float64, decoding only those rows when the set holds codes:
-        what the foundation audit walks, so the dense array is never made whole."""
+    def block_scores(self, rows: slice | np.ndarray) -> np.ndarray:
+        """``scores[rows]`` (a slice, indices or a mask) as float64, decoding only those rows
+        when the set holds codes: what the foundation audit walks, so the dense array is never
+        made whole."""
         store = self._scores
         return store[rows].decode() if isinstance(store, compact.CompactScores) else store[rows]
 
