@@ -267,37 +267,30 @@ class PredictionSet:
         )
 
 
-def _get_scores(self: PredictionSet) -> np.ndarray:
-    store = self._scores
-    if isinstance(store, compact.CompactScores):  # first read: decode once, keep the floats
-        store = self._scores = store.decode()
-    return store
+def _decoded_on_first_read(held: str, doc: str) -> property:
+    """A float64 array attribute held in ``held`` as given, or as one-byte codes
+    (:class:`~modsab.contract.compact.CompactScores`) decoded once, on the first read, and kept."""
 
+    def get(self: PredictionSet) -> np.ndarray:
+        store = getattr(self, held)
+        if isinstance(store, compact.CompactScores):  # first read: decode once, keep the floats
+            store = store.decode()
+            setattr(self, held, store)
+        return store
 
-def _set_scores(self: PredictionSet, value: np.ndarray | compact.CompactScores) -> None:
-    self._scores = value if isinstance(value, compact.CompactScores) else np.asarray(value)
+    def set_(self: PredictionSet, value: np.ndarray | compact.CompactScores) -> None:
+        setattr(self, held, value if isinstance(value, compact.CompactScores) else np.asarray(value))
+
+    return property(get, set_, doc=doc)
 
 
 #: ``scores[n, m, k]`` float64 (see the module docstring); a set built from one-byte codes
 #: decodes them on the first read, so code that reads it whole works unchanged.
-PredictionSet.scores = property(_get_scores, _set_scores)  # type: ignore[assignment]
-
-
-def _get_quality(self: PredictionSet) -> np.ndarray:
-    store = self._quality
-    if isinstance(store, compact.CompactScores):  # first read: decode once, keep the floats
-        store = self._quality = store.decode()
-    return store
-
-
-def _set_quality(self: PredictionSet, value: np.ndarray | compact.CompactScores) -> None:
-    self._quality = value
-
-
+PredictionSet.scores = _decoded_on_first_read("_scores", "scores[n, m, k] float64")  # type: ignore[assignment]
 #: ``quality[n, m]`` float64; held as one-byte codes (as the scores are) when the file's
 #: qualities are on the percent grid, decoded on the first read. The foundation audit never
 #: reads it.
-PredictionSet.quality = property(_get_quality, _set_quality)  # type: ignore[assignment]
+PredictionSet.quality = _decoded_on_first_read("_quality", "quality[n, m] float64")  # type: ignore[assignment]
 
 
 def _get_ids(self: PredictionSet) -> np.ndarray:
