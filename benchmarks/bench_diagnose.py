@@ -13,6 +13,11 @@ foundation audit and of ``--all``, each in a child process of its own, reading w
 (the reference) and in batches, for each of ``--sizes`` (e.g. ``--sizes 1000000 2000000``):
 
     python benchmarks/bench_diagnose.py --format parquet --sizes 1000000 2000000
+
+At 10,000,000 instances it says whether issue 15's targets are met (peak RSS <= 3 GB for the
+foundation audit and <= 8 GB for ``--all``, time within 12x of a 1M run measured alongside):
+
+    python benchmarks/bench_diagnose.py --format parquet --sizes 1000000 10000000 --whole-max 0
 """
 
 from __future__ import annotations
@@ -168,7 +173,24 @@ def peaks(args: argparse.Namespace) -> None:
                 f"{r['what']:10s} n={r['n']:,}: batched / whole peak {r['peak_mb'] / whole['peak_mb']:.2f}x, "
                 f"time {r['seconds'] / whole['seconds']:.2f}x"
             )
+    for r in rows:  # issue 15's targets, stated for ten million instances
+        if r["reader"] == "batched" and r["n"] >= TARGET_N:
+            limit = TARGET_PEAK_MB[r["what"]]
+            verdict = "met" if r["peak_mb"] <= limit else "MISSED"
+            print(f"target {r['what']:10s} n={r['n']:,}: peak RSS {r['peak_mb']:,.0f} MB <= {limit:,} MB: {verdict}")
+            base = by.get((1_000_000, r["what"], "batched"))
+            if base:
+                ratio = r["seconds"] / base["seconds"]
+                verdict = "met" if ratio <= TARGET_TIME_RATIO else "MISSED"
+                print(f"target {r['what']:10s} time vs n=1,000,000: {ratio:.1f}x <= {TARGET_TIME_RATIO}x: {verdict}")
     print(json.dumps(rows))
+
+
+#: Issue 15's targets at ten million instances (Parquet, 4 agents, 7 labels): peak RSS of the
+#: foundation audit and of ``--all``, and time within this many times the 1M run's.
+TARGET_N = 10_000_000
+TARGET_PEAK_MB = {"foundation": 3_000, "all": 8_000}
+TARGET_TIME_RATIO = 12
 
 
 def timed(fn, repeat: int = 1):

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 import modsab.contract.predictions as predictions
 from modsab.core import diagnosis, fusion
@@ -82,6 +83,8 @@ def main() -> None:
         array = getattr(value, "codes", value)  # the scores as held: float64, or their one-byte codes
         if isinstance(array, np.ndarray):
             print(f"set.{name.lstrip('_'):36s} {array.nbytes / 2**20:10,.0f} MB  {array.dtype}")
+        elif isinstance(array, pa.Array):  # the instance ids as the reader keeps them
+            print(f"set.{name.lstrip('_'):36s} {array.nbytes / 2**20:10,.0f} MB  {array.type} (Arrow)")
 
 if __name__ == "__main__":
     main()

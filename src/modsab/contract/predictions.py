@@ -179,16 +179,28 @@ class PredictionSet:
 
         return replace(
             self,
+            instance_ids=self.id_store,
             agents=tuple(names),
             scores=self.score_store[:, take],
             candidate=agents_axis(self.candidate),
-            quality=agents_axis(self.quality),
+            quality=self.quality_store[:, take],
             present=agents_axis(self.present),
             line=agents_axis(self.line),
             invalid=agents_axis(self.invalid),
             invalid_labels={name: self.invalid_labels[name] for name in names if name in self.invalid_labels},
             invalid_examples={name: self.invalid_examples[name] for name in names if name in self.invalid_examples},
         )
+
+    @property
+    def id_store(self) -> np.ndarray | pa.Array:
+        """The instance ids as held: an object array, or the reader's Arrow string array
+        (made an object array of Python strings the first time :attr:`instance_ids` is read)."""
+        return self._instance_ids
+
+    @property
+    def quality_store(self) -> np.ndarray | compact.CompactScores:
+        """The quality as held: the float64 array, or its one-byte codes (not decoded)."""
+        return self._quality
 
     @property
     def score_store(self) -> np.ndarray | compact.CompactScores:
@@ -200,9 +212,10 @@ class PredictionSet:
         """``(n, m, k)`` of :attr:`scores`, without decoding it."""
         return tuple(self._scores.shape)
 
-    def block_scores(self, rows: slice) -> np.ndarray:
-        """``scores[rows]`` as float64, decoding only those rows when the set holds codes:
-        what the foundation audit walks, so the dense array is never made whole."""
+    def block_scores(self, rows: slice | np.ndarray) -> np.ndarray:
+        """``scores[rows]`` (a slice, indices or a mask) as float64, decoding only those rows
+        when the set holds codes: what the foundation audit walks, so the dense array is never
+        made whole."""
         store = self._scores
         return store[rows].decode() if isinstance(store, compact.CompactScores) else store[rows]
 
@@ -231,12 +244,12 @@ class PredictionSet:
     def subset(self, rows: np.ndarray) -> PredictionSet:
         """The same set restricted to some instances (by index or boolean mask)."""
         return PredictionSet(
-            instance_ids=self.instance_ids[rows],
+            instance_ids=_take_ids(self.id_store, rows),
             agents=self.agents,
             labels=self.labels,
             scores=self.score_store[rows],
             candidate=self.candidate[rows],
-            quality=self.quality[rows],
+            quality=self.quality_store[rows],
             gold=self.gold[rows],
             present=self.present[rows],
             dataset=None if self.dataset is None else self.dataset[rows],
@@ -254,20 +267,55 @@ class PredictionSet:
         )
 
 
-def _get_scores(self: PredictionSet) -> np.ndarray:
-    store = self._scores
-    if isinstance(store, compact.CompactScores):  # first read: decode once, keep the floats
-        store = self._scores = store.decode()
-    return store
+def _decoded_on_first_read(held: str, doc: str) -> property:
+    """A float64 array attribute held in ``held`` as given, or as one-byte codes
+    (:class:`~modsab.contract.compact.CompactScores`) decoded once, on the first read, and kept."""
 
+    def get(self: PredictionSet) -> np.ndarray:
+        store = getattr(self, held)
+        if isinstance(store, compact.CompactScores):  # first read: decode once, keep the floats
+            store = store.decode()
+            setattr(self, held, store)
+        return store
 
-def _set_scores(self: PredictionSet, value: np.ndarray | compact.CompactScores) -> None:
-    self._scores = value if isinstance(value, compact.CompactScores) else np.asarray(value)
+    def set_(self: PredictionSet, value: np.ndarray | compact.CompactScores) -> None:
+        setattr(self, held, value if isinstance(value, compact.CompactScores) else np.asarray(value))
+
+    return property(get, set_, doc=doc)
 
 
 #: ``scores[n, m, k]`` float64 (see the module docstring); a set built from one-byte codes
 #: decodes them on the first read, so code that reads it whole works unchanged.
-PredictionSet.scores = property(_get_scores, _set_scores)  # type: ignore[assignment]
+PredictionSet.scores = _decoded_on_first_read("_scores", "scores[n, m, k] float64")  # type: ignore[assignment]
+#: ``quality[n, m]`` float64; held as one-byte codes (as the scores are) when the file's
+#: qualities are on the percent grid, decoded on the first read. The foundation audit never
+#: reads it.
+PredictionSet.quality = _decoded_on_first_read("_quality", "quality[n, m] float64")  # type: ignore[assignment]
+
+
+def _get_ids(self: PredictionSet) -> np.ndarray:
+    store = self._instance_ids
+    if isinstance(store, pa.Array | pa.ChunkedArray):  # first read: Python strings, once
+        store = self._instance_ids = store.to_numpy(zero_copy_only=False).astype(object, copy=False)
+    return store
+
+
+def _set_ids(self: PredictionSet, value: np.ndarray | pa.Array) -> None:
+    self._instance_ids = value
+
+
+#: ``instance_ids[n]`` an object array of strings. The reader keeps them as one Arrow string
+#: array (a few bytes an id, where a Python string costs some sixty) until the first read:
+#: the foundation audit names no instance, so ten million ids never become Python objects.
+PredictionSet.instance_ids = property(_get_ids, _set_ids)  # type: ignore[assignment]
+
+
+def _take_ids(ids: np.ndarray | pa.Array, rows) -> np.ndarray | pa.Array:
+    """``ids[rows]`` (a boolean mask or indices) as held."""
+    if not isinstance(ids, pa.Array | pa.ChunkedArray):
+        return ids[rows]
+    rows = np.asarray(rows)
+    return ids.filter(pa.array(rows)) if rows.dtype == bool else ids.take(pa.array(rows, pa.int64()))
 
 
 # -- flat columns: what both readers produce ------------------------------------------------
@@ -558,11 +606,17 @@ def _same_values(a: pa.Array, b: pa.Array) -> bool:
 
 
 def _indices(encoded: pa.DictionaryArray) -> np.ndarray:
-    """int64 codes of a dictionary array, -1 for null."""
+    """Integer codes of a dictionary array, -1 for null, in its own (signed) index type: the
+    nulls are marked in numpy, so no int64 copy is made in Arrow's memory (a file's gold,
+    null on most records, made two of them: 640 MB at ten million instances)."""
     indices = encoded.indices
-    if indices.null_count:
-        indices = pc.fill_null(indices.cast(pa.int64()), -1)
-    return indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    if not indices.null_count:
+        return indices.to_numpy(zero_copy_only=False)
+    values = np.frombuffer(indices.buffers()[1], dtype=indices.type.to_pandas_dtype())
+    codes = values[indices.offset : indices.offset + len(indices)]
+    codes = codes.astype(np.int64) if codes.dtype.kind == "u" else codes.copy()
+    codes[~pc.is_valid(indices).to_numpy(zero_copy_only=False)] = -1
+    return codes
 
 
 def _fast(
@@ -596,7 +650,7 @@ def _batched(path: Path, fmt: str, scale: Scale, batch_rows: int, executor: Any 
         if rows:
             files.append((file, first_row))
         first_row += rows
-    return merge_partials(_reduce_files(files, scale, batch_rows, executor))
+    return _merge_consuming(_reduce_files(files, scale, batch_rows, executor))
 
 
 def _reduce_files(files: list[tuple[Path, int]], scale: Scale, batch_rows: int, executor: Any) -> list[_Flat]:
@@ -632,7 +686,7 @@ def reduce_file(
             _release_arrow_memory()
     except (pa.ArrowException, OSError) as error:
         raise _GiveUp from error  # the whole-file reader reports what it is
-    return merge_partials(parts)
+    return _merge_consuming(parts)
 
 
 def _release_arrow_memory() -> None:
@@ -692,6 +746,13 @@ def merge_partials(parts: Sequence[_Flat]) -> _Flat:
     """The flat columns of several batches or files, in order, as if read at once: string
     columns as dictionary arrays over one merged dictionary (the readers' contract, see
     :class:`_Flat`), numbers concatenated (one-byte codes while every part has them)."""
+    return _merge_consuming(list(parts))
+
+
+def _merge_consuming(parts: list[_Flat]) -> _Flat:
+    """:func:`merge_partials` of a list this function owns: each column is merged, then let
+    go in every part, so the parts and the merged set are never held whole side by side
+    (a batched read's peak was both at once: twice its columns)."""
     if not parts:
         raise _GiveUp  # no record at all: the whole-file reader says so
     if len(parts) == 1:
@@ -699,16 +760,12 @@ def merge_partials(parts: Sequence[_Flat]) -> _Flat:
     conditions = None
     if any(p.condition is not None for p in parts):
         conditions = [p.condition if p.condition is not None else pa.nulls(len(p.agent), pa.string()) for p in parts]
+    merged: dict[str, Any] = {}
+    for name, merge in _MERGES:
+        merged[name] = merge([getattr(p, name) for p in parts])
+        parts[:] = [replace(p, **{name: None}) for p in parts]
     return _Flat(
-        instance_id=_concat_dictionaries([p.instance_id for p in parts]),
-        agent=_merge_strings([p.agent for p in parts]),
-        gold=_merge_strings([p.gold for p in parts]),
-        dataset=_merge_strings([p.dataset for p in parts]),
-        quality=grid.concatenate([p.quality for p in parts]),
-        line=np.concatenate([p.line for p in parts]),
-        cand_count=np.concatenate([p.cand_count for p in parts]),
-        cand_label=_merge_strings([p.cand_label for p in parts]),
-        cand_confidence=grid.concatenate([p.cand_confidence for p in parts]),
+        **merged,
         skipped=[s for p in parts for s in p.skipped],
         line_kind=parts[0].line_kind,
         condition=None if conditions is None else _merge_strings(conditions),
@@ -747,6 +804,20 @@ def _concat_dictionaries(columns: Sequence[pa.DictionaryArray]) -> pa.Dictionary
         start, offset = start + len(column), offset + len(column.dictionary)
     dictionary = pa.concat_arrays([column.dictionary.cast(pa.string()) for column in columns])
     return pa.DictionaryArray.from_arrays(pa.array(indices), dictionary)
+
+
+#: How :func:`_merge_consuming` merges each column of the parts, in that order.
+_MERGES = (
+    ("cand_label", _merge_strings),
+    ("cand_confidence", grid.concatenate),
+    ("instance_id", _concat_dictionaries),
+    ("cand_count", np.concatenate),
+    ("line", np.concatenate),
+    ("agent", _merge_strings),
+    ("gold", _merge_strings),
+    ("dataset", _merge_strings),
+    ("quality", grid.concatenate),
+)
 
 
 def _flat_of(table: pa.Table, first_line: int, fmt: str, scale: Scale) -> _Flat:
@@ -972,13 +1043,28 @@ def _exact(path: Path, fmt: str, scale: Scale, skip_invalid: bool) -> _Flat:
 
 def _sorted_codes(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """Integer code per entry (-1 for null) and the distinct values in use, sorted (an object
-    array): codes that do not depend on the order of the entries. Plain strings are
-    dictionary-encoded; a dictionary array keeps its codes, renumbered by one sort of its
-    dictionary (unused values dropped), so a million distinct ids cost one vectorised argsort.
-    A value the dictionary holds twice (batches' dictionaries put end to end,
-    :func:`_concat_dictionaries`) sorts next to itself and gets one code."""
+    array): codes that do not depend on the order of the entries (see :func:`_sorted_codes_arrow`)."""
+    codes, ordered = _sorted_codes_arrow(column)
+    return codes.astype(np.int64, copy=False), ordered.to_numpy(zero_copy_only=False).astype(object, copy=False)
+
+
+def _code_dtype(size: int) -> type[np.signedinteger]:
+    """The narrowest signed integer type holding ``-1`` to ``size``."""
+    return next(t for t in (np.int8, np.int16, np.int32, np.int64) if size < np.iinfo(t).max)
+
+
+def _sorted_codes_arrow(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
+    """:func:`_sorted_codes` with the codes in the narrowest integer type and the distinct
+    values as an Arrow string array (for the instance ids: no Python string per id).
+
+    Plain strings are dictionary-encoded; a dictionary array keeps its codes, renumbered by
+    one sort of its dictionary (unused values dropped), so a million distinct ids cost one
+    vectorised argsort. A value the dictionary holds twice (batches' dictionaries put end to
+    end, :func:`_concat_dictionaries`) sorts next to itself and gets one code."""
     encoded = column if pa.types.is_dictionary(column.type) else _encode(column)
-    codes, dictionary = _indices(encoded), encoded.dictionary
+    indices = encoded.indices
+    codes = _indices(encoded) if indices.null_count else indices.to_numpy(zero_copy_only=False)
+    dictionary = encoded.dictionary
     used = np.zeros(len(dictionary) + 1, dtype=bool)
     used[codes] = True  # code -1 (null) marks the extra last entry
     kept = np.flatnonzero(used[:-1])
@@ -988,11 +1074,11 @@ def _sorted_codes(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.nd
     first = np.ones(order.size, dtype=bool)  # the first of each run of equal values
     if order.size > 1:
         first[1:] = pc.not_equal(ordered[1:], ordered[:-1]).to_numpy(zero_copy_only=False)
-    remap = np.full(len(dictionary) + 1, -1, dtype=np.int64)
+    remap = np.full(len(dictionary) + 1, -1, dtype=_code_dtype(len(dictionary)))
     remap[kept[order]] = np.cumsum(first) - 1
     if not first.all():
         ordered = ordered.filter(pa.array(first))
-    return remap[codes], ordered.to_numpy(zero_copy_only=False).astype(object, copy=False)
+    return remap[codes], ordered
 
 
 def _repeats(index: np.ndarray, trash: int) -> np.ndarray:
@@ -1005,9 +1091,10 @@ def _repeats(index: np.ndarray, trash: int) -> np.ndarray:
 
 
 def _label_codes(column: pa.Array, labels: LabelSet) -> np.ndarray:
-    """Resolve labels through the label set, once per unique raw value."""
+    """Resolve labels through the label set, once per unique raw value (label indices, -1
+    for none, in the narrowest integer type)."""
     codes, lookup = _label_lookup(column, labels)
-    return lookup[codes]
+    return lookup.astype(_code_dtype(len(labels)))[codes]
 
 
 def _label_lookup(column: pa.Array, labels: LabelSet) -> tuple[np.ndarray, np.ndarray]:
@@ -1073,10 +1160,13 @@ class _Assembler:
     def duplicates(self) -> None:
         self.encode()
         inst, agent, agent_names, instance_names = self.inst, self.agent, self.agent_names, self.instance_names
-        key = inst * len(agent_names) + agent
-        counts = np.bincount(key, minlength=len(instance_names) * len(agent_names))
-        if counts.max(initial=0) <= 1:
+        key = _pairs(inst, agent, len(agent_names), len(instance_names))
+        seen = np.zeros(len(instance_names) * len(agent_names), dtype=bool)
+        seen[key] = True
+        if int(np.count_nonzero(seen)) == len(key):  # every pair once (a bool per pair, no count array)
             return
+        del seen
+        counts = np.bincount(key, minlength=len(instance_names) * len(agent_names))
         order = np.flatnonzero(counts[key] > 1)  # the records of repeated pairs, by pair then position
         order = order[np.argsort(key[order], kind="stable")]
         repeated = np.flatnonzero(key[order][1:] == key[order][:-1])
@@ -1098,11 +1188,11 @@ class _Assembler:
     def encode(self) -> None:
         """Integer codes of instances (sorted by id) and agents (in :meth:`agent_order`), so
         the order the records come in shows nowhere downstream."""
-        self.inst, self.instance_names = _sorted_codes(self.flat.instance_id)
+        self.inst, self.instance_names = _sorted_codes_arrow(self.flat.instance_id)
         agent, found = _sorted_codes(self.flat.agent)
         order = agent_order(found.tolist(), self.agents_order, self.recorded_order, path=self.path)
         position = {name: i for i, name in enumerate(order)}
-        self.agent = np.asarray([position[name] for name in found] + [-1], dtype=np.int64)[agent]
+        self.agent = np.asarray([position[name] for name in found] + [-1], dtype=_code_dtype(len(order)))[agent]
         self.agent_names = order
 
     def label_set(self) -> LabelSet:
@@ -1153,29 +1243,37 @@ class _Assembler:
             gold[np.fromiter(bad_instances, dtype=np.int64)] = -2
         return gold
 
-    def candidates(self, first_slot: np.ndarray, labels: LabelSet, size: int) -> tuple[Any, ...]:
-        """Flat ``scores`` and ``candidate`` (``size`` slots; a record's labels from its
-        ``first_slot``), and the positions of the candidates left out: those whose label is
-        invalid, and the repeats of a label the same answer named before (the first stays).
+    def candidates(self, pair: np.ndarray, labels: LabelSet, n_answers: int) -> tuple[Any, ...]:
+        """Flat ``scores`` and ``candidate`` (``n * m * k`` slots; record r's labels from slot
+        ``pair[r] * k``), the positions of the candidates left out (those whose label is
+        invalid, then the repeats of a label the same answer named before: the first stays),
+        the record of each, and per answer how many it left out.
 
         Records go in blocks, so every temporary stays small; a block's slots are its own, as
         no (instance, agent) pair has two records by now, so a slot named twice in a block is
-        named twice in one answer. Left-out candidates go to one more slot, cut off at the end.
+        named twice in one answer (and an answer's count of left-out candidates is made in the
+        one block that holds it). Left-out candidates go to one more slot, cut off at the end.
         Confidences on the percent grid stay one-byte codes (:mod:`modsab.contract.compact`);
         any others make the float64 array as before."""
         f, top = self.flat, SCALE_MAX[self.scale]
+        k = len(labels)
+        size = n_answers * k
         codes, lookup = _label_lookup(f.cand_label, labels)
+        lookup = lookup.astype(pair.dtype)
         on_grid = isinstance(f.cand_confidence, grid.GridArray)
         scores = np.zeros(size + 1, dtype=np.uint8 if on_grid else np.float64)
         candidate = np.zeros(size + 1, dtype=bool)
-        ends = np.cumsum(f.cand_count)
-        invalid_parts, repeat_parts = [], []
+        per_answer = np.zeros(n_answers, dtype=np.uint8)
+        position = np.int32 if len(codes) < 2**31 else np.int64
+        invalid_parts, repeat_parts, invalid_records, repeat_records = [], [], [], []
         start = 0
-        for first in range(0, len(first_slot), _BLOCK):
-            last = min(first + _BLOCK, len(first_slot))
-            stop = int(ends[last - 1])
+        for first in range(0, len(pair), _BLOCK):
+            last = min(first + _BLOCK, len(pair))
+            counts = f.cand_count[first:last]
+            stop = start + int(counts.sum())
             label = lookup[codes[start:stop]]
-            index = np.repeat(first_slot[first:last], f.cand_count[first:last])
+            record = np.repeat(np.arange(first, last, dtype=pair.dtype), counts)  # of each candidate
+            index = pair[record] * k
             index += label
             invalid = np.flatnonzero(label < 0)
             index[invalid] = size
@@ -1184,36 +1282,44 @@ class _Assembler:
             values = f.cand_confidence[start:stop]  # one write per slot (and the trash slot)
             scores[index] = values.codes if on_grid else grid.decode(values) / top
             candidate[index] = True
-            invalid_parts.append(invalid + start)
-            repeat_parts.append(repeat + start)
+            invalid_records.append(record[invalid])
+            repeat_records.append(record[repeat])
+            if invalid.size or repeat.size:  # each answer's count, made in its one block
+                left = np.concatenate([invalid_records[-1], repeat_records[-1]])
+                answers, count = np.unique(pair[left], return_counts=True)
+                if count.max() > np.iinfo(per_answer.dtype).max:
+                    per_answer = per_answer.astype(_count_dtype(int(count.max())))
+                per_answer[answers] = count
+            invalid_parts.append((invalid + start).astype(position))
+            repeat_parts.append((repeat + start).astype(position))
             start = stop
-        invalid = np.concatenate(invalid_parts) if invalid_parts else np.zeros(0, dtype=np.int64)
-        repeat = np.concatenate(repeat_parts) if repeat_parts else np.zeros(0, dtype=np.int64)
         held = compact.CompactScores(scores[:size], f.cand_confidence.divisor, top) if on_grid else scores[:size]
-        return held, candidate[:size], invalid, repeat
+        invalid, repeat = np.concatenate(invalid_parts), np.concatenate(repeat_parts)
+        record = np.concatenate([*invalid_records, *repeat_records])  # of each of invalid, then repeat
+        return held, candidate[:size], invalid, repeat, record, per_answer
 
     def left_out(
-        self, invalid: np.ndarray, repeat: np.ndarray, labels: LabelSet, agent: np.ndarray
-    ) -> tuple[np.ndarray, dict[str, list[str]]]:
-        """The record of each left-out candidate (invalid, then repeated), and per agent the
-        most frequent of them as examples (ties by name): ``joy (repeated)`` for a repeat.
-        With ``strict``, the first of them (in the file) is an error."""
+        self, invalid: np.ndarray, repeat: np.ndarray, record: np.ndarray, labels: LabelSet, agent: np.ndarray
+    ) -> dict[str, list[str]]:
+        """Per agent the most frequent of the left-out candidates (``invalid`` then ``repeat``
+        positions; ``record`` the record of each) as examples (ties by name): ``joy
+        (repeated)`` for a repeat. With ``strict``, the first of them (in the file) is an error."""
         f = self.flat
-        positions = np.concatenate([invalid, repeat])
-        record = np.searchsorted(np.cumsum(f.cand_count), positions, side="right")
-        if not positions.size:
-            return record, {}
+        if not record.size:
+            return {}
         codes, lookup = _label_lookup(f.cand_label, labels)
         if self.strict:
+            positions = np.concatenate([invalid, repeat])
             at = int(np.argmin(positions))
-            raw, owner = f.cand_label[int(positions[at])], f.agent[int(record[at])]
+            position = int(positions[at])
+            raw, owner = f.cand_label[position], f.agent[int(record[at])]
             if at < invalid.size:
                 self.fail(
                     f"candidate label '{raw}' of agent '{owner}' is not in the label set ({', '.join(labels)})",
                     records=[int(record[at])],
                     hint="drop --strict to count and drop such labels, or map it with --synonyms",
                 )
-            name = labels.labels[int(lookup[codes[int(positions[at])]])]
+            name = labels.labels[int(lookup[codes[position]])]
             self.fail(
                 f"agent '{owner}' names candidate label '{name}' twice ('{raw}' repeats it)",
                 records=[int(record[at])],
@@ -1221,7 +1327,11 @@ class _Assembler:
             )
         raw_codes, raw_names = _sorted_codes(f.cand_label.take(pa.array(invalid, pa.int64())))
         names = [*raw_names.tolist(), *(f"{label} (repeated)" for label in labels)]
-        name_codes = np.concatenate([raw_codes, len(raw_names) + lookup[codes[repeat]]])
+        small = _code_dtype(len(names))
+        repeated = lookup.astype(small)[codes[repeat]]
+        repeated += len(raw_names)
+        name_codes = np.concatenate([raw_codes.astype(small), repeated])
+        del repeated
         rank = np.empty(len(names), dtype=np.int64)
         rank[pc.array_sort_indices(pa.array(names, pa.string())).to_numpy()] = np.arange(len(names))
         owner = agent[record]
@@ -1231,7 +1341,7 @@ class _Assembler:
             if counts.any():
                 order = np.lexsort((rank, -counts))[:_MAX_EXAMPLES]  # most frequent first, ties by name
                 examples[agent_name] = list(dict.fromkeys(names[i][:80] for i in order if counts[i]))
-        return record, examples
+        return examples
 
     def build(self) -> PredictionSet:
         self.duplicates()
@@ -1240,25 +1350,9 @@ class _Assembler:
         inst, instance_names, agent, agent_names = self.inst, self.instance_names, self.agent, self.agent_names
         n, m, k = len(instance_names), len(agent_names), len(labels)
         gold = self.gold(labels, inst, n)
-
-        top = SCALE_MAX[self.scale]
-        pair = inst * m + agent
-        scores, candidate, invalid, repeat = self.candidates(pair * k, labels, n * m * k)
-        left_out, examples = self.left_out(invalid, repeat, labels, agent)
-        invalid_per_answer = np.bincount(pair[left_out], minlength=n * m).reshape(n, m)
-        del invalid, repeat, left_out
-        # the candidates are in scores and candidate now: free their columns before the
-        # per-answer arrays are made (the peak of a large set's assembly)
-        no_candidates = dict(cand_count=np.zeros(0, np.int64), cand_label=pa.nulls(0), cand_confidence=np.zeros(0))
-        self.flat = f = replace(f, **no_candidates)
-
-        present = np.zeros(n * m, dtype=bool)
-        present[pair] = True
-        quality = np.full(n * m, np.nan)
-        quality[pair] = grid.decode(f.quality) / top
-        line = np.zeros(n * m, dtype=np.int64)
-        line[pair] = f.line if f.line_kind == "line" else 0
-        del pair
+        # the ids and gold are in instance_names and gold now (no later message names them)
+        self.flat = f = replace(f, instance_id=pa.nulls(0, pa.string()), gold=pa.nulls(0, pa.string()))
+        _release_arrow_memory()  # the sort of the ids, and the columns just let go
 
         dataset = None
         if f.dataset.null_count < len(f.dataset):
@@ -1269,6 +1363,35 @@ class _Assembler:
             names = np.asarray([*ds_names.tolist(), "(none)"], dtype=object)
             dataset = names[per_instance]
 
+        top = SCALE_MAX[self.scale]
+        pair = _pairs(inst, agent, m, n, k)
+        del inst
+        self.inst = None  # the records' instances are in pair now
+        scores, candidate, invalid, repeat, record, invalid_per_answer = self.candidates(pair, labels, n * m)
+        examples = self.left_out(invalid, repeat, record, labels, agent)
+        invalid_per_answer = invalid_per_answer.reshape(n, m)
+        del invalid, repeat, record
+        # the candidates are in scores and candidate now: free their columns before the
+        # per-answer arrays are made (the peak of a large set's assembly)
+        no_candidates = dict(cand_count=np.zeros(0, np.int64), cand_label=pa.nulls(0), cand_confidence=np.zeros(0))
+        self.flat = f = replace(f, **no_candidates)
+
+        present = np.zeros(n * m, dtype=bool)
+        present[pair] = True
+        if isinstance(f.quality, grid.GridArray):  # one-byte codes, decoded as the scores are
+            codes = np.full(n * m, grid.ABSENT, dtype=np.uint8)
+            codes[pair] = f.quality.codes
+            quality = compact.CompactScores(codes.reshape(n, m), f.quality.divisor, top)
+        else:
+            quality = np.full(n * m, np.nan)
+            quality[pair] = grid.decode(f.quality) / top
+            quality = quality.reshape(n, m)
+        numbered = f.line_kind == "line" and f.line.size
+        line = np.zeros(n * m, dtype=np.int32 if not numbered or f.line.max() < 2**31 else np.int64)
+        if numbered:
+            line[pair] = f.line
+        del pair
+
         keep = gold >= 0
         n_without_gold = int((gold == -1).sum())
         if not keep.any():
@@ -1278,12 +1401,12 @@ class _Assembler:
                 hint="add a 'gold' field to at least one record of each instance",
             )
         result = PredictionSet(
-            instance_ids=instance_names.astype(object, copy=False),
+            instance_ids=instance_names,
             agents=tuple(agent_names),
             labels=labels,
             scores=_reshaped(scores, (n, m, k)),
             candidate=candidate.reshape(n, m, k),
-            quality=quality.reshape(n, m),
+            quality=quality,
             gold=gold,
             present=present.reshape(n, m),
             dataset=dataset,
@@ -1297,6 +1420,21 @@ class _Assembler:
             scale=self.scale,
         )
         return result if keep.all() else result.subset(keep)
+
+
+def _pairs(inst: np.ndarray, agent: np.ndarray, m: int, n: int, k: int = 1) -> np.ndarray:
+    """``inst * m + agent``, the (instance, agent) pair of each record, in int32 when every
+    slot ``pair * k + label`` fits it (a record's four bytes, not eight), else int64."""
+    dtype = np.int32 if n * m * k + 1 < 2**31 else np.int64
+    pair = inst.astype(dtype)
+    pair *= m
+    pair += agent
+    return pair
+
+
+def _count_dtype(top: int) -> type[np.integer]:
+    """The narrowest unsigned type holding counts up to ``top`` (int64 past uint32)."""
+    return next(t for t in (np.uint8, np.uint16, np.uint32, np.int64) if top <= np.iinfo(t).max)
 
 
 def _reshaped(scores: np.ndarray | compact.CompactScores, shape: tuple[int, ...]):

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from modsab import registry
+from modsab.contract import compact
 from modsab.contract.errors import InputError
 from modsab.contract.predictions import PredictionSet, load_predictions
 from modsab.core import audit, fusion
@@ -54,7 +55,7 @@ class Diagnosis:
     pset: PredictionSet
     options: Options
     fused_agents: tuple[str, ...]
-    fused: np.ndarray  # [n, k] fused scores
+    fused: np.ndarray | None  # [n, k] fused scores (None: fused again when read, see below)
     fused_top: np.ndarray  # [n]
     rank: np.ndarray  # [n] gold rank in the fused ranking
     top: np.ndarray  # [n, m] agent top label
@@ -235,6 +236,23 @@ class Diagnosis:
         return path
 
 
+def _get_fused(self: Diagnosis) -> np.ndarray:
+    if self._fused is None:  # a uniform rule's fused scores, not kept by diagnose(): fuse again
+        agents = [self.pset.agents.index(name) for name in self.fused_agents]
+        self._fused = self.rule.fuse(self.context, agents)
+    return self._fused
+
+
+def _set_fused(self: Diagnosis, value: np.ndarray | None) -> None:
+    self._fused = value
+
+
+#: ``fused[n, k]``: the fused scores. ``diagnose()`` keeps a uniform rule's only as the top
+#: label and the gold's rank it reduced them to (``[n, k]`` float64 is 560 MB at ten million
+#: instances); the first read fuses them again, the same arrays block for block.
+Diagnosis.fused = property(_get_fused, _set_fused)  # type: ignore[assignment]
+
+
 # -- the computation ------------------------------------------------------------------------
 
 
@@ -351,11 +369,9 @@ def diagnose(
     fused_idx, baseline_idx = _select_agents(pset, options)
     k_eff = min(options.k, len(pset.labels))
 
-    fused = rule.fuse(context, fused_idx) if fused_idx else np.zeros((pset.n_instances, len(pset.labels)))
-    fused_top = fusion.top_label(fused)
-    rank = fusion.gold_rank(fused, pset.gold)
+    fused, fused_top, rank = _fusion(rule, context, fused_idx)
     top, confidence = context.agent_top(range(len(pset.agents)))
-    role = audit.roles(top, confidence, pset.gold, fused_top, tau=options.tau)
+    role = _roles(top, confidence, pset.gold, fused_top, tau=options.tau)
 
     is_fused = tuple(m in fused_idx for m in range(len(pset.agents)))
     layout = metrics.Layout(pset.agents, is_fused, k_eff)
@@ -384,6 +400,38 @@ def diagnose(
     )
     names = (*options.diagnostics, *_automatic(result, exclude=options.diagnostics))
     return result.extend(*names, n_folds=options.folds) if names else result
+
+
+def _fusion(
+    rule: fusion.FusionRule, context: Context, fused_idx: Sequence[int]
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """``(fused, fused_top, rank)`` of the fused agents. A uniform rule's fused scores are
+    reduced block by block to the top label and the gold's rank and not kept (``None``:
+    :attr:`Diagnosis.fused` fuses them again, block for block the same, when it is read);
+    any other rule's are kept, as they may cost a fit to make again."""
+    pset = context.pset
+    n, k = pset.n_instances, len(pset.labels)
+    if not fused_idx:
+        fused = np.zeros((n, k))
+        return fused, fusion.top_label(fused), fusion.gold_rank(fused, pset.gold)
+    fused_top = np.empty(n, dtype=np.int64)
+    rank = np.empty(n, dtype=np.int64)
+    kept = None if rule.uniform else np.empty((n, k), dtype=np.float64)
+    for rows, block in rule.fuse_blocks(context, fused_idx):
+        fused_top[rows] = fusion.top_label(block)
+        rank[rows] = fusion.gold_rank(block, pset.gold[rows])
+        if kept is not None:
+            kept[rows] = block
+    return kept, fused_top, rank
+
+
+def _roles(top: np.ndarray, confidence: np.ndarray, gold: np.ndarray, fused_top: np.ndarray, *, tau: float):
+    """:func:`modsab.core.audit.roles` a block of instances at a time (each row's roles are
+    its own), so its temporaries stay the size of a block."""
+    role = np.empty(top.shape, dtype=np.int8)
+    for rows in compact.blocks(top.shape[0]):
+        role[rows] = audit.roles(top[rows], confidence[rows], gold[rows], fused_top[rows], tau=tau)
+    return role
 
 
 def _automatic(result: Diagnosis, *, exclude: Sequence[str]) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ floating point), and ties always go to the label earlier in the label set.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -77,14 +77,36 @@ class FusionRule:
         is its own, so the figures are those of one sum over the whole set), and a set held
         as one-byte codes is never decoded whole."""
         data = of(pset)
-        weights = self.weights(data, agents)
-        if self.transforms_answers:
-            return fuse(self.scores(data, agents), weights)
         n, _, k = data.scores_shape
         fused = np.empty((n, k), dtype=np.float64)
-        for rows in compact.blocks(n):
-            fused[rows] = fuse(self.block_scores(data, agents, rows), weights[rows])
+        for rows, block in self.fuse_blocks(data, agents):
+            fused[rows] = block
         return fused
+
+    @property
+    def uniform(self) -> bool:
+        """True when every answer counts once (the weights are :class:`FusionRule`'s own ones)
+        and the answers are the set's own: the fused scores are then a plain function of the
+        scores, block by block, and nothing else."""
+        return type(self).weights is FusionRule.weights and not self.transforms_answers
+
+    def fuse_blocks(self, pset: PredictionSet | Context, agents: Sequence[int]) -> Iterator[tuple[slice, np.ndarray]]:
+        """``(rows, fused[rows])`` block after block (what :meth:`fuse` puts together): a
+        uniform rule's weights are made a block at a time too, so a caller that reduces each
+        block (the foundation audit) holds no ``[n, k]`` or ``[n, m]`` float array at all."""
+        data = of(pset)
+        n = data.scores_shape[0]
+        if self.uniform:
+            for rows in compact.blocks(n):
+                scores = self.block_scores(data, agents, rows)
+                yield rows, fuse(scores, np.ones(scores.shape[:2]))
+            return
+        weights = self.weights(data, agents)
+        if self.transforms_answers:
+            yield slice(0, n), fuse(self.scores(data, agents), weights)
+            return
+        for rows in compact.blocks(n):
+            yield rows, fuse(self.block_scores(data, agents, rows), weights[rows])
 
 
 def rule(name: str | FusionRule, *, tau: float = 0.70, folds=5, seed: int | None = 0) -> FusionRule:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from modsab.contract import compact
 from modsab.contract.predictions import PredictionSet
 from modsab.core import audit
 from modsab.core.context import of
@@ -157,9 +158,60 @@ def crossfit(
 ) -> tuple[np.ndarray, dict[str, list[float]]]:
     """``(scores[n, len(agents), k], fitted)``: every fold's answers recalibrated by maps
     fitted on the other folds; ``fitted`` holds each agent's temperatures (or nothing).
-    Remembered per set; the calibration report shares the fits, not this array."""
+    Remembered per set (as :func:`crossfit_store` holds it); the calibration report shares
+    the fits, not this array."""
+    scores, fitted = crossfit_store(pset, agents, method, n_folds=n_folds, seed=seed)
+    return (scores.decode() if isinstance(scores, TableScores) else scores), fitted
+
+
+def crossfit_store(
+    pset: PredictionSet, agents: Sequence[int], method: str, *, n_folds: int = 5, seed: int | None = 0
+) -> tuple[np.ndarray | TableScores, dict[str, list[float]]]:
+    """:func:`crossfit` as remembered: for a set held as one-byte percent codes, a
+    :class:`TableScores` (``scores[rows]`` a block), not the ``[n, m, k]`` float64 array."""
     key = ("crossfit", tuple(agents), method, n_folds, seed)
     return of(pset).remember(key, lambda: _crossfit(pset, agents, method, n_folds=n_folds, seed=seed))
+
+
+class TableScores:
+    """Recalibrated scores of a set held as one-byte percent codes: each slot's code (its
+    integer percent) through its agent's and fold's 101-entry table, looked up a block of
+    rows at a time: the very floats :func:`_lookup` writes whole (the same table entries)."""
+
+    def __init__(self, codes: np.ndarray, agents: list[int], fold: np.ndarray, tables: list[np.ndarray]) -> None:
+        self.codes, self.agents, self.fold = codes, agents, fold
+        self.flat = np.concatenate([table.ravel() for table in tables]) if tables else np.zeros(0)
+        self.offset = (np.arange(len(agents)) * (tables[0].size if tables else 0))[None, :, None]
+        n, m, k = codes.shape
+        self.every = agents == list(range(m))
+        self.shape = (n, len(agents), k)
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        block = self.codes[rows] if self.every else self.codes[rows][:, self.agents]
+        index = block.astype(np.intp)
+        index += self.offset
+        index += (self.fold[rows] * 101)[:, None, None]
+        return np.take(self.flat, index, mode="clip")
+
+    def decode(self) -> np.ndarray:
+        """The whole ``[n, len(agents), k]`` float64 array."""
+        out = np.empty(self.shape)
+        step = max(1, BLOCK // max(1, self.shape[1] * self.shape[2]))
+        for start in range(0, self.shape[0], step):
+            rows = slice(start, start + step)
+            out[rows] = self[rows]
+        return out
+
+
+def _percent_codes(store) -> bool:
+    """A set's one-byte codes are its integer percents, as :func:`_lookup` rounds the floats
+    they decode to (every code 0-100 checked, and none above 100)."""
+    if not isinstance(store, compact.CompactScores):
+        return False
+    every = np.arange(101, dtype=np.uint8)
+    scaled = compact.CompactScores(every, store.divisor, store.top).decode() * 100
+    exact = np.array_equal(np.rint(scaled), every) and np.abs(scaled - every).max() <= 1e-6
+    return bool(exact and int(store.codes.max(initial=0)) <= 100)
 
 
 def set_folds(pset: PredictionSet, n_folds: Folds, seed: int | None) -> np.ndarray:
@@ -250,6 +302,9 @@ def _crossfit(pset, agents, method, *, n_folds, seed):
     agents = list(agents)
     models, tables, fitted = fits(pset, agents, method, n_folds, seed)
     fold = set_folds(pset, n_folds, seed)
+    store = of(pset).score_store
+    if _percent_codes(store):  # the codes are the integer percents: look them up a block at a time
+        return TableScores(store.codes, agents, fold, tables), fitted
     out = _lookup(pset, agents, tables, fold)  # integer percent: one 101-entry table per agent and fold
     if out is None:
         out = np.array(pset.scores[:, agents], dtype=np.float64)

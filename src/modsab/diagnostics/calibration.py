@@ -454,8 +454,8 @@ def _nll_codes(pset: PredictionSet, answered: np.ndarray) -> tuple[np.ndarray, n
     """``(code[m, n], values)``: the candidate NLL of each answer as a cell of (gold label's
     percent, percent sum), when these are integer percents (up to :data:`STRICT`), else None.
     One blockwise pass over the scores."""
-    scores, gold = pset.scores, pset.gold
-    n, m, k = scores.shape
+    gold = pset.gold
+    n, m, k = pset.scores_shape
     width = 100 * k + 1
     if 101 * width > 1 << 20 or gold.min(initial=0) < 0:  # very many labels (too many cells), or no gold label
         return None
@@ -463,7 +463,7 @@ def _nll_codes(pset: PredictionSet, answered: np.ndarray) -> tuple[np.ndarray, n
     step = max(1, BLOCK // max(1, m * k))
     at = (np.arange(step) * (m * k))[:, None] + np.arange(m) * k  # flat index of each (row, agent) in a block
     for start in range(0, n, step):
-        block = scores[start : start + step]
+        block = pset.block_scores(slice(start, start + step))  # a set of codes is decoded a block at a time
         gold_percent = np.take(block.reshape(-1), at[: len(block)] + gold[start : start + step, None]) * 100
         total_percent = np.einsum("ijk->ij", block) * 100
         for scaled, top in ((gold_percent, 100), (total_percent, 100 * k)):

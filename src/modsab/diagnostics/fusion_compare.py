@@ -23,6 +23,7 @@ from pydantic import GetJsonSchemaHandler, SerializerFunctionWrapHandler, model_
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema as cs
 
+from modsab.contract import compact
 from modsab.contract.errors import InputError
 from modsab.contract.predictions import PredictionSet
 from modsab.core import audit, fusion
@@ -111,17 +112,20 @@ def default_strategies(*, tau: float = 0.70, n_folds=5, seed: int | None = 0) ->
 
 def _label_major(pset: PredictionSet, agents: list[int]) -> np.ndarray:
     """``[agents, labels, n]`` copy of the answers, remembered per set (copied in blocks of
-    rows, each transposed in cache)."""
+    rows, each transposed in cache); of their one-byte codes when the set holds codes, each
+    block decoded as it is read (the same floats)."""
 
-    def compute() -> np.ndarray:
-        n, _, k = pset.scores.shape
-        out = np.empty((len(agents), k, n))
-        every = agents == list(range(pset.scores.shape[1]))
+    def compute() -> np.ndarray | compact.CompactScores:
+        store = pset.score_store
+        n, m, k = store.shape
+        codes = isinstance(store, compact.CompactScores)  # a set of one-byte codes: a copy of its codes
+        out = np.empty((len(agents), k, n), dtype=np.uint8 if codes else np.float64)
+        every = agents == list(range(m))
         for start in range(0, n, BLOCK_ROWS):
             rows = slice(start, min(n, start + BLOCK_ROWS))
-            block = pset.scores[rows] if every else pset.scores[rows][:, agents]
-            out[:, :, rows] = block.transpose(1, 2, 0)
-        return out
+            block = store.codes[rows] if codes else store[rows]
+            out[:, :, rows] = (block if every else block[:, agents]).transpose(1, 2, 0)
+        return compact.CompactScores(out, store.divisor, store.top) if codes else out
 
     return of(pset).remember(("label_major", tuple(agents)), compute)
 
@@ -180,6 +184,8 @@ def outcomes(
         answers = label_major[:, :, rows] if label_major is not None else rule.block_scores(pset, agents, rows)
         if label_major is None:
             answers = answers.transpose(1, 2, 0)
+        elif isinstance(answers, compact.CompactScores):
+            answers = answers.decode()
         np.multiply(answers, weights[rows].T[:, None, :], out=contrib)
         raw = np.add.reduce(contrib, axis=0)
         key = keys(raw, np.empty_like(raw))

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from modsab.contract import compact
 from modsab.core import audit
 from modsab.core.context import of
 from modsab.core.fusion import FusionRule
@@ -28,11 +29,19 @@ class AgreementOverride(FusionRule):
         return cls(tau=tau)
 
     def weights(self, pset, agents: Sequence[int]) -> np.ndarray:
+        """Made a block of rows at a time (each row's weights are its own), so the ``[n, m]``
+        integer and float temporaries stay the size of a block."""
         agents = list(agents)
         top, confidence = of(pset).agent_top(agents)
-        k = len(pset.labels)
-        every = agents == list(range(pset.candidate.shape[1]))
-        named = (pset.candidate if every else pset.candidate[:, agents, :]).reshape(pset.n_instances, -1)
+        out = np.empty(top.shape)
+        for rows in compact.blocks(top.shape[0]):
+            out[rows] = self._weights(pset.candidate[rows], agents, top[rows], confidence[rows])
+        return out
+
+    def _weights(self, candidate: np.ndarray, agents: list[int], top: np.ndarray, confidence: np.ndarray):
+        k = candidate.shape[2]
+        every = agents == list(range(candidate.shape[1]))
+        named = (candidate if every else candidate[:, agents, :]).reshape(candidate.shape[0], -1)
         safe_top = np.maximum(top, 0)
         # how many fused agents name each agent's top label (itself included when it answered)
         support = sum(np.take_along_axis(named, i * k + safe_top, axis=1).astype(np.int64) for i in range(len(agents)))

@@ -32,7 +32,7 @@ class LearnedWeights(CrossFitted):
         if rows.size > self.max_fit:
             rows = np.sort(np.random.default_rng(self.seed).choice(rows, self.max_fit, replace=False))
         k = len(pset.labels)
-        features = pset.scores[rows][:, agents, :].transpose(0, 2, 1).reshape(-1, len(agents))
+        features = pset.block_scores(rows)[:, agents, :].transpose(0, 2, 1).reshape(-1, len(agents))
         target = (np.arange(k)[None, :] == pset.gold[rows, None]).ravel()
         if target.all() or not target.any():
             return np.ones(len(agents))

@@ -9,7 +9,7 @@ import numpy as np
 
 from modsab.core.folds import Folds
 from modsab.core.fusion import FusionRule
-from modsab.core.recalibration import crossfit
+from modsab.core.recalibration import crossfit, crossfit_store
 from modsab.registry import fusion_rules
 
 
@@ -28,6 +28,10 @@ class Recalibrated(FusionRule):
 
     def scores(self, pset, agents: Sequence[int]) -> np.ndarray:
         return crossfit(pset, agents, self.method, n_folds=self.n_folds, seed=self.seed)[0]
+
+    def block_scores(self, pset, agents: Sequence[int], rows: slice) -> np.ndarray:
+        """:meth:`scores` of ``rows``, looked up a block at a time when the set holds codes."""
+        return crossfit_store(pset, agents, self.method, n_folds=self.n_folds, seed=self.seed)[0][rows]
 
 
 @fusion_rules.register("recalibrated-temperature", order=2)
