@@ -229,3 +229,37 @@ def test_offline_default_scorer_in_process(ten, tmp_path, monkeypatch):
             c.label for c in record.candidates
         ) <= set(MELD)
         assert 95 <= sum(c.confidence for c in record.candidates) <= 105
+
+
+def test_the_scorer_reads_label_probabilities_as_the_whole_vocabulary_gives_them(smollm2):
+    """The scorer's requests (labels' first tokens from one grammar-restricted request, later
+    tokens forced over the prompt cache) against the plain reading: every position's whole
+    next-token distribution (n_probs over the vocabulary), each label token looked up in it."""
+    from modsab.agents.local import LocalScorerBackend
+
+    backend = LocalScorerBackend("smollm2-scorer", smollm2, n_ctx=4096)
+    llm = backend.llm
+    prompt = "Transcript: I cannot believe you did that, it is wonderful!\nEmotion:"
+    labels = (*MELD, "very happy", "over-the-moon")  # two labels of several tokens
+    scores = backend._label_logprobs(prompt, labels)
+
+    def distribution(tokens: list[int]) -> dict[int, float]:
+        body = {"prompt": tokens, "max_tokens": 1, "n_probs": 1 << 20, "post_sampling_probs": False,
+                "cache_prompt": False, "temperature": 0.0}
+        top = llm.completion(body)["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+        return {entry["id"]: entry["logprob"] for entry in top}
+
+    tokens = llm.tokenize(prompt, add_special=True)
+    first = distribution(tokens)
+    assert len(first) > 10_000  # the whole vocabulary
+    reference = []
+    for label in labels:
+        pieces = llm.tokenize(" " + label, add_special=False)
+        total = first[pieces[0]]
+        for k in range(1, len(pieces)):
+            total += distribution([*tokens, *pieces[:k]])[pieces[k]]
+        reference.append(total)
+    assert max(len(llm.tokenize(" " + label, add_special=False)) for label in labels) > 2
+    ours, theirs = backend._normalise(scores), backend._normalise(reference)
+    assert max(abs(a - b) for a, b in zip(ours, theirs, strict=True)) < 1e-4
+    backend.llm.close()
