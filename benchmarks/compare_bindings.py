@@ -4,9 +4,12 @@ install), on the prompts a run stored.
 
     PYTHONPATH=src python benchmarks/compare_bindings.py RUN_DIR [RUN_DIR...] [--model local:smollm2-scorer]
         [--threads 1] [--limit N] [--out calls.jsonl]
+    PYTHONPATH=src python benchmarks/compare_bindings.py --descriptions meld_annotation.json --limit 40
 
 Reads every scorer request of the runs' agent stores (``agents/*/run.sqlite``, or a
-``run.sqlite``), asks both bindings in turn (so both see the same machine load) and prints:
+``run.sqlite``), or renders the four scorer agents' prompts for the first ``--limit``
+instances of a descriptions file as the agents' runner does (labels ``meld``), asks both
+bindings in turn (so both see the same machine load) and prints:
 how many answers (the JSON the agent stores) are identical, how many primary labels and
 rounded confidences differ and by how much, the largest difference of a calibrated
 probability, and seconds per call of each. The reference below is the scorer of
@@ -72,9 +75,74 @@ class ReferenceScorer(local.LocalScorerBackend):
         return scores
 
 
+class ReferenceChat(local.LocalChatBackend):
+    """The chat backend as it was on llama-cpp-python 0.3.36 (``create_chat_completion``)."""
+
+    def __init__(self, name: str, path: Path, *, n_ctx: int, threads: int) -> None:
+        from llama_cpp import Llama
+
+        self.model, self.path, self.base_url = f"local:{name}", path, f"local://llama.cpp/{path.name}"
+        self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+                         verbose=False, logits_all=False)
+
+    def _complete(self, messages, params, response_format):
+        schema = (response_format or {}).get("schema") or (response_format or {}).get("json_schema", {}).get("schema")
+        format_ = {"type": "json_object", "schema": schema} if schema else response_format
+        result = self.llm.create_chat_completion(messages=messages, response_format=format_,
+                                                 temperature=params.get("temperature", 0.0),
+                                                 max_tokens=params.get("max_tokens", 400), seed=params.get("seed"))
+        return result["choices"][0]["message"].get("content") or ""
+
+
+class NewChat(local.LocalChatBackend):
+    def __init__(self, name: str, path: Path, *, n_ctx: int, threads: int) -> None:
+        self.model, self.path, self.base_url = f"local:{name}", path, local.base_url(path, "chat")
+        self.llm = local.LlamaServer(path, n_ctx=n_ctx, threads=threads)
+
+
+def _parsed(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def compare_chat(descriptions: Path, limit: int, threads: int, max_tokens: int) -> None:
+    """The chat backend (``local:smollm2``, JSON constrained to the answer schema) on both bindings."""
+    from modsab.agents.answer import answer_schema
+    from modsab.agents.backends import response_formats
+    from modsab.contract.labels import LabelSet
+
+    labels = LabelSet.parse("meld")
+    requests = rendered_requests(descriptions, limit, kind="chat")
+    path = local.smollm2_path()
+    ref = ReferenceChat("smollm2", path, n_ctx=4096, threads=threads)
+    new = NewChat("smollm2", path, n_ctx=4096, threads=threads)
+    response_format = response_formats(answer_schema(labels))[0]
+    same, same_json, seconds = 0, 0, {"llama-cpp-python": [], "xllamacpp": []}
+    for where, body in requests:
+        params = {**body["params"], "max_tokens": max_tokens}
+        texts = {}
+        for label, backend in (("llama-cpp-python", ref), ("xllamacpp", new)):
+            started = time.perf_counter()
+            result = backend._complete(body["messages"], params, response_format)
+            seconds[label].append(time.perf_counter() - started)
+            texts[label] = result if isinstance(result, str) else result.text
+        a, b = texts["llama-cpp-python"], texts["xllamacpp"]
+        same += a == b
+        parsed = _parsed(a) == _parsed(b) and _parsed(a) is not None
+        same_json += parsed
+        print(f"  {where}: {'same' if a == b else 'same JSON' if parsed else 'differs'}")
+        if a != b:
+            print(f"    llama-cpp-python: {a[:160]!r}\n    xllamacpp:        {b[:160]!r}")
+    print(f"chat answers identical: {same} / {len(requests)}; the same JSON: {same_json} / {len(requests)}")
+    for label, values in seconds.items():
+        print(f"s/call {label:17s}: median {statistics.median(values):.3f}")
+
+
 class NewScorer(local.LocalScorerBackend):
     def __init__(self, name: str, path: Path, *, n_ctx: int, threads: int) -> None:
-        self.model, self.path, self.base_url = f"local:{name}", path, local.base_url(path)
+        self.model, self.path, self.base_url = f"local:{name}", path, local.base_url(path, "scorer")
         self.llm = local.LlamaServer(path, n_ctx=n_ctx, threads=threads)
         self._priors = {}
 
@@ -94,18 +162,57 @@ def stored_requests(runs: Sequence[Path]) -> list[tuple[str, dict]]:
     return list(unique.values())
 
 
+def rendered_requests(descriptions: Path, limit: int, kind: str = "scorer") -> list[tuple[str, dict]]:
+    """The requests of agents text, audio, vision and tav on the first ``limit`` instances."""
+    import tempfile
+
+    from modsab.agents.engine import AgentRunner
+    from modsab.agents.inputs import load_descriptors
+    from modsab.agents.store import RunStore
+    from modsab.contract.labels import LabelSet
+
+    class Shape:  # what the runner reads of a backend to render its messages
+        base_url, model = "local://", "local:smollm2"
+
+    Shape.kind = kind
+
+    found = []
+    with tempfile.TemporaryDirectory() as tmp:
+        store = RunStore(Path(tmp))
+        try:
+            runner = AgentRunner(Shape(), store, labels=LabelSet.parse("meld"))
+            for instance in load_descriptors(descriptions)[:limit]:
+                for agent in ("text", "audio", "vision", "tav"):
+                    rendered = runner.messages(instance, agent)
+                    if rendered:
+                        found.append((f"{agent}/{instance.instance_id}", {"messages": rendered[0],
+                                                                           "params": rendered[1]}))
+        finally:
+            store.close()
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("runs", nargs="*", type=Path)
+    parser.add_argument("--descriptions", type=Path, help="render prompts for this descriptions file")
     parser.add_argument("--model", default="local:smollm2-scorer")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--limit", type=int, default=0)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--chat", action="store_true", help="compare the chat backend (local:smollm2) instead")
+    parser.add_argument("--max-tokens", type=int, default=160)
     args = parser.parse_args()
+    if args.chat:
+        compare_chat(args.descriptions, args.limit or 5, args.threads, args.max_tokens)
+        return
     name = args.model.removeprefix("local:")
     path = local.LOCAL_MODELS[name].locate()
-    requests = stored_requests(args.runs)[: args.limit or None]
-    print(f"{len(requests)} scorer calls from {', '.join(map(str, args.runs))}; model {path.name}, "
+    if args.descriptions:
+        requests, source = rendered_requests(args.descriptions, args.limit or 40), str(args.descriptions)
+    else:
+        requests, source = stored_requests(args.runs)[: args.limit or None], ", ".join(map(str, args.runs))
+    print(f"{len(requests)} scorer calls from {source}; model {path.name}, "
           f"{args.threads} thread(s)")
     loaded = {}
     for label, cls in (("llama-cpp-python", ReferenceScorer), ("xllamacpp", NewScorer)):

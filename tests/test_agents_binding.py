@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +38,11 @@ def test_a_model_file_that_does_not_load_is_an_input_error(tmp_path):
     with pytest.raises(InputError) as info:
         local.LlamaServer(broken, n_ctx=256, threads=1)
     assert "broken.gguf" in info.value.message
+
+
+def test_the_scorer_keeps_its_cache_keys_and_a_chat_model_names_the_binding():
+    """Scorer answers on xllamacpp are llama-cpp-python's (benchmarks/compare_bindings.py), so
+    their keys stay (tests/test_task.py pins them); chat answers differ, so their keys change."""
+    model = Path("SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert local.base_url(model, "scorer") == "local://llama.cpp/SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert local.base_url(model, "chat") == "local://xllamacpp/SmolLM2-135M-Instruct.Q4_1.gguf"

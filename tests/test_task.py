@@ -16,6 +16,7 @@ from _cli import modsab
 from modsab.agents.backends import OpenAIBackend
 from modsab.agents.engine import AgentRunner
 from modsab.agents.inputs import DEFAULT_FIELDS, FieldConfig, Instance
+from modsab.agents.local import base_url as local_base_url
 from modsab.agents.prompts import LATER_TEMPLATE_NAMES, TEMPLATE_NAMES, PromptSet
 from modsab.agents.store import RunStore
 from modsab.agents.testing import StubServer, chat_reply
@@ -31,7 +32,7 @@ class ScorerShape:
     rendering is all that is pinned here; the run tests below use the real scorer)."""
 
     kind = "scorer"
-    base_url = "local://llama.cpp/SmolLM2-135M-Instruct.Q4_1.gguf"
+    base_url = local_base_url(Path("SmolLM2-135M-Instruct.Q4_1.gguf"), "scorer")  # the real scorer's: PINNED keeps it
     model = "local:smollm2-scorer"
 
 

@@ -112,9 +112,13 @@ LOCAL_MODELS: dict[str, LocalModel] = {
 }
 
 
-def base_url(path: Path) -> str:
-    """The offline backends' base URL, part of every cache key: the binding and the model file."""
-    return f"local://xllamacpp/{path.name}"
+def base_url(path: Path, kind: str) -> str:
+    """The offline backend's base URL, part of every cache key. A scorer's answers are those
+    llama-cpp-python gave (the binding before xllamacpp; the same JSON on every call of the
+    example, probabilities within 3e-8), so its keys stay; a chat model's answers are not
+    (llama.cpp's server renders the chat template and the schema's grammar its own way), so
+    the binding is in its key and no answer cached under llama-cpp-python is reused."""
+    return f"local://llama.cpp/{path.name}" if kind == "scorer" else f"local://xllamacpp/{path.name}"
 
 
 def _threads() -> int:
@@ -170,6 +174,7 @@ class LlamaServer:
         except Exception as error:  # noqa: BLE001 (the binding raises its own types)
             raise InputError(f"llama.cpp could not load {path}: {error}", hint=INSTALL_HINT) from None
         self.url = self._server.listening_address
+        self._http = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.0.0.1: never a proxy
 
     @staticmethod
     def _checked(result: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -186,7 +191,7 @@ class LlamaServer:
             data=body,
             headers={"Content-Type": "application/json", "Authorization": f"Bearer {self._key}"},
         )
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with self._http.open(request, timeout=60) as response:
             return json.loads(response.read())["tokens"]
 
     def completion(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -205,9 +210,9 @@ class _LocalBackend:
 
     def __init__(self, name: str, path: Path, *, n_ctx: int) -> None:
         self.model = f"local:{name}"
-        self.base_url = base_url(path)
+        self.base_url = base_url(path, self.kind)
         self.path = path
-        self.llm = LlamaServer(path, n_ctx=n_ctx, threads=2)
+        self.llm = LlamaServer(path, n_ctx=n_ctx, threads=_threads())
         self._lock = threading.Lock()
 
     async def complete(self, messages, params, response_format) -> Completion:
