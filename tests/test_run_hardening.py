@@ -282,7 +282,7 @@ def fake_scorer(monkeypatch):
         return [-((seed >> (3 * k)) % 7) - 0.5 for k in range(len(labels))]
 
     monkeypatch.setitem(local.LOCAL_MODELS, "fake-scorer", local.LocalModel("scorer", lambda: Path("fake.gguf"), ""))
-    monkeypatch.setattr(local, "_load_llama", lambda path, n_ctx: NoLlama())
+    monkeypatch.setattr(local, "LlamaServer", lambda path, n_ctx, threads: NoLlama())
     monkeypatch.setattr(local.LocalScorerBackend, "_label_logprobs", logprobs)
     return "local:fake-scorer"
 
