@@ -1,4 +1,4 @@
-"""Offline backends: llama.cpp in-process on GGUF models that PyPI packages ship.
+"""Offline backends: llama.cpp in-process (xllamacpp: llama.cpp's own server) on GGUF models that PyPI packages ship.
 
 No server to set up, no key, no hub download. Models:
 
