@@ -144,7 +144,7 @@ class NewScorer(local.LocalScorerBackend):
     def __init__(self, name: str, path: Path, *, n_ctx: int, threads: int) -> None:
         self.model, self.path, self.base_url = f"local:{name}", path, local.base_url(path, "scorer")
         self.llm = local.LlamaServer(path, n_ctx=n_ctx, threads=threads)
-        self._priors = {}
+        self._priors, self._label_tokens = {}, {}
 
 
 def stored_requests(runs: Sequence[Path]) -> list[tuple[str, dict]]:

@@ -273,6 +273,7 @@ class LocalScorerBackend(_LocalBackend):
     def __init__(self, name: str, path: Path, *, n_ctx: int) -> None:
         super().__init__(name, path, n_ctx=n_ctx)
         self._priors: dict[tuple[str, tuple[str, ...]], list[float]] = {}
+        self._label_tokens: dict[str, list[int]] = {}
 
     def _first_tokens(self, tokens: Sequence[int], firsts: Sequence[int]) -> dict[int, float]:
         """log p(token | prompt) of each of ``firsts``, renormalised over them: llama.cpp's
@@ -323,7 +324,10 @@ class LocalScorerBackend(_LocalBackend):
         if len(tokens) > limit:
             tokens = tokens[:1] + tokens[len(tokens) - limit + 1 :]
         self.prompt_tokens = len(tokens)
-        label_tokens = [llm.tokenize(" " + label, add_special=False) for label in labels]
+        for label in labels:  # tokenised once per backend: the labels are the same on every call
+            if label not in self._label_tokens:
+                self._label_tokens[label] = llm.tokenize(" " + label, add_special=False)
+        label_tokens = [self._label_tokens[label] for label in labels]
         first = self._first_tokens(tokens, [pieces[0] for pieces in label_tokens])
         scores = []
         for pieces in label_tokens:
