@@ -96,7 +96,7 @@ class ReferenceChat(local.LocalChatBackend):
 
 class NewChat(local.LocalChatBackend):
     def __init__(self, name: str, path: Path, *, n_ctx: int, threads: int) -> None:
-        self.model, self.path, self.base_url = f"local:{name}", path, local.base_url(path, "chat")
+        self.model, self.path, self.base_url = f"local:{name}", path, local.base_url(path)
         self.llm = local.LlamaServer(path, n_ctx=n_ctx, threads=threads)
 
 
@@ -142,7 +142,7 @@ def compare_chat(descriptions: Path, limit: int, threads: int, max_tokens: int) 
 
 class NewScorer(local.LocalScorerBackend):
     def __init__(self, name: str, path: Path, *, n_ctx: int, threads: int) -> None:
-        self.model, self.path, self.base_url = f"local:{name}", path, local.base_url(path, "scorer")
+        self.model, self.path, self.base_url = f"local:{name}", path, local.base_url(path)
         self.llm = local.LlamaServer(path, n_ctx=n_ctx, threads=threads)
         self._priors, self._label_tokens = {}, {}
 

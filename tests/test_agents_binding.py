@@ -40,9 +40,8 @@ def test_a_model_file_that_does_not_load_is_an_input_error(tmp_path):
     assert "broken.gguf" in info.value.message
 
 
-def test_the_scorer_keeps_its_cache_keys_and_a_chat_model_names_the_binding():
-    """Scorer answers on xllamacpp are llama-cpp-python's (benchmarks/compare_bindings.py), so
-    their keys stay (tests/test_task.py pins them); chat answers differ, so their keys change."""
+def test_the_offline_cache_keys_name_the_binding():
+    """Answers cached under llama-cpp-python are never reused (benchmarks/compare_bindings.py:
+    scorer answers the same on the example, chat answers not; tests/test_task.py pins the keys)."""
     model = Path("SmolLM2-135M-Instruct.Q4_1.gguf")
-    assert local.base_url(model, "scorer") == "local://llama.cpp/SmolLM2-135M-Instruct.Q4_1.gguf"
-    assert local.base_url(model, "chat") == "local://xllamacpp/SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert local.base_url(model) == "local://xllamacpp/SmolLM2-135M-Instruct.Q4_1.gguf"

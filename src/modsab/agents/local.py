@@ -112,13 +112,15 @@ LOCAL_MODELS: dict[str, LocalModel] = {
 }
 
 
-def base_url(path: Path, kind: str) -> str:
-    """The offline backend's base URL, part of every cache key. A scorer's answers are those
-    llama-cpp-python gave (the binding before xllamacpp; the same JSON on every call of the
-    example, probabilities within 3e-8), so its keys stay; a chat model's answers are not
-    (llama.cpp's server renders the chat template and the schema's grammar its own way), so
-    the binding is in its key and no answer cached under llama-cpp-python is reused."""
-    return f"local://llama.cpp/{path.name}" if kind == "scorer" else f"local://xllamacpp/{path.name}"
+def base_url(path: Path) -> str:
+    """The offline backends' base URL, part of every cache key: it names the binding, so no
+    answer cached under llama-cpp-python (the binding before xllamacpp) is mixed with new
+    ones. Scorer answers were the same on every call compared (the example's 105), but a
+    label of several tokens reads its later tokens from llama.cpp's float32 softmax
+    (probabilities within 2e-5 of llama-cpp-python's float64 ones), so a confidence can
+    round the other way; chat answers differ (llama.cpp's server renders the chat template
+    and the schema's grammar its own way)."""
+    return f"local://xllamacpp/{path.name}"
 
 
 def _threads() -> int:
@@ -210,7 +212,7 @@ class _LocalBackend:
 
     def __init__(self, name: str, path: Path, *, n_ctx: int) -> None:
         self.model = f"local:{name}"
-        self.base_url = base_url(path, self.kind)
+        self.base_url = base_url(path)
         self.path = path
         self.llm = LlamaServer(path, n_ctx=n_ctx, threads=_threads())
         self._lock = threading.Lock()

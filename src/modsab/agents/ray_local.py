@@ -53,7 +53,7 @@ class RayLocalBackend:
         path = spec.locate()  # assembled here once, so the actors find it ready
         self.kind = spec.kind
         self.model = f"local:{name}"
-        self.base_url = base_url(path, spec.kind)  # as in-process: the cache keys are the same
+        self.base_url = base_url(path)  # as in-process: the cache keys are the same
         self._ray = _import_ray()
         self._connected_here = connect(self._ray, settings)  # False inside a run's ray_session
         self._class = self._ray.remote(num_cpus=settings.cpus_per_worker, max_restarts=0)(_ModelActor)
