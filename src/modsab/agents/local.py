@@ -229,8 +229,8 @@ class _LocalBackend:
 
 
 class LocalChatBackend(_LocalBackend):
-    """A chat model with JSON constrained to the answer schema by a grammar (llama.cpp's
-    server turns the schema into one)."""
+    """A chat model with JSON constrained to the answer schema by a grammar (llguidance's,
+    from the schema, compact)."""
 
     kind = "chat"
 
@@ -238,14 +238,18 @@ class LocalChatBackend(_LocalBackend):
         schema = (response_format or {}).get("schema") or (
             (response_format or {}).get("json_schema", {}).get("schema")
         )
-        format_ = {"type": "json_object", "schema": schema} if schema else response_format
         body: dict[str, Any] = {
             "messages": list(messages),
             "temperature": params.get("temperature", 0.0),
             "max_tokens": params.get("max_tokens", 400),
         }
-        if format_:
-            body["response_format"] = format_
+        if schema:  # compact JSON: the server's own schema grammar allows indenting, which a small
+            # model then writes, spending its max_tokens on whitespace (llguidance, in the wheel)
+            compact = {**schema, "x-guidance": {"whitespace_flexible": False, "item_separator": ", ",
+                                                "key_separator": ": "}}
+            body["grammar"] = "%llguidance {}\nstart: %json " + json.dumps(compact)
+        elif response_format:
+            body["response_format"] = response_format
         if params.get("seed") is not None:
             body["seed"] = params["seed"]
         result = self.llm.chat(body)
