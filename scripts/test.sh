@@ -16,6 +16,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# the project with the test extras and llama.cpp's OpenAI-compatible server (the real-server tests)
-bash scripts/install.sh "all,test,browser,server"
+# the project with the test extras (the real-server tests run llama.cpp's own server from xllamacpp,
+# which the extra 'agents' installs)
+bash scripts/install.sh "all,test,browser"
 python -m pytest "$@"

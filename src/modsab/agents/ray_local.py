@@ -43,7 +43,7 @@ class RayLocalBackend:
     accepts = frozenset({"text"})
 
     def __init__(self, model: str, settings: ExecutorSettings) -> None:
-        from modsab.agents.local import LOCAL_MODELS, local_backend
+        from modsab.agents.local import LOCAL_MODELS, base_url, local_backend
         from modsab.run.executors.ray import _driver_threads, _import_ray, connect
 
         name = model.removeprefix("local:")
@@ -53,7 +53,7 @@ class RayLocalBackend:
         path = spec.locate()  # assembled here once, so the actors find it ready
         self.kind = spec.kind
         self.model = f"local:{name}"
-        self.base_url = f"local://llama.cpp/{path.name}"  # as in-process: the cache keys are the same
+        self.base_url = base_url(path)  # as in-process: the cache keys are the same
         self._ray = _import_ray()
         self._connected_here = connect(self._ray, settings)  # False inside a run's ray_session
         self._class = self._ray.remote(num_cpus=settings.cpus_per_worker, max_restarts=0)(_ModelActor)
