@@ -109,7 +109,7 @@ def _run(config: Path, *extra: str) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
 
 
-def _same_outputs_under_both_executors(tmp_path: Path, text: str, *extra: str, described: bool = True) -> pd.DataFrame:
+def assert_same_outputs_under_both_executors(tmp_path: Path, text: str, *extra: str, described: bool = True) -> pd.DataFrame:
     """Run ``text`` (a config without [run]) locally, then on Ray, from the same config path
     into the same run directory, each with a cache of its own (so Ray describes everything
     itself, and fits every probe itself): the three output files must be byte-identical.
@@ -139,7 +139,7 @@ def test_the_example_gives_the_same_outputs_on_ray(tmp_path):
         pytest.importorskip(name)
     clips = EXAMPLE.parent / "clips"
     text = EXAMPLE.read_text().split("[dataset]", 1)[1].replace('path = "clips"', f'path = "{clips}"')
-    descriptors = _same_outputs_under_both_executors(tmp_path, "[dataset]" + text, "--limit", "10",
+    descriptors = assert_same_outputs_under_both_executors(tmp_path, "[dataset]" + text, "--limit", "10",
                                                      "--agents", "text,vision,audio_probe")
     assert len(descriptors) == 10 and descriptors["transcript"].notna().all()
     assert descriptors["face_quality"].notna().sum() == 1  # the audio-visual clip
@@ -151,7 +151,7 @@ def test_200_ravdess_clips_give_the_same_outputs_on_ray(tmp_path, data_dir):
     example's test above; here the number of items and batches is what grows)."""
     _needs_ray()
     pytest.importorskip("opensmile")
-    descriptors = _same_outputs_under_both_executors(tmp_path, f"""
+    descriptors = assert_same_outputs_under_both_executors(tmp_path, f"""
 [dataset]
 loader = "ravdess"
 path = "{data_dir / 'ravdess' / 'speech_16k'}"
@@ -403,7 +403,7 @@ def test_a_run_of_probe_agents_gives_the_same_outputs_on_ray(tmp_path):
              **{f"au_{j:02d}": round(float(rng.normal((k % 3) * 0.3, 1)), 4) for j in range(4)}} for k in range(150)]
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    _same_outputs_under_both_executors(tmp_path, f"""
+    assert_same_outputs_under_both_executors(tmp_path, f"""
 [dataset]
 loader = "manifest"
 path = "{manifest}"
