@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from enum import StrEnum
 from pathlib import Path
 
@@ -96,10 +95,9 @@ def describe_command(
         label_words = list(LabelSet.parse(labels).labels)
     side = out.with_name(out.stem)
     stats_of = {}
-    if executor == "local" and ray_address is not None:
-        raise InputError("--ray-address applies to --executor ray only", hint="add --executor ray")
-    with command_executor(executor, workers=workers, ray_address=ray_address) if executor != "local" \
-            else contextlib.nullcontext() as pool:  # local: describe's own processes, as without the option
+    # local: no executor here (None), describe's own --workers processes, as without the option
+    with command_executor(executor, workers=None if executor == "local" else workers,
+                          ray_address=ray_address) as pool:
         table = describe(manifest, config=config, workers=workers, executor=pool, cache=cache_path,
                          progress=not quiet, on_record=count, keyframes=keyframes,
                          frames_dir=side.with_name(side.name + ".frames"), describers=describers,

@@ -42,8 +42,6 @@ def extractor_version(asr_window: str = "fit") -> str:
     return "|".join(("media-2", asr.asr_version(asr_window), voice.VOICE_VERSION, face.FACE_VERSION))
 
 
-EXTRACTOR_VERSION = extractor_version()
-
 
 @dataclass(frozen=True)
 class DescribeConfig:
