@@ -529,7 +529,7 @@ def run_pipeline(
 
 def _stage_executor(config: RunConfig):
     """The executor of the stages after describe (probe fits, one task a fold; the diagnose
-    reader, one task a Parquet file): with ``executor = "ray"`` one actor per CPU of the
+    stage reads the run's one predictions.jsonl here): with ``executor = "ray"`` one actor per CPU of the
     cluster (describe's actors are gone by then), started on first use; else None (here)."""
     if config.run.executor != "ray":
         return contextlib.nullcontext()
@@ -625,7 +625,6 @@ def _stages(config: RunConfig, executor: Any, *, log: Callable[[str], None] | No
         predictions, labels=loaded.labels, weights=fusion.weights, fuse=fusion.fuse, baseline=fusion.baseline,
         agents_order=agent_order(sorted(by_agent_answered), None, [a.name for a in config.agents]),  # the config's
         tau=audit.tau, k=audit.k, bootstrap=audit.bootstrap, seed=audit.seed, n_folds=audit.folds, **audit.wanted(),
-        **({} if executor is None else {"executor": executor}),  # one JSONL file: read here either way
     )
     payload = result.to_dict()
     payload["run"] = {"config": str(config.source) if config.source else None, "dataset": config.dataset.loader,
